@@ -1,0 +1,185 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The plans shipped with tenantd (`plans.yaml` at the repository root).
+pub const DEFAULT_PLANS_YAML: &str = include_str!("../../../plans.yaml");
+
+/// Quota names that every plan knows about, besides one per resource kind.
+pub const CORE_QUOTAS: &[&str] = &["users", "projects", "tokens", "storage_bytes", "concurrent_runs"];
+
+/// Rate-limited actions.
+pub const RATE_ACTIONS: &[&str] = &["api_requests", "agent_spawns"];
+
+/// One plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// The plan's id (its key in the file).
+    #[serde(skip_deserializing)]
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether self-serve signup may pick it.
+    #[serde(default)]
+    pub self_serve: bool,
+    /// `pooled` or `dedicated`.
+    #[serde(default = "pooled")]
+    pub isolation: String,
+    /// Quota limits; `~` (null) or absent is unlimited.
+    #[serde(default)]
+    pub quotas: BTreeMap<String, Option<i64>>,
+    /// Feature flags.
+    #[serde(default)]
+    pub features: BTreeSet<String>,
+    /// Requests per minute for each rate-limited action.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, u32>,
+    /// Models agent runs may use; absent = any.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+}
+
+fn pooled() -> String {
+    "pooled".to_owned()
+}
+
+impl Plan {
+    /// The limit of a quota, `None` when unlimited.
+    pub fn limit(&self, quota: &str) -> Option<i64> {
+        self.quotas.get(quota).copied().flatten()
+    }
+
+    /// Whether the plan has a feature.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.features.contains(feature)
+    }
+
+    /// Fails with `FEATURE_NOT_IN_PLAN` unless the plan has `feature`.
+    pub fn require_feature(&self, feature: &str) -> Result<()> {
+        if self.has_feature(feature) {
+            Ok(())
+        } else {
+            Err(Error::FeatureNotInPlan { feature: feature.to_owned(), plan: self.id.clone() })
+        }
+    }
+
+    /// Requests per minute for an action, `None` when not limited.
+    pub fn rate_per_minute(&self, action: &str) -> Option<u32> {
+        self.rate_limits.get(action).copied()
+    }
+}
+
+/// Checks that `requested` more of a quota fits: the pure arithmetic behind every counter.
+pub fn check_quota(resource: &str, current: i64, limit: Option<i64>, requested: i64) -> Result<()> {
+    match limit {
+        Some(limit) if current.saturating_add(requested) > limit => Err(Error::QuotaExceeded {
+            resource: resource.to_owned(),
+            current,
+            limit,
+            requested,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlansFile {
+    plans: BTreeMap<String, Plan>,
+}
+
+/// The set of plans tenantd serves.
+#[derive(Debug, Clone)]
+pub struct Plans {
+    plans: BTreeMap<String, Plan>,
+}
+
+impl Plans {
+    /// Parses a plans file.
+    pub fn from_yaml(text: &str) -> std::result::Result<Self, String> {
+        let file: PlansFile = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
+        let mut plans = BTreeMap::new();
+        for (id, mut plan) in file.plans {
+            plan.id = id.clone();
+            if !matches!(plan.isolation.as_str(), "pooled" | "dedicated") {
+                return Err(format!("plan {id}: isolation must be pooled or dedicated"));
+            }
+            for (q, v) in &plan.quotas {
+                if v.is_some_and(|v| v < 0) {
+                    return Err(format!("plan {id}: quota {q} is negative"));
+                }
+            }
+            for a in plan.rate_limits.keys() {
+                if !RATE_ACTIONS.contains(&a.as_str()) {
+                    return Err(format!("plan {id}: unknown rate-limit action {a}"));
+                }
+            }
+            plans.insert(id, plan);
+        }
+        if !plans.contains_key("free") {
+            return Err("the plans file must define a `free` plan".to_owned());
+        }
+        Ok(Self { plans })
+    }
+
+    /// The plans shipped with tenantd.
+    pub fn builtin() -> Self {
+        Self::from_yaml(DEFAULT_PLANS_YAML).unwrap_or_else(|e| panic!("shipped plans.yaml: {e}"))
+    }
+
+    /// A plan by id.
+    pub fn get(&self, id: &str) -> Option<&Plan> {
+        self.plans.get(id)
+    }
+
+    /// A plan by id, or a 422 naming `field`.
+    pub fn parse(&self, id: &str, field: &str) -> Result<&Plan> {
+        self.get(id).ok_or_else(|| {
+            let names: Vec<&str> = self.plans.keys().map(String::as_str).collect();
+            Error::invalid(field, format!("unknown plan; one of: {}", names.join(", ")))
+        })
+    }
+
+    /// Every plan.
+    pub fn all(&self) -> impl Iterator<Item = &Plan> {
+        self.plans.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn shipped_plans_carry_the_contract_numbers() {
+        let p = Plans::builtin();
+        let free = p.get("free").unwrap();
+        assert_eq!(free.limit("users"), Some(1));
+        assert_eq!(free.limit("projects"), Some(3));
+        assert_eq!(free.limit("tokens"), Some(100_000));
+        assert_eq!(free.limit("storage_bytes"), Some(1 << 30));
+        assert_eq!(free.limit("concurrent_runs"), Some(2));
+        assert_eq!(free.rate_per_minute("api_requests"), Some(100));
+        assert_eq!(free.rate_per_minute("agent_spawns"), Some(10));
+        let ent = p.get("enterprise").unwrap();
+        assert_eq!(ent.limit("users"), None);
+        assert_eq!(ent.limit("concurrent_runs"), Some(50));
+        assert_eq!(ent.isolation, "dedicated");
+        assert!(ent.has_feature("audit_logs") && ent.has_feature("sso"));
+        assert!(p.get("professional").unwrap().has_feature("selective_sharing"));
+        assert!(!free.has_feature("audit_logs"));
+    }
+
+    proptest! {
+        #[test]
+        fn quota_check_admits_exactly_up_to_the_limit(current in 0i64..1000, limit in 0i64..1000, req in 1i64..10) {
+            let ok = check_quota("projects", current, Some(limit), req).is_ok();
+            prop_assert_eq!(ok, current + req <= limit);
+            prop_assert!(check_quota("projects", current, None, req).is_ok());
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The store traits. `tenantd-store` implements them for SQLite (and PostgreSQL); the server
+//! holds them as `Arc<dyn CatalogStore>` / `Arc<dyn CellStore>`.
+//!
+//! Methods that change something take the audit events of that change and commit them in
+//! the same transaction: in a cell they join the tenant's hash chain directly, in the catalog
+//! they go to the outbox that the relay moves into the tenant's chain.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::access::Role;
+use crate::audit::{AuditDraft, AuditEvent, AuditFilter};
+use crate::error::Result;
+use crate::identity::{
+    ApiKey, Invitation, Membership, NewInvitation, NewRefreshToken, NewUser, RefreshOutcome,
+    Session, User,
+};
+use crate::ids::{ApiKeyId, EventId, InvitationId, ResourceId, SessionId, TenantId, UserId};
+use crate::resource::{ListQuery, NewResource, Resource, ResourceKind, ResourcePatch};
+use crate::tenant::{NewTenant, Tenant, TenantPatch, TenantScope, TenantStatus};
+
+/// Who owns a tenant being created.
+#[derive(Debug, Clone)]
+pub enum TenantOwner {
+    /// A new user (signup, bootstrap).
+    NewUser(NewUser),
+    /// A user that exists already.
+    Existing(UserId),
+    /// Nobody yet: an invitation with role `owner` (counted in `users`).
+    Invite(NewInvitation),
+}
+
+/// Who accepts an invitation.
+#[derive(Debug, Clone)]
+pub enum Joiner {
+    /// An existing user (who proved their password).
+    Existing(UserId),
+    /// A new user.
+    New(NewUser),
+}
+
+/// A login session about to be created, with its first refresh token.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Its id.
+    pub id: SessionId,
+    /// The user.
+    pub user_id: UserId,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The first refresh token of the family.
+    pub refresh: NewRefreshToken,
+}
+
+/// An API key about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// Its id.
+    pub id: ApiKeyId,
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The visible prefix.
+    pub prefix: String,
+    /// sha256 of the key, hex.
+    pub key_hash: String,
+    /// Who made it.
+    pub created_by: Option<UserId>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A token-signing key as stored: the Ed25519 seed and public key.
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    /// The `kid`.
+    pub kid: String,
+    /// The 32-byte seed.
+    pub private_key: Vec<u8>,
+    /// The 32-byte public key.
+    pub public_key: Vec<u8>,
+    /// Creation time; the newest live key signs.
+    pub created_at: DateTime<Utc>,
+    /// After this, the key no longer verifies (set when it is rotated out).
+    pub verify_until: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+/// The control plane: tenants, users, memberships, invitations, keys, sessions, placements.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// A tenant by id.
+    async fn find_tenant(&self, id: TenantId) -> Result<Option<Tenant>>;
+    /// A tenant by slug.
+    async fn find_tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>>;
+    /// Tenants ordered by id, after `after`.
+    async fn list_tenants(&self, after: Option<TenantId>, limit: u32) -> Result<Vec<Tenant>>;
+    /// Creates a tenant, its owner (or owner invitation) and optionally a session.
+    /// `users` starts at 1. Slug taken → `Conflict{slug}`; email taken → `Conflict{email}`.
+    async fn create_tenant(
+        &self,
+        tenant: NewTenant,
+        owner: TenantOwner,
+        session: Option<NewSession>,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Tenant>;
+    /// Changes name, settings or branding.
+    async fn update_tenant(&self, id: TenantId, patch: TenantPatch, outbox: Vec<AuditDraft>) -> Result<Tenant>;
+    /// Changes the status (suspend, reactivate, delete).
+    async fn set_tenant_status(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        reason: Option<String>,
+        purge_after: Option<DateTime<Utc>>,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Tenant>;
+    /// Changes the plan.
+    async fn set_tenant_plan(&self, id: TenantId, plan: &str, outbox: Vec<AuditDraft>) -> Result<Tenant>;
+
+    /// A user by id.
+    async fn find_user(&self, id: UserId) -> Result<Option<User>>;
+    /// A user by (normalised) email.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<User>>;
+    /// Remembers the tenant a user last logged into.
+    async fn set_user_last_tenant(&self, user: UserId, tenant: TenantId) -> Result<()>;
+
+    /// One membership.
+    async fn find_membership(&self, tenant: TenantId, user: UserId) -> Result<Option<Membership>>;
+    /// A user's memberships, oldest first.
+    async fn list_user_memberships(&self, user: UserId) -> Result<Vec<Membership>>;
+    /// A tenant's members, oldest first.
+    async fn list_members(&self, tenant: TenantId) -> Result<Vec<Membership>>;
+    /// Changes a role; demoting the last owner → `Conflict{role}`.
+    async fn update_member_role(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        role: Role,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Membership>;
+    /// Removes a member, revokes their sessions in the tenant and frees a `users` slot;
+    /// removing the last owner → `Conflict{user_id}`.
+    async fn remove_member(&self, tenant: TenantId, user: UserId, outbox: Vec<AuditDraft>) -> Result<()>;
+    /// Members plus pending, unexpired invitations (the `users` quota's usage).
+    async fn users_used(&self, tenant: TenantId) -> Result<i64>;
+
+    /// Stores an invitation if `users` has room under `limit` (expired ones are released
+    /// first); full → `QuotaExceeded`.
+    async fn create_invitation(
+        &self,
+        inv: NewInvitation,
+        limit: Option<i64>,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Invitation>;
+    /// A tenant's invitations, newest first.
+    async fn list_invitations(&self, tenant: TenantId) -> Result<Vec<Invitation>>;
+    /// Revokes a pending invitation and frees its slot.
+    async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId, outbox: Vec<AuditDraft>) -> Result<()>;
+    /// A pending, unexpired invitation by token hash.
+    async fn find_pending_invitation(&self, token_hash: &str) -> Result<Option<Invitation>>;
+    /// Accepts a pending invitation exactly once: makes the membership (and the user) and a
+    /// session. Already used, revoked or expired → `NotFound`; already a member → `Conflict`.
+    async fn accept_invitation(
+        &self,
+        id: InvitationId,
+        joiner: Joiner,
+        session: NewSession,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<()>;
+
+    /// Stores an API key.
+    async fn create_api_key(&self, key: NewApiKey, outbox: Vec<AuditDraft>) -> Result<ApiKey>;
+    /// A tenant's keys (revoked ones included).
+    async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKey>>;
+    /// Revokes a key.
+    async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, outbox: Vec<AuditDraft>) -> Result<()>;
+    /// A key by hash.
+    async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+
+    /// Creates a session and its first refresh token.
+    async fn create_session(&self, session: NewSession, outbox: Vec<AuditDraft>) -> Result<()>;
+    /// Spends a refresh token and stores the next one; a spent token revokes its family.
+    async fn rotate_refresh(&self, token_hash: &str, next: NewRefreshToken) -> Result<RefreshOutcome>;
+    /// A session.
+    async fn find_session(&self, id: SessionId) -> Result<Option<Session>>;
+    /// Revokes a session and its refresh tokens.
+    async fn revoke_session(&self, id: SessionId, outbox: Vec<AuditDraft>) -> Result<()>;
+
+    /// Every signing key.
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    /// Adds a signing key; the others stop verifying after `retire_others_at`.
+    async fn insert_signing_key(&self, key: SigningKeyRecord, retire_others_at: Option<DateTime<Utc>>) -> Result<()>;
+
+    /// Audit events waiting for the relay, oldest first.
+    async fn pending_outbox(&self, limit: u32) -> Result<Vec<AuditDraft>>;
+    /// Drops relayed events.
+    async fn delete_outbox(&self, ids: &[EventId]) -> Result<()>;
+}
+
+/// A data-plane database: tenant-owned resources, quota counters and audit chains.
+/// Every method takes the [`TenantScope`] it acts in.
+#[async_trait]
+pub trait CellStore: Send + Sync + 'static {
+    /// The cell's name.
+    fn name(&self) -> &str;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a resource if its kind's counter has room under `limit`; full →
+    /// `QuotaExceeded`; name taken → `Conflict{name}`.
+    async fn create_resource(
+        &self,
+        scope: &TenantScope,
+        new: NewResource,
+        limit: Option<i64>,
+        audit: AuditDraft,
+    ) -> Result<Resource>;
+    /// A resource the tenant owns or that is shared with it.
+    async fn get_resource(&self, scope: &TenantScope, kind: ResourceKind, id: ResourceId) -> Result<Resource>;
+    /// A page of resources the tenant owns or that are shared with it, ordered by id.
+    async fn list_resources(&self, scope: &TenantScope, kind: ResourceKind, q: &ListQuery) -> Result<Vec<Resource>>;
+    /// Changes a resource the tenant owns; wrong `if_version` → `PreconditionFailed`.
+    async fn update_resource(
+        &self,
+        scope: &TenantScope,
+        kind: ResourceKind,
+        id: ResourceId,
+        patch: ResourcePatch,
+        audit: AuditDraft,
+    ) -> Result<Resource>;
+    /// Deletes a resource the tenant owns and frees its counter slot.
+    async fn delete_resource(
+        &self,
+        scope: &TenantScope,
+        kind: ResourceKind,
+        id: ResourceId,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// The tenant's quota counters in this cell.
+    async fn counters(&self, scope: &TenantScope) -> Result<BTreeMap<String, i64>>;
+
+    /// Appends events to the tenant's chain, skipping ids already there (the relay's
+    /// retries are idempotent).
+    async fn append_audit(&self, scope: &TenantScope, events: Vec<AuditDraft>) -> Result<()>;
+    /// A page of events, by `seq`.
+    async fn list_audit(&self, scope: &TenantScope, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+    /// The whole chain in `seq` order and the recorded head (`seq`, `hash`).
+    async fn audit_chain(&self, scope: &TenantScope) -> Result<(Vec<AuditEvent>, Option<(i64, String)>)>;
+}

@@ -1,0 +1,204 @@
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tenantd_core::store::{CatalogStore, SigningKeyRecord};
+use tenantd_core::{Error, time};
+
+/// The claims of a tenantd access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user.
+    pub sub: String,
+    /// The tenant.
+    pub tid: String,
+    /// The role in that tenant when the token was issued (the live membership decides).
+    pub role: String,
+    /// The session (refresh-token family); revoking it kills the token.
+    pub sid: String,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Expiry (seconds since the epoch).
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Token id.
+    pub jti: String,
+}
+
+/// PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): a fixed 16-byte prefix, then the seed.
+const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+struct Verifier {
+    key: DecodingKey,
+    public: Vec<u8>,
+    until: Option<DateTime<Utc>>,
+}
+
+struct Inner {
+    signer: Option<(String, EncodingKey)>,
+    verifiers: HashMap<String, Verifier>,
+    loaded: Instant,
+}
+
+/// The node's signing keys, loaded from the catalog (so every node and restart shares them).
+#[derive(Clone)]
+pub struct KeyRing {
+    inner: Arc<RwLock<Inner>>,
+    issuer: String,
+    ttl: i64,
+}
+
+fn encoding_key(seed: &[u8]) -> EncodingKey {
+    let mut der = PKCS8_ED25519_PREFIX.to_vec();
+    der.extend_from_slice(seed);
+    EncodingKey::from_ed_der(&der)
+}
+
+/// A fresh Ed25519 key record.
+pub fn generate_key() -> Result<SigningKeyRecord, Error> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| Error::Internal(format!("rng: {e}")))?;
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let now = time::now();
+    Ok(SigningKeyRecord {
+        kid: format!("k{}", now.format("%Y%m%d%H%M%S%6f")),
+        private_key: seed.to_vec(),
+        public_key: public.to_vec(),
+        created_at: now,
+        verify_until: None,
+    })
+}
+
+/// Adds a new signing key; older keys keep verifying for one access-token lifetime.
+pub async fn rotate(catalog: &dyn CatalogStore, access_ttl_secs: i64) -> Result<String, Error> {
+    let key = generate_key()?;
+    let kid = key.kid.clone();
+    catalog.insert_signing_key(key, Some(time::now() + Duration::seconds(access_ttl_secs + 60))).await?;
+    Ok(kid)
+}
+
+impl KeyRing {
+    /// Loads the keys, creating the first one on a new catalog.
+    pub async fn load(catalog: &dyn CatalogStore, issuer: &str, ttl: i64) -> Result<Self, Error> {
+        if catalog.list_signing_keys().await?.is_empty() {
+            catalog.insert_signing_key(generate_key()?, None).await?;
+        }
+        let ring = Self {
+            inner: Arc::new(RwLock::new(Inner { signer: None, verifiers: HashMap::new(), loaded: Instant::now() })),
+            issuer: issuer.to_owned(),
+            ttl,
+        };
+        ring.reload(catalog).await?;
+        Ok(ring)
+    }
+
+    /// Re-reads the keys (after a rotation by the CLI or another node).
+    pub async fn reload(&self, catalog: &dyn CatalogStore) -> Result<(), Error> {
+        let records = catalog.list_signing_keys().await?;
+        let now = time::now();
+        let signer = records
+            .iter()
+            .filter(|k| k.verify_until.is_none())
+            .max_by_key(|k| k.created_at)
+            .map(|k| (k.kid.clone(), encoding_key(&k.private_key)));
+        let verifiers = records
+            .iter()
+            .filter(|k| k.verify_until.is_none_or(|u| u > now))
+            .map(|k| {
+                (k.kid.clone(), Verifier { key: DecodingKey::from_ed_der(&k.public_key), public: k.public_key.clone(), until: k.verify_until })
+            })
+            .collect();
+        let mut inner = self.inner.write().map_err(|_| Error::Internal("key ring lock".into()))?;
+        *inner = Inner { signer, verifiers, loaded: Instant::now() };
+        Ok(())
+    }
+
+    /// Whether the keys were loaded more than `secs` ago.
+    pub fn older_than(&self, secs: u64) -> bool {
+        self.inner.read().map(|i| i.loaded.elapsed().as_secs() >= secs).unwrap_or(true)
+    }
+
+    /// Whether `kid` is known.
+    pub fn knows(&self, kid: &str) -> bool {
+        self.inner.read().map(|i| i.verifiers.contains_key(kid)).unwrap_or(false)
+    }
+
+    /// Access-token lifetime, seconds.
+    pub fn ttl(&self) -> i64 {
+        self.ttl
+    }
+
+    /// Signs an access token.
+    pub fn issue(&self, sub: &str, tid: &str, role: &str, sid: &str) -> Result<String, Error> {
+        let inner = self.inner.read().map_err(|_| Error::Internal("key ring lock".into()))?;
+        let (kid, key) = inner.signer.as_ref().ok_or_else(|| Error::Internal("no signing key".into()))?;
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: sub.to_owned(),
+            tid: tid.to_owned(),
+            role: role.to_owned(),
+            sid: sid.to_owned(),
+            iss: self.issuer.clone(),
+            aud: self.issuer.clone(),
+            exp: now + self.ttl,
+            iat: now,
+            jti: uuid::Uuid::now_v7().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| Error::Internal(format!("jwt: {e}")))
+    }
+
+    /// Verifies an access token: EdDSA only, a known and live `kid`, signature, `exp`,
+    /// `iss`, `aud`. Anything else is `UNAUTHENTICATED`.
+    pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+        let bad = Error::Unauthenticated("invalid access token");
+        if token.len() > 8192 {
+            return Err(bad);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated("invalid access token"))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(bad);
+        }
+        let kid = header.kid.ok_or(Error::Unauthenticated("invalid access token"))?;
+        let inner = self.inner.read().map_err(|_| Error::Internal("key ring lock".into()))?;
+        let v = inner.verifiers.get(&kid).ok_or(Error::Unauthenticated("invalid access token"))?;
+        if v.until.is_some_and(|u| u <= Utc::now()) {
+            return Err(bad);
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, &v.key, &validation)
+            .map(|d| d.claims)
+            .map_err(|_| Error::Unauthenticated("invalid access token"))
+    }
+
+    /// The JWKS document of the keys that verify.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<Value> = self
+            .inner
+            .read()
+            .map(|i| {
+                i.verifiers
+                    .iter()
+                    .map(|(kid, v)| {
+                        json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid, "x": URL_SAFE_NO_PAD.encode(&v.public)})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({ "keys": keys })
+    }
+}

@@ -1,0 +1,354 @@
+//! Configuration: defaults → TOML file → `TENANTD_*` environment → command-line flags.
+//! A raw, all-optional struct is read first, then validated into [`Config`]; a bad value
+//! fails the start with the key's name.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Single- or multi-tenant operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every request names its tenant (token, key, header, subdomain or cookie).
+    Multi,
+    /// One default tenant; requests need no tenant resolution.
+    Single,
+}
+
+/// How expensive password hashing is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCost {
+    /// argon2id at OWASP parameters (19 MiB, 2 passes): the default.
+    Owasp,
+    /// argon2id at minimal parameters: for test suites only, never production.
+    InsecureFastForTests,
+}
+
+/// Where a catalog or cell lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+}
+
+/// A storage cell.
+#[derive(Debug, Clone)]
+pub struct CellConfig {
+    /// Its name.
+    pub name: String,
+    /// Its region (`us`, `eu`, `ap`), if any.
+    pub region: Option<String>,
+    /// `pooled` or `dedicated`.
+    pub dedicated: bool,
+    /// Its database.
+    pub location: DbLocation,
+}
+
+/// The validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory of the embedded default.
+    pub data_dir: PathBuf,
+    /// Single or multi tenant.
+    pub mode: Mode,
+    /// Base domain for subdomain resolution.
+    pub base_domain: Option<String>,
+    /// Whether self-serve signup is on.
+    pub signup: bool,
+    /// The plans file (`None`: the shipped plans).
+    pub plans_file: Option<PathBuf>,
+    /// Token issuer (`iss`) and audience (`aud`).
+    pub issuer: String,
+    /// Access-token lifetime, seconds.
+    pub access_ttl_secs: i64,
+    /// Refresh-token lifetime, seconds.
+    pub refresh_ttl_secs: i64,
+    /// Invitation lifetime, seconds.
+    pub invitation_ttl_secs: i64,
+    /// Days between deletion and purge.
+    pub retention_days: i64,
+    /// Largest accepted request body, bytes.
+    pub body_limit_bytes: usize,
+    /// Password hashing cost.
+    pub password_cost: PasswordCost,
+    /// The catalog database.
+    pub catalog: DbLocation,
+    /// The cells; the first takes new tenants by default.
+    pub cells: Vec<CellConfig>,
+    /// The tenant `mode = "single"` serves (created at first start).
+    pub default_tenant: String,
+    /// First-start platform admin email.
+    pub admin_email: Option<String>,
+    /// First-start platform admin password.
+    pub admin_password: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("mode", &self.mode)
+            .field("base_domain", &self.base_domain)
+            .field("signup", &self.signup)
+            .field("admin_email", &self.admin_email)
+            .field("admin_password", &self.admin_password.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDb {
+    url: Option<String>,
+    migrate_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCell {
+    name: Option<String>,
+    region: Option<String>,
+    mode: Option<String>,
+    url: Option<String>,
+    migrate_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    data_dir: Option<String>,
+    mode: Option<String>,
+    base_domain: Option<String>,
+    signup: Option<bool>,
+    plans_file: Option<String>,
+    redis_url: Option<String>,
+    issuer: Option<String>,
+    access_ttl_secs: Option<i64>,
+    refresh_ttl_secs: Option<i64>,
+    invitation_ttl_secs: Option<i64>,
+    retention_days: Option<i64>,
+    body_limit_bytes: Option<usize>,
+    password_hashing: Option<String>,
+    default_tenant: Option<String>,
+    admin_email: Option<String>,
+    admin_password: Option<String>,
+    catalog: Option<RawDb>,
+    cells: Option<Vec<RawCell>>,
+}
+
+/// Top-level keys that may come from `TENANTD_<KEY>`.
+const ENV_KEYS: &[&str] = &[
+    "listen", "data_dir", "mode", "base_domain", "signup", "plans_file", "redis_url", "issuer",
+    "access_ttl_secs", "refresh_ttl_secs", "invitation_ttl_secs", "retention_days",
+    "body_limit_bytes", "password_hashing", "default_tenant", "admin_email", "admin_password",
+];
+
+/// Variables the binary itself reads (not config keys).
+const OTHER_ENV: &[&str] = &["config", "log", "log_format"];
+
+/// Values given on the command line; they win over everything.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config`.
+    pub config_file: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration from the file, the process environment and the flags.
+    pub fn load(over: &Overrides) -> Result<(Self, Vec<String>), String> {
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("TENANTD_")).collect();
+        Self::from_sources(over, &env)
+    }
+
+    /// Loads from explicit sources (tests pass their own environment). Returns the config and
+    /// warnings (unknown `TENANTD_` variables).
+    pub fn from_sources(over: &Overrides, env: &BTreeMap<String, String>) -> Result<(Self, Vec<String>), String> {
+        let file = over.config_file.clone().or_else(|| env.get("TENANTD_CONFIG").map(PathBuf::from));
+        let mut raw: RawConfig = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?
+            }
+            None => RawConfig::default(),
+        };
+        let mut warnings = Vec::new();
+        for (k, v) in env {
+            let key = k.trim_start_matches("TENANTD_").to_ascii_lowercase();
+            if OTHER_ENV.contains(&key.as_str()) || key.starts_with("test_") {
+                continue;
+            }
+            if let Some((section, field)) = key.split_once("__") {
+                if section == "catalog" {
+                    let db = raw.catalog.get_or_insert_with(RawDb::default);
+                    match field {
+                        "url" => db.url = Some(v.clone()),
+                        "migrate_url" => db.migrate_url = Some(v.clone()),
+                        _ => warnings.push(format!("unknown variable {k}")),
+                    }
+                } else {
+                    warnings.push(format!("unknown variable {k}"));
+                }
+                continue;
+            }
+            if !ENV_KEYS.contains(&key.as_str()) {
+                warnings.push(format!("unknown variable {k}"));
+                continue;
+            }
+            set_key(&mut raw, &key, v)?;
+        }
+        if let Some(l) = &over.listen {
+            raw.listen = Some(l.clone());
+        }
+        if let Some(d) = &over.data_dir {
+            raw.data_dir = Some(d.clone());
+        }
+        Self::validate(raw).map(|c| (c, warnings))
+    }
+
+    fn validate(raw: RawConfig) -> Result<Self, String> {
+        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen: SocketAddr = listen.parse().map_err(|_| format!("listen: not an address: {listen}"))?;
+        let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("./data"));
+        let mode = match raw.mode.as_deref().unwrap_or("multi") {
+            "multi" => Mode::Multi,
+            "single" => Mode::Single,
+            other => return Err(format!("mode: must be \"multi\" or \"single\", not {other:?}")),
+        };
+        let password_cost = match raw.password_hashing.as_deref().unwrap_or("owasp") {
+            "owasp" => PasswordCost::Owasp,
+            "insecure-fast-for-tests" => PasswordCost::InsecureFastForTests,
+            other => return Err(format!("password_hashing: \"owasp\" or \"insecure-fast-for-tests\", not {other:?}")),
+        };
+        if raw.redis_url.is_some() {
+            return Err("redis_url: Redis is not supported by this build yet (rate limits are in process)".into());
+        }
+        let positive = |name: &str, v: Option<i64>, default: i64| match v {
+            Some(v) if v <= 0 => Err(format!("{name}: must be positive")),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let catalog = match raw.catalog.as_ref().and_then(|c| c.url.as_deref()) {
+            Some(url) => parse_url("catalog.url", url)?,
+            None => DbLocation::Sqlite(data_dir.join("catalog.db")),
+        };
+        if raw.catalog.as_ref().is_some_and(|c| c.migrate_url.as_deref().is_some_and(|u| !u.starts_with("sqlite://"))) {
+            return Err("catalog.migrate_url: only sqlite:// is supported by this build".into());
+        }
+        let cells = match raw.cells {
+            None => vec![CellConfig {
+                name: "local".into(),
+                region: None,
+                dedicated: false,
+                location: DbLocation::Sqlite(data_dir.join("cells").join("local.db")),
+            }],
+            Some(list) if list.is_empty() => return Err("cells: at least one cell is needed".into()),
+            Some(list) => {
+                let mut out: Vec<CellConfig> = Vec::new();
+                for (i, c) in list.into_iter().enumerate() {
+                    let name = c.name.ok_or(format!("cells[{i}].name: missing"))?;
+                    if out.iter().any(|o| o.name == name) {
+                        return Err(format!("cells[{i}].name: {name} appears twice"));
+                    }
+                    if let Some(r) = &c.region {
+                        tenantd_core::tenant::Region::parse(r, "region").map_err(|_| format!("cells[{i}].region: us, eu or ap"))?;
+                    }
+                    let dedicated = match c.mode.as_deref().unwrap_or("pooled") {
+                        "pooled" => false,
+                        "dedicated" => true,
+                        m => return Err(format!("cells[{i}].mode: pooled or dedicated, not {m:?}")),
+                    };
+                    let url = c.url.ok_or(format!("cells[{i}].url: missing"))?;
+                    let _ = c.migrate_url;
+                    out.push(CellConfig { name, region: c.region, dedicated, location: parse_url(&format!("cells[{i}].url"), &url)? });
+                }
+                out
+            }
+        };
+        Ok(Self {
+            listen,
+            mode,
+            base_domain: raw.base_domain.filter(|d| !d.is_empty()).map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
+            signup: raw.signup.unwrap_or(true),
+            plans_file: raw.plans_file.map(PathBuf::from),
+            issuer: raw.issuer.unwrap_or_else(|| "tenantd".into()),
+            access_ttl_secs: positive("access_ttl_secs", raw.access_ttl_secs, 900)?,
+            refresh_ttl_secs: positive("refresh_ttl_secs", raw.refresh_ttl_secs, 30 * 86400)?,
+            invitation_ttl_secs: positive("invitation_ttl_secs", raw.invitation_ttl_secs, 7 * 86400)?,
+            retention_days: positive("retention_days", raw.retention_days, 30)?,
+            body_limit_bytes: raw.body_limit_bytes.unwrap_or(1024 * 1024),
+            password_cost,
+            catalog,
+            cells,
+            default_tenant: raw.default_tenant.unwrap_or_else(|| "default".into()),
+            admin_email: raw.admin_email,
+            admin_password: raw.admin_password,
+            data_dir,
+        })
+    }
+
+    /// A configuration for tests: everything under `dir`, fast password hashing, port 0.
+    pub fn for_tests(dir: &Path) -> Self {
+        let raw = RawConfig {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.display().to_string()),
+            password_hashing: Some("insecure-fast-for-tests".into()),
+            ..RawConfig::default()
+        };
+        Self::validate(raw).unwrap_or_else(|e| panic!("test config: {e}"))
+    }
+}
+
+fn parse_url(key: &str, url: &str) -> Result<DbLocation, String> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(format!("{key}: sqlite:// needs a path"));
+        }
+        Ok(DbLocation::Sqlite(PathBuf::from(path)))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Err(format!("{key}: PostgreSQL is not supported by this build yet; use sqlite://PATH"))
+    } else {
+        Err(format!("{key}: expected sqlite://PATH"))
+    }
+}
+
+fn set_key(raw: &mut RawConfig, key: &str, v: &str) -> Result<(), String> {
+    let int = |v: &str| v.parse::<i64>().map_err(|_| format!("TENANTD_{}: not an integer", key.to_uppercase()));
+    let s = Some(v.to_owned());
+    match key {
+        "listen" => raw.listen = s,
+        "data_dir" => raw.data_dir = s,
+        "mode" => raw.mode = s,
+        "base_domain" => raw.base_domain = s,
+        "signup" => {
+            raw.signup = Some(match v {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err("TENANTD_SIGNUP: true or false".into()),
+            })
+        }
+        "plans_file" => raw.plans_file = s,
+        "redis_url" => raw.redis_url = s,
+        "issuer" => raw.issuer = s,
+        "access_ttl_secs" => raw.access_ttl_secs = Some(int(v)?),
+        "refresh_ttl_secs" => raw.refresh_ttl_secs = Some(int(v)?),
+        "invitation_ttl_secs" => raw.invitation_ttl_secs = Some(int(v)?),
+        "retention_days" => raw.retention_days = Some(int(v)?),
+        "body_limit_bytes" => raw.body_limit_bytes = Some(int(v)? as usize),
+        "password_hashing" => raw.password_hashing = s,
+        "default_tenant" => raw.default_tenant = s,
+        "admin_email" => raw.admin_email = s,
+        "admin_password" => raw.admin_password = s,
+        _ => {}
+    }
+    Ok(())
+}

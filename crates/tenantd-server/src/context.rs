@@ -1,0 +1,326 @@
+//! The request path from credentials to a [`Ctx`]: authentication, tenant resolution with
+//! the mismatch rule and the audited platform-admin crossing, status and membership checks,
+//! and the `api_requests` rate limit. The only place that makes a `TenantScope` for a request.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use serde_json::{Value, json};
+use tenantd_core::access::{Granted, Permission, Role};
+use tenantd_core::audit::AuditDraft;
+use tenantd_core::ids::{ApiKeyId, EventId, SessionId, TenantId, UserId};
+use tenantd_core::plans::Plan;
+use tenantd_core::tenant::{Tenant, TenantScope, TenantType};
+use tenantd_core::{Error, time};
+
+use crate::auth::secrets::{hash_secret, looks_like_api_key};
+use crate::error::ApiError;
+use crate::http::{FactsSlot, RequestMeta};
+use crate::state::AppState;
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor {
+    /// A user, through a session's access token.
+    User {
+        /// The user.
+        id: UserId,
+        /// The session.
+        session: SessionId,
+    },
+    /// An API key.
+    ApiKey {
+        /// The key.
+        id: ApiKeyId,
+    },
+}
+
+impl Actor {
+    /// The audit form: `user:<id>` or `api_key:<id>`.
+    pub fn audit_name(&self) -> String {
+        match self {
+            Actor::User { id, .. } => format!("user:{id}"),
+            Actor::ApiKey { id } => format!("api_key:{id}"),
+        }
+    }
+
+    /// The user, when a user is calling.
+    pub fn user_id(&self) -> Option<UserId> {
+        match self {
+            Actor::User { id, .. } => Some(*id),
+            Actor::ApiKey { .. } => None,
+        }
+    }
+}
+
+/// An authenticated caller in its own (home) tenant.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub actor: Actor,
+    /// The tenant the credential belongs to.
+    pub home: Tenant,
+    /// The live role there.
+    pub role: Role,
+    /// Request id and address.
+    pub meta: RequestMeta,
+}
+
+impl Caller {
+    /// Whether the caller administers the platform.
+    pub fn is_platform_admin(&self) -> bool {
+        self.home.kind == TenantType::Platform && matches!(self.role, Role::Owner | Role::Admin)
+    }
+
+    /// An audit draft by this caller in `tenant`.
+    pub fn event(&self, tenant: TenantId, action: &str, resource: &str, resource_id: Option<String>, details: Value) -> AuditDraft {
+        event(&self.meta, self.actor.audit_name(), tenant, action, resource, resource_id, "success", details)
+    }
+}
+
+/// An audit draft.
+#[allow(clippy::too_many_arguments)]
+pub fn event(
+    meta: &RequestMeta,
+    actor: String,
+    tenant: TenantId,
+    action: &str,
+    resource: &str,
+    resource_id: Option<String>,
+    outcome: &str,
+    details: Value,
+) -> AuditDraft {
+    AuditDraft {
+        id: EventId::new(),
+        tenant_id: tenant,
+        actor,
+        action: action.into(),
+        resource: resource.into(),
+        resource_id,
+        outcome: outcome.into(),
+        request_id: Some(meta.request_id.clone()),
+        ip: meta.ip.clone(),
+        at: time::format(time::now()),
+        details,
+    }
+}
+
+/// A request bound to exactly one tenant: the input of every tenant-scoped service.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The caller.
+    pub caller: Caller,
+    /// The tenant the request acts in.
+    pub tenant: Tenant,
+    /// Its plan.
+    pub plan: Plan,
+    /// The scope for its data.
+    pub scope: TenantScope,
+    /// The effective role in that tenant (a crossing platform admin acts as `owner`).
+    pub role: Role,
+    /// Whether a platform admin crossed into this tenant.
+    pub crossing: bool,
+}
+
+impl Ctx {
+    /// Checks a permission; a denial is audited and answered 403.
+    pub async fn require(&self, state: &AppState, p: Permission) -> Result<Granted, Error> {
+        if let Some(g) = self.role.grant(p) {
+            return Ok(g);
+        }
+        let ev = event(
+            &self.caller.meta,
+            self.caller.actor.audit_name(),
+            self.tenant.id,
+            "permission.denied",
+            p.as_str().split(':').next().unwrap_or("unknown"),
+            None,
+            "denied",
+            json!({ "permission": p.as_str(), "role": self.role.as_str() }),
+        );
+        if let Err(e) = state.cell(&self.scope)?.append_audit(&self.scope, vec![ev]).await {
+            tracing::warn!(error = %e, "could not audit a permission denial");
+        }
+        Err(Error::Forbidden(format!("the {} role lacks {}", self.role, p.as_str())))
+    }
+
+    /// An audit draft by this request's caller in its tenant.
+    pub fn event(&self, action: &str, resource: &str, resource_id: Option<String>, details: Value) -> AuditDraft {
+        self.caller.event(self.tenant.id, action, resource, resource_id, details)
+    }
+}
+
+fn meta(parts: &Parts) -> RequestMeta {
+    parts.extensions.get::<RequestMeta>().cloned().unwrap_or_else(|| RequestMeta { request_id: uuid::Uuid::now_v7().to_string(), ip: None })
+}
+
+fn bearer(parts: &Parts) -> Result<&str, Error> {
+    let missing = Error::Unauthenticated("missing bearer credentials");
+    let v = parts.headers.get(header::AUTHORIZATION).ok_or(missing)?;
+    let v = v.to_str().map_err(|_| Error::Unauthenticated("malformed Authorization header"))?;
+    let (scheme, token) = v.split_once(' ').ok_or(Error::Unauthenticated("malformed Authorization header"))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(Error::Unauthenticated("malformed Authorization header"));
+    }
+    Ok(token)
+}
+
+/// Verifies the credential and loads the caller's home tenant and live role.
+pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Error> {
+    let token = bearer(parts)?;
+    let meta = meta(parts);
+    let invalid = || Error::Unauthenticated("invalid or revoked credentials");
+    if looks_like_api_key(token) {
+        let key = state.catalog.find_api_key_by_hash(&hash_secret(token)).await?.ok_or_else(invalid)?;
+        if !key.is_live(time::now()) {
+            return Err(invalid());
+        }
+        let home = state.catalog.find_tenant(key.tenant_id).await?.ok_or_else(invalid)?;
+        home.ensure_serving()?;
+        return Ok(Caller { actor: Actor::ApiKey { id: key.id }, home, role: key.role, meta });
+    }
+    let claims = match state.keys.verify(token) {
+        Ok(c) => c,
+        Err(e) => {
+            // A kid we do not know may come from a rotation elsewhere: reload, at most every 5 s.
+            let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+            if kid.is_some_and(|k| !state.keys.knows(&k)) && state.keys.older_than(5) {
+                state.keys.reload(state.catalog.as_ref()).await?;
+                state.keys.verify(token)?
+            } else {
+                return Err(e);
+            }
+        }
+    };
+    let user = UserId::parse(&claims.sub, "sub").map_err(|_| invalid())?;
+    let tenant = TenantId::parse(&claims.tid, "tid").map_err(|_| invalid())?;
+    let sid = SessionId::parse(&claims.sid, "sid").map_err(|_| invalid())?;
+    let session = state.catalog.find_session(sid).await?.ok_or_else(invalid)?;
+    if session.revoked_at.is_some() || session.user_id != user || session.tenant_id != tenant {
+        return Err(invalid());
+    }
+    let membership = state.catalog.find_membership(tenant, user).await?.ok_or_else(invalid)?;
+    let home = state.catalog.find_tenant(tenant).await?.ok_or_else(invalid)?;
+    home.ensure_serving()?;
+    Ok(Caller { actor: Actor::User { id: user, session: sid }, home, role: membership.role, meta })
+}
+
+/// The tenant named by a header, subdomain or cookie value (id or slug).
+async fn lookup(state: &AppState, value: &str) -> Result<Option<Tenant>, Error> {
+    match TenantId::parse(value, "tenant") {
+        Ok(id) => state.catalog.find_tenant(id).await,
+        Err(_) => state.catalog.find_tenant_by_slug(&value.to_ascii_lowercase()).await,
+    }
+}
+
+fn names(t: &Tenant, value: &str) -> bool {
+    value.eq_ignore_ascii_case(&t.id.to_string()) || value.eq_ignore_ascii_case(&t.slug)
+}
+
+/// Every tenant the request names besides its credential: (`X-Tenant-ID`, others).
+fn named_tenants(state: &AppState, parts: &Parts) -> Result<(Option<String>, Vec<String>), Error> {
+    let header = match parts.headers.get_all("x-tenant-id").iter().collect::<Vec<_>>().as_slice() {
+        [] => None,
+        [one] => Some(one.to_str().map_err(|_| Error::TenantMismatch)?.trim().to_owned()),
+        _ => return Err(Error::TenantMismatch),
+    };
+    let mut others = Vec::new();
+    if let Some(base) = &state.config.base_domain {
+        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host).to_ascii_lowercase();
+        if let Some(sub) = host.strip_suffix(base.as_str()).and_then(|s| s.strip_suffix('.')) {
+            if !sub.is_empty() && !sub.contains('.') && sub != "www" && sub != "api" {
+                others.push(sub.to_owned());
+            }
+        }
+    }
+    for c in parts.headers.get_all(header::COOKIE) {
+        for pair in c.to_str().unwrap_or("").split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                if k == "tenant" {
+                    others.push(v.trim().to_owned());
+                }
+            }
+        }
+    }
+    Ok((header, others))
+}
+
+fn rate_limit(state: &AppState, parts: &Parts, tenant: &Tenant) -> Result<(), ApiError> {
+    let plan = state.plan_of(tenant);
+    let Some(per_minute) = plan.rate_per_minute("api_requests") else { return Ok(()) };
+    let info = state.limiter.check(tenant.id, "api_requests", per_minute);
+    if let Some(slot) = parts.extensions.get::<FactsSlot>() {
+        if let Ok(mut f) = slot.lock() {
+            f.rate = Some(info);
+        }
+    }
+    match info.retry_after {
+        Some(secs) => Err(ApiError::rate_limited(secs)),
+        None => Ok(()),
+    }
+}
+
+fn record_tenant(parts: &Parts, tenant: TenantId) {
+    tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
+    if let Some(slot) = parts.extensions.get::<FactsSlot>() {
+        if let Ok(mut f) = slot.lock() {
+            f.tenant_id = Some(tenant);
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    /// For endpoints that name their tenant in the path (`/v1/tenants/{id}`): the caller in
+    /// its home tenant. Other tenant sources must still agree with the credential.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(state, parts).await?;
+        let (header, others) = named_tenants(state, parts)?;
+        let admin_header = header.as_deref().is_some_and(|_| caller.is_platform_admin());
+        if header.iter().filter(|_| !admin_header).chain(others.iter()).any(|v| !names(&caller.home, v)) {
+            return Err(Error::TenantMismatch.into());
+        }
+        record_tenant(parts, caller.home.id);
+        rate_limit(state, parts, &caller.home)?;
+        Ok(caller)
+    }
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(state, parts).await?;
+        let (header, others) = named_tenants(state, parts)?;
+        let mut target = caller.home.clone();
+        let mut crossing = false;
+        if let Some(h) = header.as_deref().filter(|h| !names(&caller.home, h)) {
+            if !caller.is_platform_admin() {
+                return Err(Error::TenantMismatch.into());
+            }
+            target = lookup(state, h).await?.ok_or(Error::NotFound)?;
+            crossing = target.id != caller.home.id;
+        }
+        if others.iter().any(|v| !names(&target, v) && !names(&caller.home, v)) {
+            return Err(Error::TenantMismatch.into());
+        }
+        target.ensure_serving()?;
+        record_tenant(parts, target.id);
+        let scope = TenantScope::unscoped_trusted(target.id, target.cell.clone());
+        if crossing {
+            let details = json!({ "method": parts.method.as_str(), "path": parts.uri.path(), "from_tenant": caller.home.id, "to_tenant": target.id });
+            let out = caller.event(caller.home.id, "platform.cross_tenant", "tenants", Some(target.id.to_string()), details.clone());
+            let inn = caller.event(target.id, "platform.cross_tenant", "tenants", Some(target.id.to_string()), details);
+            let home_scope = TenantScope::unscoped_trusted(caller.home.id, caller.home.cell.clone());
+            state.cell(&home_scope)?.append_audit(&home_scope, vec![out]).await?;
+            state.cell(&scope)?.append_audit(&scope, vec![inn]).await?;
+        }
+        rate_limit(state, parts, &target)?;
+        let plan = state.plan_of(&target).clone();
+        let role = if crossing { Role::Owner } else { caller.role };
+        Ok(Ctx { caller, tenant: target, plan, scope, role, crossing })
+    }
+}

@@ -1,0 +1,168 @@
+//! HTTP plumbing: the request-context middleware (request id, span, response headers,
+//! problem+json for every error), and the JSON/query extractors whose rejections are
+//! problem+json too.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use tenantd_core::Error;
+use tenantd_core::ids::TenantId;
+use tracing::Instrument;
+
+use crate::error::{ApiError, PROBLEM_JSON, problem_for_status};
+use crate::limits::RateInfo;
+
+/// Per-request facts every layer may need.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    /// The request id (`X-Request-ID`).
+    pub request_id: String,
+    /// The client address.
+    pub ip: Option<String>,
+}
+
+/// What the extractors learn and the middleware writes into the response headers.
+#[derive(Debug, Default)]
+pub struct ResponseFacts {
+    /// The tenant the request was bound to.
+    pub tenant_id: Option<TenantId>,
+    /// The rate-limit state after this request.
+    pub rate: Option<RateInfo>,
+}
+
+/// Shared slot for [`ResponseFacts`].
+pub type FactsSlot = Arc<Mutex<ResponseFacts>>;
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// The outermost middleware: request id and span, then, on the way out, `X-Request-ID`,
+/// `X-Tenant-ID`, the `RateLimit-*` headers, and problem+json with `request_id` for every
+/// error response.
+pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let rid = request_id(req.headers());
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let facts: FactsSlot = Arc::default();
+    req.extensions_mut().insert(RequestMeta { request_id: rid.clone(), ip });
+    req.extensions_mut().insert(facts.clone());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", %method, %path, request_id = %rid, tenant_id = tracing::field::Empty);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+
+    let status = resp.status();
+    if status.is_client_error() || status.is_server_error() {
+        resp = with_request_id(resp, &rid).await;
+    }
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        h.insert("x-request-id", v);
+    }
+    let facts = facts.lock().map(|f| (f.tenant_id, f.rate)).unwrap_or((None, None));
+    if let Some(t) = facts.0 {
+        if let Ok(v) = HeaderValue::from_str(&t.to_string()) {
+            h.insert("x-tenant-id", v);
+        }
+    }
+    if let Some(r) = facts.1 {
+        h.insert("ratelimit-limit", HeaderValue::from(r.limit));
+        h.insert("ratelimit-remaining", HeaderValue::from(r.remaining));
+        h.insert("ratelimit-reset", HeaderValue::from(r.reset));
+    }
+    span.in_scope(|| {
+        tracing::info!(status = status.as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request done");
+    });
+    resp
+}
+
+/// Makes an error response problem+json carrying `request_id`.
+async fn with_request_id(resp: Response, rid: &str) -> Response {
+    let is_problem = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let (parts, body) = resp.into_parts();
+    let ours = if is_problem { json_body(Response::from_parts(Default::default(), body)).await } else { None };
+    let mut value = match ours {
+        Some(v) => v,
+        None => json_body(problem_for_status(parts.status)).await.unwrap_or_else(|| serde_json::json!({})),
+    };
+    if let Some(o) = value.as_object_mut() {
+        o.insert("request_id".into(), rid.into());
+    }
+    let status = value
+        .get("status")
+        .and_then(|s| s.as_u64())
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(parts.status);
+    let mut fresh = (status, value.to_string()).into_response();
+    fresh.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    // Keep the original's other headers (Retry-After, Allow, ...).
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            fresh.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    fresh
+}
+
+async fn json_body(resp: Response) -> Option<serde_json::Value> {
+    let bytes = axum::body::to_bytes(resp.into_body(), 256 * 1024).await.ok()?;
+    serde_json::from_slice(&bytes).ok().filter(|v: &serde_json::Value| v.is_object())
+}
+
+/// A JSON body. Any content type is read as JSON; a body that does not parse, or lacks a
+/// field, is a 422 naming the field; one over the limit is a 413.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE { problem_for_status(status) } else { ApiError::from(Error::invalid("body", "unreadable body")).into_response() }
+        })?;
+        let bytes = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| ApiError::from(json_error(&e)).into_response())
+    }
+}
+
+fn json_error(e: &serde_json::Error) -> Error {
+    let msg = e.to_string();
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or("body");
+        return Error::invalid(field, "is required");
+    }
+    let detail = match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not valid JSON",
+        _ => msg.split(" at line").next().unwrap_or("invalid value"),
+    };
+    Error::invalid("body", detail)
+}
+
+/// Query parameters; a rejection is a 422.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| Error::invalid("query", e.body_text().trim_start_matches("Failed to deserialize query string: ")).into())
+    }
+}

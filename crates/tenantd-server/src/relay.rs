@@ -1,0 +1,54 @@
+//! The audit outbox relay: moves catalog-change events into their tenants' chains.
+//!
+//! A catalog change writes its events to `audit_outbox` in its own transaction. The relay
+//! appends them to the tenant's chain in its cell (idempotent by event id) and then deletes
+//! them, so an event is never lost if the process dies in between and never appended twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tenantd_core::Result;
+use tenantd_core::ids::TenantId;
+use tenantd_core::tenant::TenantScope;
+
+use crate::state::AppState;
+
+/// Moves every pending event now. Flushes are serialised.
+pub async fn flush(state: &AppState) -> Result<()> {
+    let _one_at_a_time = state.relay_lock.lock().await;
+    loop {
+        let batch = state.catalog.pending_outbox(200).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<_> = batch.iter().map(|d| d.id).collect();
+        let mut by_tenant: BTreeMap<TenantId, Vec<_>> = BTreeMap::new();
+        for d in batch {
+            by_tenant.entry(d.tenant_id).or_default().push(d);
+        }
+        for (tenant_id, events) in by_tenant {
+            let Some(tenant) = state.catalog.find_tenant(tenant_id).await? else {
+                tracing::warn!(%tenant_id, "outbox events for an unknown tenant dropped");
+                continue;
+            };
+            let scope = TenantScope::unscoped_trusted(tenant.id, tenant.cell.clone());
+            state.cell(&scope)?.append_audit(&scope, events).await?;
+        }
+        state.catalog.delete_outbox(&ids).await?;
+    }
+}
+
+/// Flushes after each kick, and every two seconds to pick up what a crash left behind.
+pub fn spawn(state: AppState) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = state.relay_kick.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            if let Err(e) = flush(&state).await {
+                tracing::warn!(error = %e, "audit relay failed; will retry");
+            }
+        }
+    });
+}

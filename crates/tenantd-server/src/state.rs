@@ -1,0 +1,204 @@
+//! Application state and start-up: stores, plans, keys, and the first-start bootstrap.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use tenantd_core::access::Role;
+use tenantd_core::audit::AuditDraft;
+use tenantd_core::identity::{Email, NewUser, Password};
+use tenantd_core::ids::{EventId, TenantId, UserId};
+use tenantd_core::plans::{Plan, Plans};
+use tenantd_core::store::{CatalogStore, CellStore, TenantOwner};
+use tenantd_core::tenant::{DisplayName, NewTenant, Tenant, TenantScope, TenantSlug, TenantType};
+use tenantd_core::{Error, Result, time};
+use tokio::sync::{Mutex, Notify};
+
+use crate::auth::keys::KeyRing;
+use crate::auth::password::PasswordHashing;
+use crate::config::{Config, DbLocation, Mode};
+use crate::limits::Limiter;
+
+/// Shared state: cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What the state holds.
+pub struct Inner {
+    /// The validated configuration.
+    pub config: Config,
+    /// The catalog.
+    pub catalog: Arc<dyn CatalogStore>,
+    /// The cells, by name.
+    pub cells: HashMap<String, Arc<dyn CellStore>>,
+    /// The plans.
+    pub plans: Plans,
+    /// Signing keys.
+    pub keys: KeyRing,
+    /// Password hashing.
+    pub passwords: PasswordHashing,
+    /// Rate limits.
+    pub limiter: Limiter,
+    /// The `free` plan, for a tenant whose plan left the plans file.
+    pub fallback_plan: Plan,
+    /// The platform tenant.
+    pub platform: TenantId,
+    /// Serialises audit relay flushes.
+    pub relay_lock: Mutex<()>,
+    /// Wakes the relay.
+    pub relay_kick: Notify,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// What the first start did, for `serve` to print.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The platform admin's email.
+    pub admin_email: String,
+    /// The generated one-time password, when none was configured (first start only).
+    pub generated_password: Option<String>,
+}
+
+impl AppState {
+    /// The cell holding a scope's tenant.
+    pub fn cell(&self, scope: &TenantScope) -> Result<&Arc<dyn CellStore>> {
+        self.cells.get(scope.cell()).ok_or(Error::Unavailable)
+    }
+
+    /// A tenant's plan (a tenant on a plan that left the plans file gets `free` limits).
+    pub fn plan_of(&self, tenant: &Tenant) -> &Plan {
+        self.plans.get(&tenant.plan).unwrap_or(&self.fallback_plan)
+    }
+
+    /// Wakes the audit relay and waits for it to move what is pending, so a client that
+    /// reads its audit right after a change sees it. A failure is logged; the background
+    /// relay retries.
+    pub async fn relay_now(&self) {
+        if let Err(e) = crate::relay::flush(self).await {
+            tracing::warn!(error = %e, "audit relay failed; the background relay will retry");
+            self.relay_kick.notify_one();
+        }
+    }
+
+    /// Opens the stores and keys and bootstraps the platform tenant.
+    pub async fn build(config: Config) -> Result<(Self, Option<Bootstrap>)> {
+        let plans = match &config.plans_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Error::Internal(format!("plans_file {}: {e}", p.display())))?;
+                Plans::from_yaml(&text).map_err(|e| Error::Internal(format!("plans_file {}: {e}", p.display())))?
+            }
+            None => Plans::builtin(),
+        };
+        if plans.get("enterprise").is_none() {
+            return Err(Error::Internal("plans_file: the platform tenant needs an `enterprise` plan".into()));
+        }
+        let catalog: Arc<dyn CatalogStore> = match &config.catalog {
+            DbLocation::Sqlite(path) => Arc::new(tenantd_store::sqlite::open_catalog(path).await?),
+        };
+        let mut cells: HashMap<String, Arc<dyn CellStore>> = HashMap::new();
+        for c in &config.cells {
+            let cell: Arc<dyn CellStore> = match &c.location {
+                DbLocation::Sqlite(path) => Arc::new(tenantd_store::sqlite::open_cell(&c.name, path).await?),
+            };
+            cells.insert(c.name.clone(), cell);
+        }
+        let keys = KeyRing::load(catalog.as_ref(), &config.issuer, config.access_ttl_secs).await?;
+        let passwords = PasswordHashing::new(config.password_cost)?;
+        let (platform, boot) = bootstrap(&config, catalog.as_ref(), &passwords).await?;
+        let state = AppState(Arc::new(Inner {
+            config,
+            catalog,
+            cells,
+            plans: plans.clone(),
+            keys,
+            passwords,
+            limiter: Limiter::default(),
+            fallback_plan: plans.get("free").cloned().ok_or(Error::Internal("plans_file: no free plan".into()))?,
+            platform,
+            relay_lock: Mutex::new(()),
+            relay_kick: Notify::new(),
+        }));
+        if state.config.mode == Mode::Single {
+            ensure_default_tenant(&state).await?;
+        }
+        state.relay_now().await;
+        Ok((state, boot))
+    }
+}
+
+/// The system's own audit draft (no request).
+pub fn system_event(tenant: TenantId, action: &str, resource: &str, resource_id: Option<String>, details: serde_json::Value) -> AuditDraft {
+    AuditDraft {
+        id: EventId::new(),
+        tenant_id: tenant,
+        actor: "system".into(),
+        action: action.into(),
+        resource: resource.into(),
+        resource_id,
+        outcome: "success".into(),
+        request_id: None,
+        ip: None,
+        at: time::format(time::now()),
+        details,
+    }
+}
+
+async fn bootstrap(config: &Config, catalog: &dyn CatalogStore, passwords: &PasswordHashing) -> Result<(TenantId, Option<Bootstrap>)> {
+    if let Some(t) = catalog.find_tenant_by_slug("platform").await? {
+        return Ok((t.id, None));
+    }
+    let email_text = config.admin_email.clone().unwrap_or_else(|| "admin@tenantd.local".into());
+    let email = Email::parse(&email_text, "TENANTD_ADMIN_EMAIL").map_err(|e| Error::Internal(format!("{}: {}", e.field, e.message)))?;
+    let (password, generated) = match &config.admin_password {
+        Some(p) => (p.clone(), None),
+        None => {
+            let p = crate::auth::secrets::random_secret()?[..24].to_owned();
+            (p.clone(), Some(p))
+        }
+    };
+    let password = Password::parse(&password, "TENANTD_ADMIN_PASSWORD").map_err(|e| Error::Internal(format!("{}: {}", e.field, e.message)))?;
+    let hash = passwords.hash(&password).await?;
+    let tenant = NewTenant {
+        id: TenantId::new(),
+        slug: TenantSlug::platform(),
+        name: DisplayName::parse("Platform", "name").map_err(|_| Error::Internal("name".into()))?,
+        kind: TenantType::Platform,
+        plan: "enterprise".into(),
+        region: None,
+        cell: config.cells.first().map(|c| c.name.clone()).ok_or(Error::Internal("no cell".into()))?,
+        settings: serde_json::json!({}),
+    };
+    let user = NewUser { id: UserId::new(), email: email.clone(), name: "Platform admin".into(), password_hash: Some(hash) };
+    let audit = vec![system_event(tenant.id, "tenant.create", "tenants", Some(tenant.id.to_string()), serde_json::json!({"slug": "platform", "bootstrap": true}))];
+    let id = tenant.id;
+    catalog.create_tenant(tenant, TenantOwner::NewUser(user), None, audit).await?;
+    Ok((id, Some(Bootstrap { admin_email: email.as_str().to_owned(), generated_password: generated })))
+}
+
+async fn ensure_default_tenant(state: &AppState) -> Result<()> {
+    let slug = TenantSlug::parse(&state.config.default_tenant).map_err(|e| Error::Internal(format!("default_tenant: {}", e.message)))?;
+    if state.catalog.find_tenant_by_slug(slug.as_str()).await?.is_some() {
+        return Ok(());
+    }
+    let admins = state.catalog.list_members(state.platform).await?;
+    let owner = admins.iter().find(|m| m.role == Role::Owner).ok_or(Error::Internal("platform has no owner".into()))?;
+    let tenant = NewTenant {
+        id: TenantId::new(),
+        slug: slug.clone(),
+        name: DisplayName::parse("Default", "name").map_err(|_| Error::Internal("name".into()))?,
+        kind: TenantType::Client,
+        plan: "enterprise".into(),
+        region: None,
+        cell: state.config.cells[0].name.clone(),
+        settings: serde_json::json!({}),
+    };
+    let audit = vec![system_event(tenant.id, "tenant.create", "tenants", Some(tenant.id.to_string()), serde_json::json!({"slug": slug.as_str(), "single_mode_default": true}))];
+    state.catalog.create_tenant(tenant, TenantOwner::Existing(owner.user_id), None, audit).await?;
+    Ok(())
+}

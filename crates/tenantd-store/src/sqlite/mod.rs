@@ -1,0 +1,118 @@
+//! SQLite: the embedded default. One file for the catalog, one per cell.
+//!
+//! Writes go through a one-connection pool and `BEGIN IMMEDIATE`, so writers queue fairly
+//! in process and never fail a read-to-write lock upgrade; reads use their own pool (WAL
+//! lets them run beside the writer).
+
+mod catalog;
+mod cell;
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use catalog::SqliteCatalog;
+pub use cell::SqliteCell;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+use tenantd_core::{Error, Result};
+
+use crate::{Migration, classify};
+
+const CATALOG_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/sqlite/catalog/0001_init.sql"),
+}];
+
+const CELL_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/sqlite/cell/0001_init.sql"),
+}];
+
+/// A SQLite database: a writer pool of one connection and a reader pool.
+#[derive(Clone, Debug)]
+pub(crate) struct Db {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl Db {
+    async fn open(path: &Path, migrations: &[Migration]) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(classify)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a committed transaction survives a killed process; only a power
+            // loss may drop the last ones.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await
+            .map_err(classify)?;
+        let db = Self { write, read: SqlitePool::connect_lazy_with(opts.clone()) };
+        db.migrate(migrations).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(classify)?;
+        Ok(Self { read, ..db })
+    }
+
+    async fn migrate(&self, migrations: &[Migration]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS _tenantd_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM _tenantd_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(classify)?;
+        for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
+            sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(classify)?;
+            sqlx::query("INSERT INTO _tenantd_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(tenantd_core::time::format(tenantd_core::time::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            tracing::info!(version = m.version, name = m.name, "applied migration");
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    /// A write transaction that holds the write lock from its first statement.
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
+    }
+}
+
+/// Opens (creating and migrating) a catalog database file.
+pub async fn open_catalog(path: &Path) -> Result<SqliteCatalog> {
+    Ok(SqliteCatalog::new(Db::open(path, CATALOG_MIGRATIONS).await?))
+}
+
+/// Opens (creating and migrating) a cell database file.
+pub async fn open_cell(name: &str, path: &Path) -> Result<SqliteCell> {
+    Ok(SqliteCell::new(name, Db::open(path, CELL_MIGRATIONS).await?))
+}
