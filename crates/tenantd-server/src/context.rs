@@ -33,6 +33,8 @@ pub enum Actor {
         /// The key.
         id: ApiKeyId,
     },
+    /// An operator at the command line, acting on the database directly.
+    Operator,
 }
 
 impl Actor {
@@ -41,6 +43,7 @@ impl Actor {
         match self {
             Actor::User { id, .. } => format!("user:{id}"),
             Actor::ApiKey { id } => format!("api_key:{id}"),
+            Actor::Operator => "operator:cli".to_owned(),
         }
     }
 
@@ -48,7 +51,7 @@ impl Actor {
     pub fn user_id(&self) -> Option<UserId> {
         match self {
             Actor::User { id, .. } => Some(*id),
-            Actor::ApiKey { .. } => None,
+            Actor::ApiKey { .. } | Actor::Operator => None,
         }
     }
 }
@@ -67,6 +70,13 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The command-line operator: a platform admin acting without a credential, since
+    /// whoever can open the database files already holds every tenant's data.
+    pub async fn operator(state: &AppState) -> Result<Self, Error> {
+        let home = state.catalog.find_tenant(state.platform).await?.ok_or(Error::NotFound)?;
+        Ok(Self { actor: Actor::Operator, home, role: Role::Owner, meta: RequestMeta { request_id: uuid::Uuid::now_v7().to_string(), ip: None } })
+    }
+
     /// Whether the caller administers the platform.
     pub fn is_platform_admin(&self) -> bool {
         self.home.kind == TenantType::Platform && matches!(self.role, Role::Owner | Role::Admin)

@@ -35,6 +35,12 @@ impl ApiError {
     }
 }
 
+impl From<tenantd_core::FieldError> for ApiError {
+    fn from(e: tenantd_core::FieldError) -> Self {
+        Error::from(e).into()
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(inner: Error) -> Self {
         Self { inner, retry_after: None }

@@ -94,7 +94,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 async fn with_request_id(resp: Response, rid: &str) -> Response {
     let is_problem = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     let (parts, body) = resp.into_parts();
-    let ours = if is_problem { json_body(Response::from_parts(Default::default(), body)).await } else { None };
+    let ours = if is_problem { json_body(Response::new(body)).await } else { None };
     let mut value = match ours {
         Some(v) => v,
         None => json_body(problem_for_status(parts.status)).await.unwrap_or_else(|| serde_json::json!({})),

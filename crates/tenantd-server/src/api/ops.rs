@@ -1,0 +1,54 @@
+//! Health, readiness, the OpenAPI document, the docs page and the console.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+}
+
+/// Alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Object)))]
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready: the catalog and every cell answer.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, body = Object)))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let catalog = state.catalog.ping().await.is_ok();
+    let mut cells = serde_json::Map::new();
+    let mut all = catalog;
+    for (name, cell) in &state.cells {
+        let ok = cell.ping().await.is_ok();
+        all &= ok;
+        cells.insert(name.clone(), json!(if ok { "ok" } else { "unreachable" }));
+    }
+    let body = json!({"status": if all { "ready" } else { "unavailable" }, "catalog": if catalog { "ok" } else { "unreachable" }, "cells": cells, "rate_limits": "in-process"});
+    let status = if all { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// The docs page: renders `/openapi.json` with the page's own script, nothing from elsewhere.
+pub async fn docs() -> Html<&'static str> {
+    Html(include_str!("../../assets/docs.html"))
+}
+
+/// The admin console.
+pub async fn console() -> Html<&'static str> {
+    Html(include_str!("../../assets/console.html"))
+}
+
+/// The document, as JSON.
+pub fn openapi_response(doc: &str) -> Response {
+    let mut r = doc.to_owned().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}

@@ -1,0 +1,142 @@
+//! `/v1/{kind}` and `/v1/{kind}/{id}` for the seven resource kinds.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use tenantd_core::Error;
+use tenantd_core::access::Permission;
+use tenantd_core::ids::ResourceId;
+use tenantd_core::resource::{ListQuery, Resource, ResourceKind, SharedFilter};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::cursor;
+use crate::api::dto::{Page, ResourceResponse};
+use crate::context::Ctx;
+use crate::error::ApiResult;
+use crate::http::{ApiJson, ApiQuery};
+use crate::services::resources::{self as svc, SharingInput};
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(get, update, delete))
+}
+
+/// A kind in a path; an unknown one is a route that does not exist.
+fn kind(s: &str) -> Result<ResourceKind, Error> {
+    ResourceKind::parse(s, "kind").map_err(|_| Error::NotFound)
+}
+
+fn id(s: &str) -> Result<ResourceId, Error> {
+    ResourceId::parse(s, "id").map_err(|_| Error::NotFound)
+}
+
+fn with_etag(status: StatusCode, r: Resource) -> Response {
+    let etag = HeaderValue::from_str(&r.etag()).ok();
+    let mut resp = (status, Json(ResourceResponse::from(r))).into_response();
+    if let Some(e) = etag {
+        resp.headers_mut().insert(header::ETAG, e);
+    }
+    resp
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SharingRequest {
+    /// `private` (default), `global` (platform tenant only) or `selective`.
+    pub mode: String,
+    /// Tenant ids, for `selective`.
+    pub tenants: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateResourceRequest {
+    pub name: Option<String>,
+    /// A JSON object.
+    #[schema(value_type = Object)]
+    pub spec: Option<Value>,
+    pub sharing: Option<SharingRequest>,
+}
+
+/// Creates a resource of `kind`; counts against the plan's quota for that kind.
+#[utoipa::path(post, path = "/v1/{kind}", tag = "resources", request_body = CreateResourceRequest,
+    params(("kind" = String, Path, description = "agents, tools, prompts, workflows, knowledge-sources, projects or memories")),
+    responses((status = 201, body = ResourceResponse, headers(("ETag" = String))), (status = 403, description = "QUOTA_EXCEEDED or FORBIDDEN"), (status = 409), (status = 422)),
+    security(("bearer" = [])))]
+async fn create(State(state): State<AppState>, ctx: Ctx, Path(k): Path<String>, ApiJson(req): ApiJson<CreateResourceRequest>) -> ApiResult<Response> {
+    let kind = kind(&k)?;
+    let g = ctx.require(&state, Permission::ResourcesWrite).await?;
+    let input = svc::CreateInput { name: req.name, spec: req.spec, sharing: req.sharing.map(|s| SharingInput { mode: s.mode, tenants: s.tenants }) };
+    Ok(with_etag(StatusCode::CREATED, svc::create(&state, &ctx, g, kind, input).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ListParams {
+    /// 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    /// Exact name.
+    pub name: Option<String>,
+    /// `include` (default), `exclude` or `only` items shared with the tenant.
+    pub shared: Option<String>,
+}
+
+/// The tenant's items of `kind`, plus those shared with it.
+#[utoipa::path(get, path = "/v1/{kind}", tag = "resources", params(("kind" = String, Path), ListParams),
+    responses((status = 200, body = Page<ResourceResponse>)), security(("bearer" = [])))]
+async fn list(State(state): State<AppState>, ctx: Ctx, Path(k): Path<String>, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult<Json<Page<ResourceResponse>>> {
+    let kind = kind(&k)?;
+    let g = ctx.require(&state, Permission::ResourcesRead).await?;
+    let limit = cursor::limit(q.limit)?;
+    let shared = match q.shared.as_deref() {
+        None => SharedFilter::Include,
+        Some(s) => SharedFilter::parse(s, "shared")?,
+    };
+    let after = cursor::decode_id(q.cursor.as_deref(), "r")?.map(ResourceId);
+    let items = svc::list(&state, &ctx, g, kind, ListQuery { limit: limit + 1, after, name: q.name, shared }).await?;
+    let (items, next) = cursor::page(items, limit, |r| cursor::encode("r", &r.id.to_string()));
+    Ok(Json(Page { items: items.into_iter().map(Into::into).collect(), next_cursor: next }))
+}
+
+/// One item (owned or shared with the tenant); another tenant's id is a 404.
+#[utoipa::path(get, path = "/v1/{kind}/{id}", tag = "resources", params(("kind" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = ResourceResponse, headers(("ETag" = String))), (status = 404)), security(("bearer" = [])))]
+async fn get(State(state): State<AppState>, ctx: Ctx, Path((k, i)): Path<(String, String)>) -> ApiResult<Response> {
+    let (kind, id) = (kind(&k)?, id(&i)?);
+    let g = ctx.require(&state, Permission::ResourcesRead).await?;
+    Ok(with_etag(StatusCode::OK, svc::get(&state, &ctx, g, kind, id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PatchResourceRequest {
+    pub name: Option<String>,
+    /// Replaces the spec.
+    #[schema(value_type = Object)]
+    pub spec: Option<Value>,
+    pub sharing: Option<SharingRequest>,
+}
+
+/// Changes an item the tenant owns; honours `If-Match`. Shared items are read-only (403).
+#[utoipa::path(patch, path = "/v1/{kind}/{id}", tag = "resources", request_body = PatchResourceRequest,
+    params(("kind" = String, Path), ("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = ResourceResponse), (status = 403), (status = 404), (status = 412)), security(("bearer" = [])))]
+async fn update(State(state): State<AppState>, ctx: Ctx, Path((k, i)): Path<(String, String)>, headers: HeaderMap, ApiJson(req): ApiJson<PatchResourceRequest>) -> ApiResult<Response> {
+    let (kind, id) = (kind(&k)?, id(&i)?);
+    let g = ctx.require(&state, Permission::ResourcesWrite).await?;
+    let if_match = headers.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\"invalid\"").to_owned());
+    let input = svc::PatchInput { name: req.name, spec: req.spec, sharing: req.sharing.map(|s| SharingInput { mode: s.mode, tenants: s.tenants }), if_match };
+    Ok(with_etag(StatusCode::OK, svc::update(&state, &ctx, g, kind, id, input).await?))
+}
+
+/// Deletes an item the tenant owns.
+#[utoipa::path(delete, path = "/v1/{kind}/{id}", tag = "resources", params(("kind" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 403), (status = 404)), security(("bearer" = [])))]
+async fn delete(State(state): State<AppState>, ctx: Ctx, Path((k, i)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    let (kind, id) = (kind(&k)?, id(&i)?);
+    let g = ctx.require(&state, Permission::ResourcesWrite).await?;
+    svc::delete(&state, &ctx, g, kind, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

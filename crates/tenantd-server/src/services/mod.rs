@@ -1,0 +1,13 @@
+//! Services: one function per use case. Handlers call exactly one; services hold the rules
+//! (permissions, plans, quotas, audit) and call the stores.
+
+/// Signup, login, refresh, logout, switch.
+pub mod auth;
+/// Members, invitations, API keys.
+pub mod identity;
+/// Tenant-owned resources.
+pub mod resources;
+/// Tenants and their lifecycle.
+pub mod tenants;
+/// Audit trail reads and verification.
+pub mod audit;

@@ -1,0 +1,136 @@
+use serde_json::{Value, json};
+use tenantd_core::access::Granted;
+use tenantd_core::ids::{ResourceId, TenantId};
+use tenantd_core::resource::*;
+use tenantd_core::tenant::TenantType;
+use tenantd_core::{Error, FieldError, Result};
+
+use crate::context::Ctx;
+use crate::state::AppState;
+
+/// Sharing as the client sent it.
+pub struct SharingInput {
+    pub mode: String,
+    pub tenants: Option<Vec<String>>,
+}
+
+async fn parse_sharing(state: &AppState, ctx: &Ctx, s: SharingInput) -> Result<Sharing> {
+    let mode = SharingMode::parse(&s.mode, "sharing.mode")?;
+    match mode {
+        SharingMode::Private => {
+            if s.tenants.as_ref().is_some_and(|t| !t.is_empty()) {
+                return Err(Error::invalid("sharing.tenants", "only selective sharing lists tenants"));
+            }
+            Ok(Sharing::private())
+        }
+        SharingMode::Global => {
+            if ctx.tenant.kind != TenantType::Platform {
+                return Err(Error::Forbidden("only the platform tenant shares globally".into()));
+            }
+            Ok(Sharing { mode, tenants: Vec::new() })
+        }
+        SharingMode::Selective => {
+            ctx.plan.require_feature("selective_sharing")?;
+            let raw = s.tenants.unwrap_or_default();
+            if raw.is_empty() || raw.len() > 100 {
+                return Err(Error::invalid("sharing.tenants", "1 to 100 tenant ids"));
+            }
+            let mut ids = Vec::with_capacity(raw.len());
+            for (i, r) in raw.iter().enumerate() {
+                let field = format!("sharing.tenants[{i}]");
+                let id = TenantId::parse(r, &field)?;
+                // A tenant that does not exist is refused like a malformed id: nothing about
+                // other tenants is revealed beyond what the caller already knows.
+                if id == ctx.tenant.id || state.catalog.find_tenant(id).await?.is_none() {
+                    return Err(FieldError::new(field, "not a tenant this item can be shared with").into());
+                }
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            ids.sort();
+            Ok(Sharing { mode, tenants: ids })
+        }
+    }
+}
+
+/// A create request.
+pub struct CreateInput {
+    pub name: Option<String>,
+    pub spec: Option<Value>,
+    pub sharing: Option<SharingInput>,
+}
+
+/// Creates a resource, taking a slot of its kind's quota in the same transaction.
+pub async fn create(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, input: CreateInput) -> Result<Resource> {
+    let mut v = tenantd_core::error::Validator::default();
+    let name = match &input.name {
+        Some(n) => v.check(ResourceName::parse(n)),
+        None => {
+            v.push(FieldError::new("name", "is required"));
+            None
+        }
+    };
+    let spec = v.check(Spec::parse(input.spec.unwrap_or_else(|| json!({}))));
+    v.finish()?;
+    let (Some(name), Some(spec)) = (name, spec) else { return Err(Error::Internal("validator".into())) };
+    let sharing = match input.sharing {
+        Some(s) => parse_sharing(state, ctx, s).await?,
+        None => Sharing::private(),
+    };
+    let new = NewResource { id: ResourceId::new(), kind, name, spec, sharing, created_by: ctx.caller.actor.audit_name() };
+    let ev = ctx.event(&format!("{kind}.create"), kind.as_str(), Some(new.id.to_string()), json!({"name": new.name.as_str(), "sharing": new.sharing.mode}));
+    state.cell(&ctx.scope)?.create_resource(&ctx.scope, new, ctx.plan.limit(kind.as_str()), ev).await
+}
+
+/// One resource the tenant owns or that is shared with it.
+pub async fn get(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, id: ResourceId) -> Result<Resource> {
+    state.cell(&ctx.scope)?.get_resource(&ctx.scope, kind, id).await
+}
+
+/// A page of resources.
+pub async fn list(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, q: ListQuery) -> Result<Vec<Resource>> {
+    state.cell(&ctx.scope)?.list_resources(&ctx.scope, kind, &q).await
+}
+
+/// A patch request.
+pub struct PatchInput {
+    pub name: Option<String>,
+    pub spec: Option<Value>,
+    pub sharing: Option<SharingInput>,
+    pub if_match: Option<String>,
+}
+
+/// Changes a resource the tenant owns (honouring `If-Match`).
+pub async fn update(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, id: ResourceId, input: PatchInput) -> Result<Resource> {
+    let mut v = tenantd_core::error::Validator::default();
+    let name = input.name.as_deref().and_then(|n| v.check(ResourceName::parse(n)));
+    let spec = input.spec.and_then(|s| v.check(Spec::parse(s)));
+    let if_version = match input.if_match.as_deref().map(str::trim) {
+        None | Some("*") => None,
+        Some(tag) => match tag.trim_start_matches("W/").trim_matches('"').parse::<i64>() {
+            Ok(n) => Some(n),
+            // An ETag we never issued cannot match.
+            Err(_) => return Err(Error::PreconditionFailed),
+        },
+    };
+    v.finish()?;
+    let sharing = match input.sharing {
+        Some(s) => Some(parse_sharing(state, ctx, s).await?),
+        None => None,
+    };
+    let changed: Vec<&str> = [("name", name.is_some()), ("spec", spec.is_some()), ("sharing", sharing.is_some())]
+        .iter()
+        .filter(|(_, c)| *c)
+        .map(|(f, _)| *f)
+        .collect();
+    let ev = ctx.event(&format!("{kind}.update"), kind.as_str(), Some(id.to_string()), json!({"changed": changed}));
+    let patch = ResourcePatch { name, spec, sharing, if_version };
+    state.cell(&ctx.scope)?.update_resource(&ctx.scope, kind, id, patch, ev).await
+}
+
+/// Deletes a resource the tenant owns.
+pub async fn delete(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, id: ResourceId) -> Result<()> {
+    let ev = ctx.event(&format!("{kind}.delete"), kind.as_str(), Some(id.to_string()), json!({}));
+    state.cell(&ctx.scope)?.delete_resource(&ctx.scope, kind, id, ev).await
+}

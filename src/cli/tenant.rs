@@ -1,0 +1,177 @@
+//! `tenantd tenant …`
+
+use anyhow::anyhow;
+use clap::Subcommand;
+use tenantd_core::tenant::Tenant;
+use tenantd_server::AppState;
+use tenantd_server::api::dto::TenantResponse;
+use tenantd_server::context::Caller;
+use tenantd_server::services::tenants as svc;
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant. The owner is added if they have an account, else invited.
+    Create {
+        /// URL-safe name: 3–63 of a-z, 0-9 and inner hyphens.
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Plan id from the plans file.
+        #[arg(long, default_value = "free")]
+        plan: String,
+        /// The owner's email.
+        #[arg(long)]
+        owner_email: String,
+        /// client, solution or industry.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// us, eu or ap.
+        #[arg(long)]
+        region: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant with its usage.
+    Show {
+        /// Slug or id.
+        tenant: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend a tenant: its credentials stop working, its data is kept.
+    Suspend {
+        /// Slug or id.
+        tenant: String,
+        /// Why (kept on the tenant and in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reactivate a suspended tenant.
+    Reactivate {
+        /// Slug or id.
+        tenant: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Soft-delete a tenant; its data is purged after the retention period.
+    Delete {
+        /// Slug or id.
+        tenant: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a tenant's plan; a downgrade below current usage needs --force.
+    Plan {
+        /// Slug or id.
+        tenant: String,
+        /// The new plan id.
+        plan: String,
+        /// Apply even where usage is over the new limits.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A tenant by slug or id.
+pub async fn find(state: &AppState, t: &str) -> anyhow::Result<Tenant> {
+    let op = Caller::operator(state).await.map_err(|e| anyhow!("{e}"))?;
+    svc::visible(state, &op, t).await.map_err(|_| anyhow!("no tenant {t:?}"))
+}
+
+fn print(t: Tenant, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&TenantResponse::from(t))?);
+    } else {
+        println!("{:<24} {:<36} {:<12} {:<10} {}", t.slug, t.id, t.plan, t.status.as_str(), t.name);
+    }
+    Ok(())
+}
+
+fn err(e: tenantd_core::Error) -> anyhow::Error {
+    match e {
+        tenantd_core::Error::Validation(v) => {
+            anyhow!("invalid input: {}", v.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))
+        }
+        tenantd_core::Error::Conflict { message, .. } => anyhow!("conflict: {message}"),
+        tenantd_core::Error::QuotaExceeded { resource, current, limit, .. } => {
+            anyhow!("quota {resource}: {current} in use, the plan allows {limit} (use --force)")
+        }
+        other => anyhow!("{other}"),
+    }
+}
+
+pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
+    let op = Caller::operator(&state).await.map_err(err)?;
+    match cmd {
+        TenantCommand::Create { slug, name, plan, owner_email, kind, region, json } => {
+            let out = svc::create(&state, &op, svc::CreateInput { name, slug, plan, kind, region, owner_email }).await.map_err(err)?;
+            if let Some((_, token, exp)) = &out.owner_invitation {
+                if json {
+                    let mut v = serde_json::to_value(TenantResponse::from(out.tenant))?;
+                    v["owner_invitation"] = serde_json::json!({"token": token, "expires_at": exp.to_rfc3339()});
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    return Ok(());
+                }
+                eprintln!("The owner has no account yet: they join with this invitation token (shown once, valid until {exp}):\n  {token}");
+            }
+            print(out.tenant, json)
+        }
+        TenantCommand::List { json } => {
+            let mut all = Vec::new();
+            let mut after = None;
+            loop {
+                let page = svc::list(&state, &op, after, 500).await.map_err(err)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id);
+                all.extend(page);
+            }
+            if json {
+                let v: Vec<TenantResponse> = all.into_iter().map(Into::into).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<24} {:<36} {:<12} {:<10} NAME", "SLUG", "ID", "PLAN", "STATUS");
+                for t in all {
+                    print(t, false)?;
+                }
+            }
+            Ok(())
+        }
+        TenantCommand::Show { tenant, json } => {
+            let t = find(&state, &tenant).await?;
+            let usage = svc::usage_of(&state, &t).await.map_err(err)?;
+            if json {
+                let mut v = serde_json::to_value(TenantResponse::from(t))?;
+                v["usage"] = serde_json::to_value(&usage)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print(t, false)?;
+                for (q, u) in usage.quotas {
+                    println!("  {q:<20} {:>12} / {}", u.used, u.limit.map(|l| l.to_string()).unwrap_or_else(|| "unlimited".into()));
+                }
+            }
+            Ok(())
+        }
+        TenantCommand::Suspend { tenant, reason, json } => print(svc::suspend(&state, &op, &tenant, reason).await.map_err(err)?, json),
+        TenantCommand::Reactivate { tenant, json } => print(svc::reactivate(&state, &op, &tenant).await.map_err(err)?, json),
+        TenantCommand::Delete { tenant, json } => print(svc::delete(&state, &op, &tenant).await.map_err(err)?, json),
+        TenantCommand::Plan { tenant, plan, force, json } => print(svc::set_plan(&state, &op, &tenant, &plan, force).await.map_err(err)?, json),
+    }
+}
