@@ -1,1 +1,14 @@
+//! The one integration-test binary: the HTTP contract, end to end, on a fresh database per
+//! test and the app on port 0. Areas are modules.
 
+mod helpers;
+
+mod audit;
+mod auth;
+mod durability;
+mod errors;
+mod isolation;
+mod quotas;
+mod ratelimit;
+mod resources;
+mod tenants;

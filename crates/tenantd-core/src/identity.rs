@@ -212,7 +212,8 @@ pub struct NewRefreshToken {
 pub enum RefreshOutcome {
     /// The token was live and is now spent; the new one is stored in the same session.
     Rotated(Session),
-    /// The token was already spent: the whole family is now revoked.
+    /// The token was already spent: the whole family can no longer refresh (its access
+    /// tokens run out on their own).
     Reused(Session),
     /// Unknown, expired or revoked.
     Invalid,

@@ -676,7 +676,7 @@ impl CatalogStore for SqliteCatalog {
         let mut tx = self.db.begin().await?;
         let now = time::now();
         let row = sqlx::query(
-            "SELECT r.session_id, r.expires_at, r.spent_at, s.user_id, s.tenant_id, s.revoked_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?",
+            "SELECT r.session_id, r.expires_at, r.spent_at, s.user_id, s.tenant_id, s.revoked_at, s.refresh_revoked_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?",
         )
         .bind(token_hash)
         .fetch_optional(&mut *tx)
@@ -689,12 +689,12 @@ impl CatalogStore for SqliteCatalog {
             tenant_id: TenantId(rows::uuid(&row, "tenant_id")?),
             revoked_at: rows::opt_ts(&row, "revoked_at")?,
         };
-        if session.revoked_at.is_some() || rows::ts(&row, "expires_at")? <= now {
+        if session.revoked_at.is_some() || rows::opt(&row, "refresh_revoked_at")?.is_some() || rows::ts(&row, "expires_at")? <= now {
             return Ok(RefreshOutcome::Invalid);
         }
         if rows::opt(&row, "spent_at")?.is_some() {
             // A spent token presented again: someone holds a copy. Revoke the family.
-            sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ?")
+            sqlx::query("UPDATE sessions SET refresh_revoked_at = ? WHERE id = ?")
                 .bind(fmt(now))
                 .bind(session.id.to_string())
                 .execute(&mut *tx)

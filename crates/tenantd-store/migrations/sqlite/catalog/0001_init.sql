@@ -80,7 +80,11 @@ CREATE TABLE sessions (
     user_id    TEXT NOT NULL REFERENCES users (id),
     tenant_id  TEXT NOT NULL REFERENCES tenants (id),
     created_at TEXT NOT NULL,
-    revoked_at TEXT
+    -- Logout or removal: the session's access tokens stop working too.
+    revoked_at TEXT,
+    -- A spent refresh token was presented again: the family can no longer refresh; its
+    -- short-lived access tokens run out on their own.
+    refresh_revoked_at TEXT
 );
 CREATE INDEX sessions_by_member ON sessions (tenant_id, user_id);
 

@@ -1,0 +1,193 @@
+//! `TestApp`: a fresh data directory, the server on port 0, typed helpers.
+
+use std::path::PathBuf;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tenantd_server::AppState;
+use tenantd_server::config::Config;
+use tokio::sync::oneshot;
+
+pub const ADMIN_EMAIL: &str = "root@platform.test";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub admin_token: String,
+    pub admin_password: String,
+    pub dir: PathBuf,
+    _shutdown: oneshot::Sender<()>,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn code(&self) -> Option<&str> {
+        self.body.get("code").and_then(|c| c.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json with `code` and a request id.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(self.code(), Some(code), "{}", self.text);
+        assert!(self.header("content-type").is_some_and(|c| c.starts_with("application/problem+json")), "{:?}", self.headers);
+        assert!(self.body.get("request_id").is_some_and(|r| r.is_string()), "{}", self.text);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub token: String,
+    pub refresh: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub password: String,
+}
+
+pub fn temp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tenantd-test-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = temp_dir();
+        let mut config = Config::for_tests(&dir);
+        config.admin_email = Some(ADMIN_EMAIL.into());
+        tweak(&mut config);
+        let (state, boot) = AppState::build(config).await.expect("state");
+        let admin_password = boot.and_then(|b| b.generated_password).expect("generated admin password");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let st = state.clone();
+        tokio::spawn(async move {
+            let _ = tenantd_server::run(st, listener, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        let mut app = TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder().pool_max_idle_per_host(32).build().expect("client"),
+            state,
+            admin_token: String::new(),
+            admin_password,
+            dir,
+            _shutdown: tx,
+        };
+        let r = app.call("POST", "/v1/auth/login", None, Some(json!({"email": ADMIN_EMAIL, "password": app.admin_password.clone()}))).await;
+        assert_eq!(r.status, 200, "admin login: {}", r.text);
+        app.admin_token = r.body["access_token"].as_str().expect("token").to_owned();
+        app
+    }
+
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        self.call_h(method, path, token, body, &[]).await
+    }
+
+    pub async fn call_h(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.client.request(Method::from_bytes(method.as_bytes()).expect("method"), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, headers, body, text }
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.client.request(Method::from_bytes(method.as_bytes()).expect("method"), format!("{}{path}", self.base)).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, headers, body, text }
+    }
+
+    pub async fn signup(&self, slug: &str, plan: Option<&str>) -> Signed {
+        let email = format!("owner@{slug}.test");
+        let password = format!("pw-{slug}-123456");
+        let mut tenant = json!({"name": slug, "slug": slug});
+        if let Some(p) = plan {
+            tenant["plan"] = json!(p);
+        }
+        let r = self.call("POST", "/v1/auth/signup", None, Some(json!({"email": email, "password": password, "name": "Owner", "tenant": tenant}))).await;
+        assert_eq!(r.status, 201, "signup {slug}: {}", r.text);
+        Signed {
+            token: r.body["access_token"].as_str().unwrap().into(),
+            refresh: r.body["refresh_token"].as_str().unwrap().into(),
+            tenant_id: r.body["tenant"]["id"].as_str().unwrap().into(),
+            user_id: r.body["user"]["id"].as_str().unwrap().into(),
+            email,
+            password,
+        }
+    }
+
+    pub async fn create(&self, token: &str, kind: &str, name: &str) -> Resp {
+        self.call("POST", &format!("/v1/{kind}"), Some(token), Some(json!({"name": name, "spec": {"n": name}}))).await
+    }
+
+    /// Audit events of a tenant, read by the platform admin crossing into it.
+    pub async fn audit_of(&self, tenant_id: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/audit?limit=200&cursor={c}"),
+                None => "/v1/audit?limit=200".to_owned(),
+            };
+            let r = self.call_h("GET", &path, Some(&self.admin_token), None, &[("x-tenant-id", tenant_id)]).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            out.extend(r.body["items"].as_array().unwrap().iter().cloned());
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+
+    pub fn cell_db(&self) -> PathBuf {
+        self.dir.join("cells").join("local.db")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
