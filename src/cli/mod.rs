@@ -32,7 +32,12 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<String>,
     /// Log format.
-    #[arg(long, global = true, env = "TENANTD_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTD_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -91,16 +96,33 @@ pub fn init_logging(cli: &Cli) {
     let filter = std::env::var("TENANTD_LOG")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| if matches!(cli.command, Command::Serve { .. }) { "info,sqlx=warn".into() } else { "warn".into() });
-    let builder = tracing_subscriber::fmt().with_env_filter(EnvFilter::new(filter)).with_writer(std::io::stderr);
+        .unwrap_or_else(|| {
+            if matches!(cli.command, Command::Serve { .. }) {
+                "info,sqlx=warn".into()
+            } else {
+                "warn".into()
+            }
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
     match cli.global.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
 
 fn load_config(g: &Global, listen: Option<String>) -> anyhow::Result<Config> {
-    let over = Overrides { config_file: g.config.clone(), listen, data_dir: g.data_dir.clone() };
+    let over = Overrides {
+        config_file: g.config.clone(),
+        listen,
+        data_dir: g.data_dir.clone(),
+    };
     let (config, warnings) = Config::load(&over).map_err(|e| anyhow!(e))?;
     for w in warnings {
         tracing::warn!("{w}");
@@ -111,11 +133,19 @@ fn load_config(g: &Global, listen: Option<String>) -> anyhow::Result<Config> {
 /// Opens the databases (migrating them) and bootstraps, printing first-start sign-in help.
 async fn open(g: &Global, listen: Option<String>) -> anyhow::Result<AppState> {
     let config = load_config(g, listen)?;
-    let (state, boot) = AppState::build(config).await.map_err(|e| anyhow!("{e}")).context("cannot open the databases")?;
+    let (state, boot) = AppState::build(config)
+        .await
+        .map_err(|e| anyhow!("{e}"))
+        .context("cannot open the databases")?;
     if let Some(b) = boot {
-        eprintln!("First start: created the platform tenant and its admin {}.", b.admin_email);
+        eprintln!(
+            "First start: created the platform tenant and its admin {}.",
+            b.admin_email
+        );
         match b.generated_password {
-            Some(p) => eprintln!("  One-time password: {p}\n  (shown once; set TENANTD_ADMIN_EMAIL/TENANTD_ADMIN_PASSWORD before the first start to choose your own)"),
+            Some(p) => eprintln!(
+                "  One-time password: {p}\n  (shown once; set TENANTD_ADMIN_EMAIL/TENANTD_ADMIN_PASSWORD before the first start to choose your own)"
+            ),
             None => eprintln!("  Sign in with the password from TENANTD_ADMIN_PASSWORD."),
         }
     }
@@ -131,11 +161,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant(cmd) => tenant::run(open(&cli.global, None).await?, cmd).await,
-        Command::Audit(AuditCommand::Verify { tenant, json }) => audit_verify(open(&cli.global, None).await?, tenant, json).await,
+        Command::Audit(AuditCommand::Verify { tenant, json }) => {
+            audit_verify(open(&cli.global, None).await?, tenant, json).await
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let state = open(&cli.global, None).await?;
-            let kid = tenantd_server::auth::keys::rotate(state.catalog.as_ref(), state.config.access_ttl_secs).await.map_err(|e| anyhow!("{e}"))?;
-            println!("now signing with key {kid}; older keys verify for one more access-token lifetime");
+            let kid = tenantd_server::auth::keys::rotate(
+                state.catalog.as_ref(),
+                state.config.access_ttl_secs,
+            )
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "now signing with key {kid}; older keys verify for one more access-token lifetime"
+            );
             Ok(())
         }
     }
@@ -144,7 +183,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(g: &Global, listen: Option<String>) -> anyhow::Result<()> {
     let state = open(g, listen).await?;
     let addr = state.config.listen;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     eprintln!("tenantd listening on http://{local}");
     eprintln!("  console: http://{local}/console");
@@ -156,7 +197,9 @@ async fn serve(g: &Global, listen: Option<String>) -> anyhow::Result<()> {
         };
         #[cfg(unix)]
         let term = async {
-            if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
                 s.recv().await;
             }
         };
@@ -165,7 +208,9 @@ async fn serve(g: &Global, listen: Option<String>) -> anyhow::Result<()> {
         tokio::select! { _ = ctrl_c => {}, _ = term => {} }
         eprintln!("tenantd: shutting down");
     };
-    tenantd_server::run(state, listener, shutdown).await.map_err(|e| anyhow!("{e}"))
+    tenantd_server::run(state, listener, shutdown)
+        .await
+        .map_err(|e| anyhow!("{e}"))
 }
 
 async fn audit_verify(state: AppState, tenant: Option<String>, json: bool) -> anyhow::Result<()> {
@@ -175,7 +220,11 @@ async fn audit_verify(state: AppState, tenant: Option<String>, json: bool) -> an
             let mut all = Vec::new();
             let mut after = None;
             loop {
-                let page = state.catalog.list_tenants(after, 500).await.map_err(|e| anyhow!("{e}"))?;
+                let page = state
+                    .catalog
+                    .list_tenants(after, 500)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.id);
                 all.extend(page);

@@ -93,14 +93,26 @@ pub enum TenantCommand {
 /// A tenant by slug or id.
 pub async fn find(state: &AppState, t: &str) -> anyhow::Result<Tenant> {
     let op = Caller::operator(state).await.map_err(|e| anyhow!("{e}"))?;
-    svc::visible(state, &op, t).await.map_err(|_| anyhow!("no tenant {t:?}"))
+    svc::visible(state, &op, t)
+        .await
+        .map_err(|_| anyhow!("no tenant {t:?}"))
 }
 
 fn print(t: Tenant, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&TenantResponse::from(t))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&TenantResponse::from(t))?
+        );
     } else {
-        println!("{:<24} {:<36} {:<12} {:<10} {}", t.slug, t.id, t.plan, t.status.as_str(), t.name);
+        println!(
+            "{:<24} {:<36} {:<12} {:<10} {}",
+            t.slug,
+            t.id,
+            t.plan,
+            t.status.as_str(),
+            t.name
+        );
     }
     Ok(())
 }
@@ -108,10 +120,21 @@ fn print(t: Tenant, json: bool) -> anyhow::Result<()> {
 fn err(e: tenantd_core::Error) -> anyhow::Error {
     match e {
         tenantd_core::Error::Validation(v) => {
-            anyhow!("invalid input: {}", v.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))
+            anyhow!(
+                "invalid input: {}",
+                v.iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
         }
         tenantd_core::Error::Conflict { message, .. } => anyhow!("conflict: {message}"),
-        tenantd_core::Error::QuotaExceeded { resource, current, limit, .. } => {
+        tenantd_core::Error::QuotaExceeded {
+            resource,
+            current,
+            limit,
+            ..
+        } => {
             anyhow!("quota {resource}: {current} in use, the plan allows {limit} (use --force)")
         }
         other => anyhow!("{other}"),
@@ -121,16 +144,40 @@ fn err(e: tenantd_core::Error) -> anyhow::Error {
 pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
     let op = Caller::operator(&state).await.map_err(err)?;
     match cmd {
-        TenantCommand::Create { slug, name, plan, owner_email, kind, region, json } => {
-            let out = svc::create(&state, &op, svc::CreateInput { name, slug, plan, kind, region, owner_email }).await.map_err(err)?;
+        TenantCommand::Create {
+            slug,
+            name,
+            plan,
+            owner_email,
+            kind,
+            region,
+            json,
+        } => {
+            let out = svc::create(
+                &state,
+                &op,
+                svc::CreateInput {
+                    name,
+                    slug,
+                    plan,
+                    kind,
+                    region,
+                    owner_email,
+                },
+            )
+            .await
+            .map_err(err)?;
             if let Some((_, token, exp)) = &out.owner_invitation {
                 if json {
                     let mut v = serde_json::to_value(TenantResponse::from(out.tenant))?;
-                    v["owner_invitation"] = serde_json::json!({"token": token, "expires_at": exp.to_rfc3339()});
+                    v["owner_invitation"] =
+                        serde_json::json!({"token": token, "expires_at": exp.to_rfc3339()});
                     println!("{}", serde_json::to_string_pretty(&v)?);
                     return Ok(());
                 }
-                eprintln!("The owner has no account yet: they join with this invitation token (shown once, valid until {exp}):\n  {token}");
+                eprintln!(
+                    "The owner has no account yet: they join with this invitation token (shown once, valid until {exp}):\n  {token}"
+                );
             }
             print(out.tenant, json)
         }
@@ -147,7 +194,10 @@ pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
                 let v: Vec<TenantResponse> = all.into_iter().map(Into::into).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("{:<24} {:<36} {:<12} {:<10} NAME", "SLUG", "ID", "PLAN", "STATUS");
+                println!(
+                    "{:<24} {:<36} {:<12} {:<10} NAME",
+                    "SLUG", "ID", "PLAN", "STATUS"
+                );
                 for t in all {
                     print(t, false)?;
                 }
@@ -164,14 +214,44 @@ pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
             } else {
                 print(t, false)?;
                 for (q, u) in usage.quotas {
-                    println!("  {q:<20} {:>12} / {}", u.used, u.limit.map(|l| l.to_string()).unwrap_or_else(|| "unlimited".into()));
+                    println!(
+                        "  {q:<20} {:>12} / {}",
+                        u.used,
+                        u.limit
+                            .map(|l| l.to_string())
+                            .unwrap_or_else(|| "unlimited".into())
+                    );
                 }
             }
             Ok(())
         }
-        TenantCommand::Suspend { tenant, reason, json } => print(svc::suspend(&state, &op, &tenant, reason).await.map_err(err)?, json),
-        TenantCommand::Reactivate { tenant, json } => print(svc::reactivate(&state, &op, &tenant).await.map_err(err)?, json),
-        TenantCommand::Delete { tenant, json } => print(svc::delete(&state, &op, &tenant).await.map_err(err)?, json),
-        TenantCommand::Plan { tenant, plan, force, json } => print(svc::set_plan(&state, &op, &tenant, &plan, force).await.map_err(err)?, json),
+        TenantCommand::Suspend {
+            tenant,
+            reason,
+            json,
+        } => print(
+            svc::suspend(&state, &op, &tenant, reason)
+                .await
+                .map_err(err)?,
+            json,
+        ),
+        TenantCommand::Reactivate { tenant, json } => print(
+            svc::reactivate(&state, &op, &tenant).await.map_err(err)?,
+            json,
+        ),
+        TenantCommand::Delete { tenant, json } => {
+            print(svc::delete(&state, &op, &tenant).await.map_err(err)?, json)
+        }
+        TenantCommand::Plan {
+            tenant,
+            plan,
+            force,
+            json,
+        } => print(
+            svc::set_plan(&state, &op, &tenant, &plan, force)
+                .await
+                .map_err(err)?,
+            json,
+        ),
     }
 }

@@ -15,8 +15,10 @@ async fn forged_and_malformed_tokens_are_401() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
     let parts: Vec<&str> = a.token.split('.').collect();
-    let payload: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-    let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let payload: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
     let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
     sig[0] ^= 1;
     let mut elevated = payload.clone();
@@ -37,16 +39,36 @@ async fn forged_and_malformed_tokens_are_401() {
         k[..key.len()].copy_from_slice(&key);
         let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).chain(input.bytes()).collect();
         let inner = sha2::Sha256::digest(&ipad);
-        let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).chain(inner.iter().copied()).collect();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&opad)))
+        let opad: Vec<u8> = k
+            .iter()
+            .map(|b| b ^ 0x5c)
+            .chain(inner.iter().copied())
+            .collect();
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&opad))
+        )
     };
     let forged = [
         format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(&sig)),
-        format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), parts[1]),
-        format!("{}.{}.", b64(&json!({"alg": "none", "kid": header["kid"]})), parts[1]),
+        format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            parts[1]
+        ),
+        format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "kid": header["kid"]})),
+            parts[1]
+        ),
         format!("{}.{}.{}", parts[0], b64(&elevated), parts[2]),
         format!("{}.{}.{}", parts[0], b64(&expired), parts[2]),
-        format!("{}.{}.{}", b64(&json!({"alg": "EdDSA", "kid": "nope"})), parts[1], parts[2]),
+        format!(
+            "{}.{}.{}",
+            b64(&json!({"alg": "EdDSA", "kid": "nope"})),
+            parts[1],
+            parts[2]
+        ),
         hs,
         "not.a.jwt".into(),
         "".into(),
@@ -54,25 +76,61 @@ async fn forged_and_malformed_tokens_are_401() {
         "x".repeat(10_000),
     ];
     for t in forged {
-        let r = app.call_h("GET", "/v1/tenant", None, None, &[("authorization", &format!("Bearer {t}"))]).await;
+        let r = app
+            .call_h(
+                "GET",
+                "/v1/tenant",
+                None,
+                None,
+                &[("authorization", &format!("Bearer {t}"))],
+            )
+            .await;
         r.assert_problem(401, "UNAUTHENTICATED");
     }
     for h in ["Basic abc", "Bearer", "bearer  ", "Token abc"] {
-        app.call_h("GET", "/v1/tenant", None, None, &[("authorization", h)]).await.assert_problem(401, "UNAUTHENTICATED");
+        app.call_h("GET", "/v1/tenant", None, None, &[("authorization", h)])
+            .await
+            .assert_problem(401, "UNAUTHENTICATED");
     }
-    assert_eq!(app.call("GET", "/v1/tenant", Some(&a.token), None).await.status, 200);
+    assert_eq!(
+        app.call("GET", "/v1/tenant", Some(&a.token), None)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn a_spent_refresh_token_is_refused_and_revokes_its_family() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
-    let r1 = app.call("POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": a.refresh}))).await;
+    let r1 = app
+        .call(
+            "POST",
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": a.refresh})),
+        )
+        .await;
     assert_eq!(r1.status, 200, "{}", r1.text);
     let next = r1.body["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(next, a.refresh);
-    app.call("POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": a.refresh}))).await.assert_problem(401, "UNAUTHENTICATED");
-    app.call("POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": next}))).await.assert_problem(401, "UNAUTHENTICATED");
+    app.call(
+        "POST",
+        "/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": a.refresh})),
+    )
+    .await
+    .assert_problem(401, "UNAUTHENTICATED");
+    app.call(
+        "POST",
+        "/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": next})),
+    )
+    .await
+    .assert_problem(401, "UNAUTHENTICATED");
     let events = app.audit_of(&a.tenant_id).await;
     assert!(events.iter().any(|e| e["action"] == "auth.refresh_reuse"));
 }
@@ -81,7 +139,14 @@ async fn a_spent_refresh_token_is_refused_and_revokes_its_family() {
 async fn concurrent_refreshes_of_one_token_rotate_at_most_once() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
-    let calls = (0..8).map(|_| app.call("POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": a.refresh}))));
+    let calls = (0..8).map(|_| {
+        app.call(
+            "POST",
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": a.refresh})),
+        )
+    });
     let results = futures::future::join_all(calls).await;
     assert!(results.iter().filter(|r| r.status == 200).count() <= 1);
     assert!(results.iter().all(|r| r.status == 200 || r.status == 401));
@@ -91,34 +156,112 @@ async fn concurrent_refreshes_of_one_token_rotate_at_most_once() {
 async fn logout_ends_the_session_and_its_access_token() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
-    assert_eq!(app.call("POST", "/v1/auth/logout", Some(&a.token), None).await.status, 204);
-    app.call("GET", "/v1/tenant", Some(&a.token), None).await.assert_problem(401, "UNAUTHENTICATED");
-    app.call("POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": a.refresh}))).await.assert_problem(401, "UNAUTHENTICATED");
+    assert_eq!(
+        app.call("POST", "/v1/auth/logout", Some(&a.token), None)
+            .await
+            .status,
+        204
+    );
+    app.call("GET", "/v1/tenant", Some(&a.token), None)
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
+    app.call(
+        "POST",
+        "/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": a.refresh})),
+    )
+    .await
+    .assert_problem(401, "UNAUTHENTICATED");
 }
 
 #[tokio::test]
 async fn api_keys_work_until_deleted_and_never_outrank_their_creator() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", Some("starter")).await;
-    let k = app.call("POST", "/v1/api-keys", Some(&a.token), Some(json!({"name": "ci", "role": "member"}))).await;
+    let k = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&a.token),
+            Some(json!({"name": "ci", "role": "member"})),
+        )
+        .await;
     assert_eq!(k.status, 201, "{}", k.text);
     let key = k.body["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with(k.body["prefix"].as_str().unwrap()));
-    assert_eq!(app.call("GET", "/v1/tenant", Some(&key), None).await.status, 200);
+    assert_eq!(
+        app.call("GET", "/v1/tenant", Some(&key), None).await.status,
+        200
+    );
     // The member key cannot manage keys or members.
-    app.call("POST", "/v1/api-keys", Some(&key), Some(json!({"name": "x", "role": "owner"}))).await.assert_problem(403, "FORBIDDEN");
+    app.call(
+        "POST",
+        "/v1/api-keys",
+        Some(&key),
+        Some(json!({"name": "x", "role": "owner"})),
+    )
+    .await
+    .assert_problem(403, "FORBIDDEN");
     let list = app.call("GET", "/v1/api-keys", Some(&a.token), None).await;
     assert!(!list.text.contains(&key));
     let id = k.body["id"].as_str().unwrap();
-    assert_eq!(app.call("DELETE", &format!("/v1/api-keys/{id}"), Some(&a.token), None).await.status, 204);
-    app.call("GET", "/v1/tenant", Some(&key), None).await.assert_problem(401, "UNAUTHENTICATED");
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/v1/api-keys/{id}"),
+            Some(&a.token),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    app.call("GET", "/v1/tenant", Some(&key), None)
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
     // Invite an admin; an admin cannot mint owner keys.
-    let inv = app.call("POST", "/v1/invitations", Some(&a.token), Some(json!({"email": "ad@acme.test", "role": "admin"}))).await;
-    let acc = app.call("POST", "/v1/invitations/accept", None, Some(json!({"token": inv.body["token"], "name": "Ad", "password": "admin-pass-1234"}))).await;
+    let inv = app
+        .call(
+            "POST",
+            "/v1/invitations",
+            Some(&a.token),
+            Some(json!({"email": "ad@acme.test", "role": "admin"})),
+        )
+        .await;
+    let acc = app
+        .call(
+            "POST",
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": inv.body["token"], "name": "Ad", "password": "admin-pass-1234"})),
+        )
+        .await;
     let admin = acc.body["access_token"].as_str().unwrap();
-    app.call("POST", "/v1/api-keys", Some(admin), Some(json!({"name": "x", "role": "owner"}))).await.assert_problem(403, "FORBIDDEN");
-    app.call("POST", "/v1/invitations", Some(admin), Some(json!({"email": "o2@acme.test", "role": "owner"}))).await.assert_problem(403, "FORBIDDEN");
-    app.call("PATCH", &format!("/v1/members/{}", a.user_id), Some(admin), Some(json!({"role": "viewer"}))).await.assert_problem(403, "FORBIDDEN");
+    app.call(
+        "POST",
+        "/v1/api-keys",
+        Some(admin),
+        Some(json!({"name": "x", "role": "owner"})),
+    )
+    .await
+    .assert_problem(403, "FORBIDDEN");
+    app.call(
+        "POST",
+        "/v1/invitations",
+        Some(admin),
+        Some(json!({"email": "o2@acme.test", "role": "owner"})),
+    )
+    .await
+    .assert_problem(403, "FORBIDDEN");
+    app.call(
+        "PATCH",
+        &format!("/v1/members/{}", a.user_id),
+        Some(admin),
+        Some(json!({"role": "viewer"})),
+    )
+    .await
+    .assert_problem(403, "FORBIDDEN");
 }
 
 #[tokio::test]
@@ -126,36 +269,113 @@ async fn another_tenants_api_key_id_cannot_be_deleted() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
     let b = app.signup("bolt", None).await;
-    let k = app.call("POST", "/v1/api-keys", Some(&a.token), Some(json!({"name": "ci", "role": "viewer"}))).await;
+    let k = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&a.token),
+            Some(json!({"name": "ci", "role": "viewer"})),
+        )
+        .await;
     let id = k.body["id"].as_str().unwrap();
-    app.call("DELETE", &format!("/v1/api-keys/{id}"), Some(&b.token), None).await.assert_problem(404, "NOT_FOUND");
-    assert_eq!(app.call("GET", "/v1/tenant", Some(k.body["key"].as_str().unwrap()), None).await.status, 200);
+    app.call(
+        "DELETE",
+        &format!("/v1/api-keys/{id}"),
+        Some(&b.token),
+        None,
+    )
+    .await
+    .assert_problem(404, "NOT_FOUND");
+    assert_eq!(
+        app.call(
+            "GET",
+            "/v1/tenant",
+            Some(k.body["key"].as_str().unwrap()),
+            None
+        )
+        .await
+        .status,
+        200
+    );
 }
 
 #[tokio::test]
 async fn tokens_signed_before_a_key_rotation_keep_verifying() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
-    let old_kid = app.call("GET", "/.well-known/jwks.json", None, None).await.body["keys"][0]["kid"].clone();
-    tenantd_server::auth::keys::rotate(app.state.catalog.as_ref(), 900).await.unwrap();
-    app.state.keys.reload(app.state.catalog.as_ref()).await.unwrap();
-    assert_eq!(app.call("GET", "/v1/tenant", Some(&a.token), None).await.status, 200);
-    let login = app.call("POST", "/v1/auth/login", None, Some(json!({"email": a.email, "password": a.password}))).await;
+    let old_kid = app
+        .call("GET", "/.well-known/jwks.json", None, None)
+        .await
+        .body["keys"][0]["kid"]
+        .clone();
+    tenantd_server::auth::keys::rotate(app.state.catalog.as_ref(), 900)
+        .await
+        .unwrap();
+    app.state
+        .keys
+        .reload(app.state.catalog.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.call("GET", "/v1/tenant", Some(&a.token), None)
+            .await
+            .status,
+        200
+    );
+    let login = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": a.email, "password": a.password})),
+        )
+        .await;
     let t = login.body["access_token"].as_str().unwrap();
-    let hdr: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
+    let hdr: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(t.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_ne!(hdr["kid"], old_kid);
-    assert_eq!(app.call("GET", "/.well-known/jwks.json", None, None).await.body["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.call("GET", "/.well-known/jwks.json", None, None)
+            .await
+            .body["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn failed_logins_are_audited_and_answer_like_unknown_users() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
-    let wrong = app.call("POST", "/v1/auth/login", None, Some(json!({"email": a.email, "password": "wrong-password"}))).await;
-    let unknown = app.call("POST", "/v1/auth/login", None, Some(json!({"email": "ghost@x.test", "password": "wrong-password"}))).await;
+    let wrong = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": a.email, "password": "wrong-password"})),
+        )
+        .await;
+    let unknown = app
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "ghost@x.test", "password": "wrong-password"})),
+        )
+        .await;
     wrong.assert_problem(401, "UNAUTHENTICATED");
     unknown.assert_problem(401, "UNAUTHENTICATED");
     assert_eq!(wrong.body["detail"], unknown.body["detail"]);
     let events = app.audit_of(&a.tenant_id).await;
-    assert!(events.iter().any(|e| e["action"] == "auth.login" && e["outcome"] == "failure"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "auth.login" && e["outcome"] == "failure")
+    );
 }

@@ -42,8 +42,17 @@ impl Resp {
     pub fn assert_problem(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "{}", self.text);
         assert_eq!(self.code(), Some(code), "{}", self.text);
-        assert!(self.header("content-type").is_some_and(|c| c.starts_with("application/problem+json")), "{:?}", self.headers);
-        assert!(self.body.get("request_id").is_some_and(|r| r.is_string()), "{}", self.text);
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/problem+json")),
+            "{:?}",
+            self.headers
+        );
+        assert!(
+            self.body.get("request_id").is_some_and(|r| r.is_string()),
+            "{}",
+            self.text
+        );
     }
 }
 
@@ -74,8 +83,12 @@ impl TestApp {
         config.admin_email = Some(ADMIN_EMAIL.into());
         tweak(&mut config);
         let (state, boot) = AppState::build(config).await.expect("state");
-        let admin_password = boot.and_then(|b| b.generated_password).expect("generated admin password");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let admin_password = boot
+            .and_then(|b| b.generated_password)
+            .expect("generated admin password");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let st = state.clone();
@@ -87,25 +100,51 @@ impl TestApp {
         });
         let mut app = TestApp {
             base: format!("http://{addr}"),
-            client: reqwest::Client::builder().pool_max_idle_per_host(32).build().expect("client"),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(32)
+                .build()
+                .expect("client"),
             state,
             admin_token: String::new(),
             admin_password,
             dir,
             _shutdown: tx,
         };
-        let r = app.call("POST", "/v1/auth/login", None, Some(json!({"email": ADMIN_EMAIL, "password": app.admin_password.clone()}))).await;
+        let r = app
+            .call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                Some(json!({"email": ADMIN_EMAIL, "password": app.admin_password.clone()})),
+            )
+            .await;
         assert_eq!(r.status, 200, "admin login: {}", r.text);
         app.admin_token = r.body["access_token"].as_str().expect("token").to_owned();
         app
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
         self.call_h(method, path, token, body, &[]).await
     }
 
-    pub async fn call_h(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
-        let mut req = self.client.request(Method::from_bytes(method.as_bytes()).expect("method"), format!("{}{path}", self.base));
+    pub async fn call_h(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.client.request(
+            Method::from_bytes(method.as_bytes()).expect("method"),
+            format!("{}{path}", self.base),
+        );
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -120,11 +159,29 @@ impl TestApp {
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, headers, body, text }
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
-    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
-        let mut req = self.client.request(Method::from_bytes(method.as_bytes()).expect("method"), format!("{}{path}", self.base)).body(body);
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(
+                Method::from_bytes(method.as_bytes()).expect("method"),
+                format!("{}{path}", self.base),
+            )
+            .body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -136,7 +193,12 @@ impl TestApp {
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, headers, body, text }
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn signup(&self, slug: &str, plan: Option<&str>) -> Signed {
@@ -159,7 +221,13 @@ impl TestApp {
     }
 
     pub async fn create(&self, token: &str, kind: &str, name: &str) -> Resp {
-        self.call("POST", &format!("/v1/{kind}"), Some(token), Some(json!({"name": name, "spec": {"n": name}}))).await
+        self.call(
+            "POST",
+            &format!("/v1/{kind}"),
+            Some(token),
+            Some(json!({"name": name, "spec": {"n": name}})),
+        )
+        .await
     }
 
     /// Audit events of a tenant, read by the platform admin crossing into it.
@@ -171,7 +239,15 @@ impl TestApp {
                 Some(c) => format!("/v1/audit?limit=200&cursor={c}"),
                 None => "/v1/audit?limit=200".to_owned(),
             };
-            let r = self.call_h("GET", &path, Some(&self.admin_token), None, &[("x-tenant-id", tenant_id)]).await;
+            let r = self
+                .call_h(
+                    "GET",
+                    &path,
+                    Some(&self.admin_token),
+                    None,
+                    &[("x-tenant-id", tenant_id)],
+                )
+                .await;
             assert_eq!(r.status, 200, "{}", r.text);
             out.extend(r.body["items"].as_array().unwrap().iter().cloned());
             match r.body["next_cursor"].as_str() {

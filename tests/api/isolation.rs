@@ -15,15 +15,30 @@ async fn another_tenants_resource_answers_404_everywhere_and_stays_untouched() {
     let made = app.create(&a.token, "agents", "helper").await;
     assert_eq!(made.status, 201);
     let id = made.body["id"].as_str().unwrap();
-    for (m, body) in [("GET", None), ("PATCH", Some(json!({"name": "stolen"}))), ("DELETE", None)] {
-        let r = app.call(m, &format!("/v1/agents/{id}"), Some(&b.token), body).await;
+    for (m, body) in [
+        ("GET", None),
+        ("PATCH", Some(json!({"name": "stolen"}))),
+        ("DELETE", None),
+    ] {
+        let r = app
+            .call(m, &format!("/v1/agents/{id}"), Some(&b.token), body)
+            .await;
         r.assert_problem(404, "NOT_FOUND");
     }
     let list = app.call("GET", "/v1/agents", Some(&b.token), None).await;
     assert_eq!(list.status, 200);
     assert!(list.body["items"].as_array().unwrap().is_empty());
-    let mine = app.call("GET", &format!("/v1/agents/{id}"), Some(&a.token), None).await;
-    assert_eq!((mine.status, mine.body["name"].as_str(), mine.body["version"].as_i64()), (200, Some("helper"), Some(1)));
+    let mine = app
+        .call("GET", &format!("/v1/agents/{id}"), Some(&a.token), None)
+        .await;
+    assert_eq!(
+        (
+            mine.status,
+            mine.body["name"].as_str(),
+            mine.body["version"].as_i64()
+        ),
+        (200, Some("helper"), Some(1))
+    );
 }
 
 #[tokio::test]
@@ -32,9 +47,15 @@ async fn an_id_of_another_kind_or_garbage_answers_404() {
     let a = app.signup("acme", None).await;
     let made = app.create(&a.token, "agents", "helper").await;
     let id = made.body["id"].as_str().unwrap();
-    app.call("GET", &format!("/v1/tools/{id}"), Some(&a.token), None).await.assert_problem(404, "NOT_FOUND");
-    app.call("GET", "/v1/agents/not-a-uuid", Some(&a.token), None).await.assert_problem(404, "NOT_FOUND");
-    app.call("GET", "/v1/gadgets", Some(&a.token), None).await.assert_problem(404, "NOT_FOUND");
+    app.call("GET", &format!("/v1/tools/{id}"), Some(&a.token), None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    app.call("GET", "/v1/agents/not-a-uuid", Some(&a.token), None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    app.call("GET", "/v1/gadgets", Some(&a.token), None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
 }
 
 #[tokio::test]
@@ -49,12 +70,21 @@ async fn tenant_sources_that_disagree_with_the_credential_are_a_mismatch() {
         vec![("cookie", "tenant=bolt")],
         vec![("host", "bolt.tenants.example.com")],
     ] {
-        let r = app.call_h("GET", "/v1/agents", Some(&a.token), None, &headers).await;
+        let r = app
+            .call_h("GET", "/v1/agents", Some(&a.token), None, &headers)
+            .await;
         r.assert_problem(403, "TENANT_MISMATCH");
     }
     // Sources that agree are fine.
-    for headers in [vec![("x-tenant-id", a.tenant_id.as_str())], vec![("x-tenant-id", "acme")], vec![("cookie", "tenant=acme")], vec![("host", "acme.tenants.example.com")]] {
-        let r = app.call_h("GET", "/v1/agents", Some(&a.token), None, &headers).await;
+    for headers in [
+        vec![("x-tenant-id", a.tenant_id.as_str())],
+        vec![("x-tenant-id", "acme")],
+        vec![("cookie", "tenant=acme")],
+        vec![("host", "acme.tenants.example.com")],
+    ] {
+        let r = app
+            .call_h("GET", "/v1/agents", Some(&a.token), None, &headers)
+            .await;
         assert_eq!(r.status, 200, "{headers:?}: {}", r.text);
         assert_eq!(r.header("x-tenant-id"), Some(a.tenant_id.as_str()));
     }
@@ -65,10 +95,24 @@ async fn a_tenant_id_smuggled_in_a_body_or_query_is_ignored() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
     let b = app.signup("bolt", None).await;
-    let r = app.call("POST", "/v1/agents", Some(&a.token), Some(json!({"name": "x", "spec": {}, "tenant_id": b.tenant_id}))).await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(&a.token),
+            Some(json!({"name": "x", "spec": {}, "tenant_id": b.tenant_id})),
+        )
+        .await;
     assert_eq!(r.status, 201);
     assert_eq!(r.body["tenant_id"].as_str(), Some(a.tenant_id.as_str()));
-    let r = app.call("GET", &format!("/v1/agents?tenant_id={}", a.tenant_id), Some(&b.token), None).await;
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/agents?tenant_id={}", a.tenant_id),
+            Some(&b.token),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body["items"].as_array().unwrap().is_empty());
 }
@@ -78,15 +122,29 @@ async fn a_platform_admin_crossing_is_allowed_and_audited_in_both_tenants() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
     app.create(&a.token, "agents", "helper").await;
-    let r = app.call_h("GET", "/v1/agents", Some(&app.admin_token), None, &[("x-tenant-id", "acme")]).await;
+    let r = app
+        .call_h(
+            "GET",
+            "/v1/agents",
+            Some(&app.admin_token),
+            None,
+            &[("x-tenant-id", "acme")],
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     assert_eq!(r.header("x-tenant-id"), Some(a.tenant_id.as_str()));
     let platform = app.state.platform.to_string();
     let inside = app.audit_of(&a.tenant_id).await;
-    assert!(inside.iter().any(|e| e["action"] == "platform.cross_tenant"));
+    assert!(
+        inside
+            .iter()
+            .any(|e| e["action"] == "platform.cross_tenant")
+    );
     let home = app.audit_of(&platform).await;
-    assert!(home.iter().any(|e| e["action"] == "platform.cross_tenant" && e["resource_id"] == a.tenant_id.as_str()));
+    assert!(home.iter().any(
+        |e| e["action"] == "platform.cross_tenant" && e["resource_id"] == a.tenant_id.as_str()
+    ));
 }
 
 #[tokio::test]
@@ -97,12 +155,23 @@ async fn a_cursor_from_another_tenant_never_shows_its_rows() {
     for i in 0..4 {
         app.create(&a.token, "agents", &format!("a{i}")).await;
     }
-    let page = app.call("GET", "/v1/agents?limit=2", Some(&a.token), None).await;
+    let page = app
+        .call("GET", "/v1/agents?limit=2", Some(&a.token), None)
+        .await;
     let cursor = page.body["next_cursor"].as_str().expect("a next cursor");
-    let r = app.call("GET", &format!("/v1/agents?cursor={cursor}"), Some(&b.token), None).await;
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/agents?cursor={cursor}"),
+            Some(&b.token),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.body["items"].as_array().unwrap().is_empty());
-    app.call("GET", "/v1/agents?cursor=garbage!!", Some(&a.token), None).await.assert_problem(422, "VALIDATION_FAILED");
+    app.call("GET", "/v1/agents?cursor=garbage!!", Some(&a.token), None)
+        .await
+        .assert_problem(422, "VALIDATION_FAILED");
 }
 
 #[derive(Debug, Clone)]

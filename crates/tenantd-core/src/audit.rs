@@ -152,13 +152,19 @@ pub fn verify<'a>(
     let mut prev = GENESIS_HASH.to_owned();
     for ev in events {
         if ev.seq != expected || ev.prev_hash != prev || ev.computed_hash() != ev.hash {
-            return Verification::Broken { ok: false, first_bad_seq: expected };
+            return Verification::Broken {
+                ok: false,
+                first_bad_seq: expected,
+            };
         }
         prev = ev.hash.clone();
         expected += 1;
     }
     let count = expected - 1;
-    let broken = |first_bad_seq| Verification::Broken { ok: false, first_bad_seq };
+    let broken = |first_bad_seq| Verification::Broken {
+        ok: false,
+        first_bad_seq,
+    };
     match head {
         // Rows were removed from the end.
         Some((seq, _)) if count < seq => broken(count + 1),
@@ -168,7 +174,11 @@ pub fn verify<'a>(
         Some((_, hash)) if count > 0 && hash != prev => broken(count),
         // Events with no recorded head: the head itself was removed.
         None if count > 0 => broken(1),
-        _ => Verification::Ok { ok: true, events: count, head: prev },
+        _ => Verification::Ok {
+            ok: true,
+            events: count,
+            head: prev,
+        },
     }
 }
 

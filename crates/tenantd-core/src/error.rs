@@ -15,7 +15,10 @@ pub struct FieldError {
 impl FieldError {
     /// A new field error.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// The same error under a parent field (`slug` → `tenant.slug`).
@@ -99,7 +102,10 @@ impl Error {
 
     /// A 409 on one field.
     pub fn conflict(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Conflict { field: field.into(), message: message.into() }
+        Error::Conflict {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -134,6 +140,10 @@ impl Validator {
 
     /// `Ok` when nothing was recorded.
     pub fn finish(self) -> Result<()> {
-        if self.errors.is_empty() { Ok(()) } else { Err(Error::Validation(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.errors))
+        }
     }
 }

@@ -225,7 +225,10 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(Email::parse(" A@B.Test ", "email").unwrap().as_str(), "a@b.test");
+        assert_eq!(
+            Email::parse(" A@B.Test ", "email").unwrap().as_str(),
+            "a@b.test"
+        );
         for bad in ["", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@b..c", "a@@b.c"] {
             assert!(Email::parse(bad, "email").is_err(), "{bad}");
         }

@@ -8,7 +8,13 @@ use crate::error::{Error, Result};
 pub const DEFAULT_PLANS_YAML: &str = include_str!("../../../plans.yaml");
 
 /// Quota names that every plan knows about, besides one per resource kind.
-pub const CORE_QUOTAS: &[&str] = &["users", "projects", "tokens", "storage_bytes", "concurrent_runs"];
+pub const CORE_QUOTAS: &[&str] = &[
+    "users",
+    "projects",
+    "tokens",
+    "storage_bytes",
+    "concurrent_runs",
+];
 
 /// Rate-limited actions.
 pub const RATE_ACTIONS: &[&str] = &["api_requests", "agent_spawns"];
@@ -62,7 +68,10 @@ impl Plan {
         if self.has_feature(feature) {
             Ok(())
         } else {
-            Err(Error::FeatureNotInPlan { feature: feature.to_owned(), plan: self.id.clone() })
+            Err(Error::FeatureNotInPlan {
+                feature: feature.to_owned(),
+                plan: self.id.clone(),
+            })
         }
     }
 
@@ -170,7 +179,11 @@ mod tests {
         assert_eq!(ent.limit("concurrent_runs"), Some(50));
         assert_eq!(ent.isolation, "dedicated");
         assert!(ent.has_feature("audit_logs") && ent.has_feature("sso"));
-        assert!(p.get("professional").unwrap().has_feature("selective_sharing"));
+        assert!(
+            p.get("professional")
+                .unwrap()
+                .has_feature("selective_sharing")
+        );
         assert!(!free.has_feature("audit_logs"));
     }
 

@@ -51,7 +51,10 @@ pub struct Sharing {
 impl Sharing {
     /// Private: the default.
     pub fn private() -> Self {
-        Self { mode: SharingMode::Private, tenants: Vec::new() }
+        Self {
+            mode: SharingMode::Private,
+            tenants: Vec::new(),
+        }
     }
 }
 

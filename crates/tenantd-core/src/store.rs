@@ -92,7 +92,9 @@ pub struct SigningKeyRecord {
 
 impl std::fmt::Debug for SigningKeyRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKeyRecord").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,7 +120,12 @@ pub trait CatalogStore: Send + Sync + 'static {
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant>;
     /// Changes name, settings or branding.
-    async fn update_tenant(&self, id: TenantId, patch: TenantPatch, outbox: Vec<AuditDraft>) -> Result<Tenant>;
+    async fn update_tenant(
+        &self,
+        id: TenantId,
+        patch: TenantPatch,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Tenant>;
     /// Changes the status (suspend, reactivate, delete).
     async fn set_tenant_status(
         &self,
@@ -129,7 +136,12 @@ pub trait CatalogStore: Send + Sync + 'static {
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant>;
     /// Changes the plan.
-    async fn set_tenant_plan(&self, id: TenantId, plan: &str, outbox: Vec<AuditDraft>) -> Result<Tenant>;
+    async fn set_tenant_plan(
+        &self,
+        id: TenantId,
+        plan: &str,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Tenant>;
 
     /// A user by id.
     async fn find_user(&self, id: UserId) -> Result<Option<User>>;
@@ -154,7 +166,12 @@ pub trait CatalogStore: Send + Sync + 'static {
     ) -> Result<Membership>;
     /// Removes a member, revokes their sessions in the tenant and frees a `users` slot;
     /// removing the last owner → `Conflict{user_id}`.
-    async fn remove_member(&self, tenant: TenantId, user: UserId, outbox: Vec<AuditDraft>) -> Result<()>;
+    async fn remove_member(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<()>;
     /// Members plus pending, unexpired invitations (the `users` quota's usage).
     async fn users_used(&self, tenant: TenantId) -> Result<i64>;
 
@@ -169,7 +186,12 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// A tenant's invitations, newest first.
     async fn list_invitations(&self, tenant: TenantId) -> Result<Vec<Invitation>>;
     /// Revokes a pending invitation and frees its slot.
-    async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId, outbox: Vec<AuditDraft>) -> Result<()>;
+    async fn revoke_invitation(
+        &self,
+        tenant: TenantId,
+        id: InvitationId,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<()>;
     /// A pending, unexpired invitation by token hash.
     async fn find_pending_invitation(&self, token_hash: &str) -> Result<Option<Invitation>>;
     /// Accepts a pending invitation exactly once: makes the membership (and the user) and a
@@ -187,14 +209,23 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// A tenant's keys (revoked ones included).
     async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKey>>;
     /// Revokes a key.
-    async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, outbox: Vec<AuditDraft>) -> Result<()>;
+    async fn revoke_api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<()>;
     /// A key by hash.
     async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
 
     /// Creates a session and its first refresh token.
     async fn create_session(&self, session: NewSession, outbox: Vec<AuditDraft>) -> Result<()>;
     /// Spends a refresh token and stores the next one; a spent token revokes its family.
-    async fn rotate_refresh(&self, token_hash: &str, next: NewRefreshToken) -> Result<RefreshOutcome>;
+    async fn rotate_refresh(
+        &self,
+        token_hash: &str,
+        next: NewRefreshToken,
+    ) -> Result<RefreshOutcome>;
     /// A session.
     async fn find_session(&self, id: SessionId) -> Result<Option<Session>>;
     /// Revokes a session and its refresh tokens.
@@ -203,7 +234,11 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Every signing key.
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     /// Adds a signing key; the others stop verifying after `retire_others_at`.
-    async fn insert_signing_key(&self, key: SigningKeyRecord, retire_others_at: Option<DateTime<Utc>>) -> Result<()>;
+    async fn insert_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        retire_others_at: Option<DateTime<Utc>>,
+    ) -> Result<()>;
 
     /// Audit events waiting for the relay, oldest first.
     async fn pending_outbox(&self, limit: u32) -> Result<Vec<AuditDraft>>;
@@ -230,9 +265,19 @@ pub trait CellStore: Send + Sync + 'static {
         audit: AuditDraft,
     ) -> Result<Resource>;
     /// A resource the tenant owns or that is shared with it.
-    async fn get_resource(&self, scope: &TenantScope, kind: ResourceKind, id: ResourceId) -> Result<Resource>;
+    async fn get_resource(
+        &self,
+        scope: &TenantScope,
+        kind: ResourceKind,
+        id: ResourceId,
+    ) -> Result<Resource>;
     /// A page of resources the tenant owns or that are shared with it, ordered by id.
-    async fn list_resources(&self, scope: &TenantScope, kind: ResourceKind, q: &ListQuery) -> Result<Vec<Resource>>;
+    async fn list_resources(
+        &self,
+        scope: &TenantScope,
+        kind: ResourceKind,
+        q: &ListQuery,
+    ) -> Result<Vec<Resource>>;
     /// Changes a resource the tenant owns; wrong `if_version` → `PreconditionFailed`.
     async fn update_resource(
         &self,
@@ -257,7 +302,14 @@ pub trait CellStore: Send + Sync + 'static {
     /// retries are idempotent).
     async fn append_audit(&self, scope: &TenantScope, events: Vec<AuditDraft>) -> Result<()>;
     /// A page of events, by `seq`.
-    async fn list_audit(&self, scope: &TenantScope, filter: &AuditFilter) -> Result<Vec<AuditEvent>>;
+    async fn list_audit(
+        &self,
+        scope: &TenantScope,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>>;
     /// The whole chain in `seq` order and the recorded head (`seq`, `hash`).
-    async fn audit_chain(&self, scope: &TenantScope) -> Result<(Vec<AuditEvent>, Option<(i64, String)>)>;
+    async fn audit_chain(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<(Vec<AuditEvent>, Option<(i64, String)>)>;
 }

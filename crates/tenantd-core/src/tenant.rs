@@ -71,7 +71,10 @@ impl DisplayName {
             return Err(FieldError::new(field, "1 to 200 characters"));
         }
         if t.chars().any(char::is_control) {
-            return Err(FieldError::new(field, "must not contain control characters"));
+            return Err(FieldError::new(
+                field,
+                "must not contain control characters",
+            ));
         }
         Ok(Self(t.to_owned()))
     }
@@ -220,7 +223,10 @@ impl TenantScope {
     /// checks), the audited platform-admin crossing, the audit relay and operator commands
     /// call this; the name makes each call site easy to find and review.
     pub fn unscoped_trusted(tenant_id: TenantId, cell: impl Into<String>) -> Self {
-        Self { tenant_id, cell: cell.into() }
+        Self {
+            tenant_id,
+            cell: cell.into(),
+        }
     }
 
     /// The tenant.
@@ -276,7 +282,9 @@ mod tests {
         for ok in ["abc", "acme-corp", "a1b", "x0-9"] {
             assert!(TenantSlug::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "Acme", "-abc", "abc-", "a_b", "a b", "admin", "www", "", "é-abc"] {
+        for bad in [
+            "ab", "Acme", "-abc", "abc-", "a_b", "a b", "admin", "www", "", "é-abc",
+        ] {
             assert!(TenantSlug::parse(bad).is_err(), "{bad}");
         }
         assert!(TenantSlug::parse(&"a".repeat(63)).is_ok());
@@ -297,7 +305,8 @@ mod tests {
         #[test]
         fn valid_slugs_round_trip(s in "[a-z0-9][a-z0-9-]{1,61}[a-z0-9]") {
             if !RESERVED_SLUGS.contains(&s.as_str()) {
-                prop_assert_eq!(TenantSlug::parse(&s).unwrap().as_str(), s.as_str());
+                let parsed = TenantSlug::parse(&s).unwrap();
+                prop_assert_eq!(parsed.as_str(), s.as_str());
             }
         }
     }

@@ -14,5 +14,7 @@ pub fn format(t: DateTime<Utc>) -> String {
 
 /// Parses a stored or client-given RFC 3339 timestamp.
 pub fn parse(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }

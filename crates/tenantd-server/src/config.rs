@@ -96,7 +96,10 @@ impl std::fmt::Debug for Config {
             .field("base_domain", &self.base_domain)
             .field("signup", &self.signup)
             .field("admin_email", &self.admin_email)
-            .field("admin_password", &self.admin_password.as_ref().map(|_| "***"))
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "***"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -144,9 +147,23 @@ struct RawConfig {
 
 /// Top-level keys that may come from `TENANTD_<KEY>`.
 const ENV_KEYS: &[&str] = &[
-    "listen", "data_dir", "mode", "base_domain", "signup", "plans_file", "redis_url", "issuer",
-    "access_ttl_secs", "refresh_ttl_secs", "invitation_ttl_secs", "retention_days",
-    "body_limit_bytes", "password_hashing", "default_tenant", "admin_email", "admin_password",
+    "listen",
+    "data_dir",
+    "mode",
+    "base_domain",
+    "signup",
+    "plans_file",
+    "redis_url",
+    "issuer",
+    "access_ttl_secs",
+    "refresh_ttl_secs",
+    "invitation_ttl_secs",
+    "retention_days",
+    "body_limit_bytes",
+    "password_hashing",
+    "default_tenant",
+    "admin_email",
+    "admin_password",
 ];
 
 /// Variables the binary itself reads (not config keys).
@@ -166,17 +183,26 @@ pub struct Overrides {
 impl Config {
     /// Loads the configuration from the file, the process environment and the flags.
     pub fn load(over: &Overrides) -> Result<(Self, Vec<String>), String> {
-        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("TENANTD_")).collect();
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("TENANTD_"))
+            .collect();
         Self::from_sources(over, &env)
     }
 
     /// Loads from explicit sources (tests pass their own environment). Returns the config and
     /// warnings (unknown `TENANTD_` variables).
-    pub fn from_sources(over: &Overrides, env: &BTreeMap<String, String>) -> Result<(Self, Vec<String>), String> {
-        let file = over.config_file.clone().or_else(|| env.get("TENANTD_CONFIG").map(PathBuf::from));
+    pub fn from_sources(
+        over: &Overrides,
+        env: &BTreeMap<String, String>,
+    ) -> Result<(Self, Vec<String>), String> {
+        let file = over
+            .config_file
+            .clone()
+            .or_else(|| env.get("TENANTD_CONFIG").map(PathBuf::from));
         let mut raw: RawConfig = match &file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?;
                 toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?
             }
             None => RawConfig::default(),
@@ -217,20 +243,33 @@ impl Config {
 
     fn validate(raw: RawConfig) -> Result<Self, String> {
         let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
-        let listen: SocketAddr = listen.parse().map_err(|_| format!("listen: not an address: {listen}"))?;
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| format!("listen: not an address: {listen}"))?;
         let data_dir = PathBuf::from(raw.data_dir.as_deref().unwrap_or("./data"));
         let mode = match raw.mode.as_deref().unwrap_or("multi") {
             "multi" => Mode::Multi,
             "single" => Mode::Single,
-            other => return Err(format!("mode: must be \"multi\" or \"single\", not {other:?}")),
+            other => {
+                return Err(format!(
+                    "mode: must be \"multi\" or \"single\", not {other:?}"
+                ));
+            }
         };
         let password_cost = match raw.password_hashing.as_deref().unwrap_or("owasp") {
             "owasp" => PasswordCost::Owasp,
             "insecure-fast-for-tests" => PasswordCost::InsecureFastForTests,
-            other => return Err(format!("password_hashing: \"owasp\" or \"insecure-fast-for-tests\", not {other:?}")),
+            other => {
+                return Err(format!(
+                    "password_hashing: \"owasp\" or \"insecure-fast-for-tests\", not {other:?}"
+                ));
+            }
         };
         if raw.redis_url.is_some() {
-            return Err("redis_url: Redis is not supported by this build yet (rate limits are in process)".into());
+            return Err(
+                "redis_url: Redis is not supported by this build yet (rate limits are in process)"
+                    .into(),
+            );
         }
         let positive = |name: &str, v: Option<i64>, default: i64| match v {
             Some(v) if v <= 0 => Err(format!("{name}: must be positive")),
@@ -241,7 +280,11 @@ impl Config {
             Some(url) => parse_url("catalog.url", url)?,
             None => DbLocation::Sqlite(data_dir.join("catalog.db")),
         };
-        if raw.catalog.as_ref().is_some_and(|c| c.migrate_url.as_deref().is_some_and(|u| !u.starts_with("sqlite://"))) {
+        if raw.catalog.as_ref().is_some_and(|c| {
+            c.migrate_url
+                .as_deref()
+                .is_some_and(|u| !u.starts_with("sqlite://"))
+        }) {
             return Err("catalog.migrate_url: only sqlite:// is supported by this build".into());
         }
         let cells = match raw.cells {
@@ -251,7 +294,9 @@ impl Config {
                 dedicated: false,
                 location: DbLocation::Sqlite(data_dir.join("cells").join("local.db")),
             }],
-            Some(list) if list.is_empty() => return Err("cells: at least one cell is needed".into()),
+            Some(list) if list.is_empty() => {
+                return Err("cells: at least one cell is needed".into());
+            }
             Some(list) => {
                 let mut out: Vec<CellConfig> = Vec::new();
                 for (i, c) in list.into_iter().enumerate() {
@@ -260,16 +305,24 @@ impl Config {
                         return Err(format!("cells[{i}].name: {name} appears twice"));
                     }
                     if let Some(r) = &c.region {
-                        tenantd_core::tenant::Region::parse(r, "region").map_err(|_| format!("cells[{i}].region: us, eu or ap"))?;
+                        tenantd_core::tenant::Region::parse(r, "region")
+                            .map_err(|_| format!("cells[{i}].region: us, eu or ap"))?;
                     }
                     let dedicated = match c.mode.as_deref().unwrap_or("pooled") {
                         "pooled" => false,
                         "dedicated" => true,
-                        m => return Err(format!("cells[{i}].mode: pooled or dedicated, not {m:?}")),
+                        m => {
+                            return Err(format!("cells[{i}].mode: pooled or dedicated, not {m:?}"));
+                        }
                     };
                     let url = c.url.ok_or(format!("cells[{i}].url: missing"))?;
                     let _ = c.migrate_url;
-                    out.push(CellConfig { name, region: c.region, dedicated, location: parse_url(&format!("cells[{i}].url"), &url)? });
+                    out.push(CellConfig {
+                        name,
+                        region: c.region,
+                        dedicated,
+                        location: parse_url(&format!("cells[{i}].url"), &url)?,
+                    });
                 }
                 out
             }
@@ -277,13 +330,20 @@ impl Config {
         Ok(Self {
             listen,
             mode,
-            base_domain: raw.base_domain.filter(|d| !d.is_empty()).map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
+            base_domain: raw
+                .base_domain
+                .filter(|d| !d.is_empty())
+                .map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
             signup: raw.signup.unwrap_or(true),
             plans_file: raw.plans_file.map(PathBuf::from),
             issuer: raw.issuer.unwrap_or_else(|| "tenantd".into()),
             access_ttl_secs: positive("access_ttl_secs", raw.access_ttl_secs, 900)?,
             refresh_ttl_secs: positive("refresh_ttl_secs", raw.refresh_ttl_secs, 30 * 86400)?,
-            invitation_ttl_secs: positive("invitation_ttl_secs", raw.invitation_ttl_secs, 7 * 86400)?,
+            invitation_ttl_secs: positive(
+                "invitation_ttl_secs",
+                raw.invitation_ttl_secs,
+                7 * 86400,
+            )?,
             retention_days: positive("retention_days", raw.retention_days, 30)?,
             body_limit_bytes: raw.body_limit_bytes.unwrap_or(1024 * 1024),
             password_cost,
@@ -315,14 +375,19 @@ fn parse_url(key: &str, url: &str) -> Result<DbLocation, String> {
         }
         Ok(DbLocation::Sqlite(PathBuf::from(path)))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(format!("{key}: PostgreSQL is not supported by this build yet; use sqlite://PATH"))
+        Err(format!(
+            "{key}: PostgreSQL is not supported by this build yet; use sqlite://PATH"
+        ))
     } else {
         Err(format!("{key}: expected sqlite://PATH"))
     }
 }
 
 fn set_key(raw: &mut RawConfig, key: &str, v: &str) -> Result<(), String> {
-    let int = |v: &str| v.parse::<i64>().map_err(|_| format!("TENANTD_{}: not an integer", key.to_uppercase()));
+    let int = |v: &str| {
+        v.parse::<i64>()
+            .map_err(|_| format!("TENANTD_{}: not an integer", key.to_uppercase()))
+    };
     let s = Some(v.to_owned());
     match key {
         "listen" => raw.listen = s,

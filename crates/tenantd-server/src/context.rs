@@ -73,8 +73,20 @@ impl Caller {
     /// The command-line operator: a platform admin acting without a credential, since
     /// whoever can open the database files already holds every tenant's data.
     pub async fn operator(state: &AppState) -> Result<Self, Error> {
-        let home = state.catalog.find_tenant(state.platform).await?.ok_or(Error::NotFound)?;
-        Ok(Self { actor: Actor::Operator, home, role: Role::Owner, meta: RequestMeta { request_id: uuid::Uuid::now_v7().to_string(), ip: None } })
+        let home = state
+            .catalog
+            .find_tenant(state.platform)
+            .await?
+            .ok_or(Error::NotFound)?;
+        Ok(Self {
+            actor: Actor::Operator,
+            home,
+            role: Role::Owner,
+            meta: RequestMeta {
+                request_id: uuid::Uuid::now_v7().to_string(),
+                ip: None,
+            },
+        })
     }
 
     /// Whether the caller administers the platform.
@@ -83,8 +95,24 @@ impl Caller {
     }
 
     /// An audit draft by this caller in `tenant`.
-    pub fn event(&self, tenant: TenantId, action: &str, resource: &str, resource_id: Option<String>, details: Value) -> AuditDraft {
-        event(&self.meta, self.actor.audit_name(), tenant, action, resource, resource_id, "success", details)
+    pub fn event(
+        &self,
+        tenant: TenantId,
+        action: &str,
+        resource: &str,
+        resource_id: Option<String>,
+        details: Value,
+    ) -> AuditDraft {
+        event(
+            &self.meta,
+            self.actor.audit_name(),
+            tenant,
+            action,
+            resource,
+            resource_id,
+            "success",
+            details,
+        )
     }
 }
 
@@ -148,27 +176,53 @@ impl Ctx {
             "denied",
             json!({ "permission": p.as_str(), "role": self.role.as_str() }),
         );
-        if let Err(e) = state.cell(&self.scope)?.append_audit(&self.scope, vec![ev]).await {
+        if let Err(e) = state
+            .cell(&self.scope)?
+            .append_audit(&self.scope, vec![ev])
+            .await
+        {
             tracing::warn!(error = %e, "could not audit a permission denial");
         }
-        Err(Error::Forbidden(format!("the {} role lacks {}", self.role, p.as_str())))
+        Err(Error::Forbidden(format!(
+            "the {} role lacks {}",
+            self.role,
+            p.as_str()
+        )))
     }
 
     /// An audit draft by this request's caller in its tenant.
-    pub fn event(&self, action: &str, resource: &str, resource_id: Option<String>, details: Value) -> AuditDraft {
-        self.caller.event(self.tenant.id, action, resource, resource_id, details)
+    pub fn event(
+        &self,
+        action: &str,
+        resource: &str,
+        resource_id: Option<String>,
+        details: Value,
+    ) -> AuditDraft {
+        self.caller
+            .event(self.tenant.id, action, resource, resource_id, details)
     }
 }
 
 fn meta(parts: &Parts) -> RequestMeta {
-    parts.extensions.get::<RequestMeta>().cloned().unwrap_or_else(|| RequestMeta { request_id: uuid::Uuid::now_v7().to_string(), ip: None })
+    parts
+        .extensions
+        .get::<RequestMeta>()
+        .cloned()
+        .unwrap_or_else(|| RequestMeta {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            ip: None,
+        })
 }
 
 fn bearer(parts: &Parts) -> Result<&str, Error> {
     let missing = Error::Unauthenticated("missing bearer credentials");
     let v = parts.headers.get(header::AUTHORIZATION).ok_or(missing)?;
-    let v = v.to_str().map_err(|_| Error::Unauthenticated("malformed Authorization header"))?;
-    let (scheme, token) = v.split_once(' ').ok_or(Error::Unauthenticated("malformed Authorization header"))?;
+    let v = v
+        .to_str()
+        .map_err(|_| Error::Unauthenticated("malformed Authorization header"))?;
+    let (scheme, token) = v
+        .split_once(' ')
+        .ok_or(Error::Unauthenticated("malformed Authorization header"))?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(Error::Unauthenticated("malformed Authorization header"));
@@ -182,13 +236,26 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
     let meta = meta(parts);
     let invalid = || Error::Unauthenticated("invalid or revoked credentials");
     if looks_like_api_key(token) {
-        let key = state.catalog.find_api_key_by_hash(&hash_secret(token)).await?.ok_or_else(invalid)?;
+        let key = state
+            .catalog
+            .find_api_key_by_hash(&hash_secret(token))
+            .await?
+            .ok_or_else(invalid)?;
         if !key.is_live(time::now()) {
             return Err(invalid());
         }
-        let home = state.catalog.find_tenant(key.tenant_id).await?.ok_or_else(invalid)?;
+        let home = state
+            .catalog
+            .find_tenant(key.tenant_id)
+            .await?
+            .ok_or_else(invalid)?;
         home.ensure_serving()?;
-        return Ok(Caller { actor: Actor::ApiKey { id: key.id }, home, role: key.role, meta });
+        return Ok(Caller {
+            actor: Actor::ApiKey { id: key.id },
+            home,
+            role: key.role,
+            meta,
+        });
     }
     let claims = match state.keys.verify(token) {
         Ok(c) => c,
@@ -210,17 +277,38 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
     if session.revoked_at.is_some() || session.user_id != user || session.tenant_id != tenant {
         return Err(invalid());
     }
-    let membership = state.catalog.find_membership(tenant, user).await?.ok_or_else(invalid)?;
-    let home = state.catalog.find_tenant(tenant).await?.ok_or_else(invalid)?;
+    let membership = state
+        .catalog
+        .find_membership(tenant, user)
+        .await?
+        .ok_or_else(invalid)?;
+    let home = state
+        .catalog
+        .find_tenant(tenant)
+        .await?
+        .ok_or_else(invalid)?;
     home.ensure_serving()?;
-    Ok(Caller { actor: Actor::User { id: user, session: sid }, home, role: membership.role, meta })
+    Ok(Caller {
+        actor: Actor::User {
+            id: user,
+            session: sid,
+        },
+        home,
+        role: membership.role,
+        meta,
+    })
 }
 
 /// The tenant named by a header, subdomain or cookie value (id or slug).
 async fn lookup(state: &AppState, value: &str) -> Result<Option<Tenant>, Error> {
     match TenantId::parse(value, "tenant") {
         Ok(id) => state.catalog.find_tenant(id).await,
-        Err(_) => state.catalog.find_tenant_by_slug(&value.to_ascii_lowercase()).await,
+        Err(_) => {
+            state
+                .catalog
+                .find_tenant_by_slug(&value.to_ascii_lowercase())
+                .await
+        }
     }
 }
 
@@ -230,16 +318,38 @@ fn names(t: &Tenant, value: &str) -> bool {
 
 /// Every tenant the request names besides its credential: (`X-Tenant-ID`, others).
 fn named_tenants(state: &AppState, parts: &Parts) -> Result<(Option<String>, Vec<String>), Error> {
-    let header = match parts.headers.get_all("x-tenant-id").iter().collect::<Vec<_>>().as_slice() {
+    let header = match parts
+        .headers
+        .get_all("x-tenant-id")
+        .iter()
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] => None,
-        [one] => Some(one.to_str().map_err(|_| Error::TenantMismatch)?.trim().to_owned()),
+        [one] => Some(
+            one.to_str()
+                .map_err(|_| Error::TenantMismatch)?
+                .trim()
+                .to_owned(),
+        ),
         _ => return Err(Error::TenantMismatch),
     };
     let mut others = Vec::new();
     if let Some(base) = &state.config.base_domain {
-        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host).to_ascii_lowercase();
-        if let Some(sub) = host.strip_suffix(base.as_str()).and_then(|s| s.strip_suffix('.')) {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let host = host
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(host)
+            .to_ascii_lowercase();
+        if let Some(sub) = host
+            .strip_suffix(base.as_str())
+            .and_then(|s| s.strip_suffix('.'))
+        {
             if !sub.is_empty() && !sub.contains('.') && sub != "www" && sub != "api" {
                 others.push(sub.to_owned());
             }
@@ -259,7 +369,9 @@ fn named_tenants(state: &AppState, parts: &Parts) -> Result<(Option<String>, Vec
 
 fn rate_limit(state: &AppState, parts: &Parts, tenant: &Tenant) -> Result<(), ApiError> {
     let plan = state.plan_of(tenant);
-    let Some(per_minute) = plan.rate_per_minute("api_requests") else { return Ok(()) };
+    let Some(per_minute) = plan.rate_per_minute("api_requests") else {
+        return Ok(());
+    };
     let info = state.limiter.check(tenant.id, "api_requests", per_minute);
     if let Some(slot) = parts.extensions.get::<FactsSlot>() {
         if let Ok(mut f) = slot.lock() {
@@ -286,11 +398,21 @@ impl FromRequestParts<AppState> for Caller {
 
     /// For endpoints that name their tenant in the path (`/v1/tenants/{id}`): the caller in
     /// its home tenant. Other tenant sources must still agree with the credential.
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let caller = authenticate(state, parts).await?;
         let (header, others) = named_tenants(state, parts)?;
-        let admin_header = header.as_deref().is_some_and(|_| caller.is_platform_admin());
-        if header.iter().filter(|_| !admin_header).chain(others.iter()).any(|v| !names(&caller.home, v)) {
+        let admin_header = header
+            .as_deref()
+            .is_some_and(|_| caller.is_platform_admin());
+        if header
+            .iter()
+            .filter(|_| !admin_header)
+            .chain(others.iter())
+            .any(|v| !names(&caller.home, v))
+        {
             return Err(Error::TenantMismatch.into());
         }
         record_tenant(parts, caller.home.id);
@@ -302,7 +424,10 @@ impl FromRequestParts<AppState> for Caller {
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let caller = authenticate(state, parts).await?;
         let (header, others) = named_tenants(state, parts)?;
         let mut target = caller.home.clone();
@@ -314,7 +439,10 @@ impl FromRequestParts<AppState> for Ctx {
             target = lookup(state, h).await?.ok_or(Error::NotFound)?;
             crossing = target.id != caller.home.id;
         }
-        if others.iter().any(|v| !names(&target, v) && !names(&caller.home, v)) {
+        if others
+            .iter()
+            .any(|v| !names(&target, v) && !names(&caller.home, v))
+        {
             return Err(Error::TenantMismatch.into());
         }
         target.ensure_serving()?;
@@ -322,15 +450,38 @@ impl FromRequestParts<AppState> for Ctx {
         let scope = TenantScope::unscoped_trusted(target.id, target.cell.clone());
         if crossing {
             let details = json!({ "method": parts.method.as_str(), "path": parts.uri.path(), "from_tenant": caller.home.id, "to_tenant": target.id });
-            let out = caller.event(caller.home.id, "platform.cross_tenant", "tenants", Some(target.id.to_string()), details.clone());
-            let inn = caller.event(target.id, "platform.cross_tenant", "tenants", Some(target.id.to_string()), details);
-            let home_scope = TenantScope::unscoped_trusted(caller.home.id, caller.home.cell.clone());
-            state.cell(&home_scope)?.append_audit(&home_scope, vec![out]).await?;
+            let out = caller.event(
+                caller.home.id,
+                "platform.cross_tenant",
+                "tenants",
+                Some(target.id.to_string()),
+                details.clone(),
+            );
+            let inn = caller.event(
+                target.id,
+                "platform.cross_tenant",
+                "tenants",
+                Some(target.id.to_string()),
+                details,
+            );
+            let home_scope =
+                TenantScope::unscoped_trusted(caller.home.id, caller.home.cell.clone());
+            state
+                .cell(&home_scope)?
+                .append_audit(&home_scope, vec![out])
+                .await?;
             state.cell(&scope)?.append_audit(&scope, vec![inn]).await?;
         }
         rate_limit(state, parts, &target)?;
         let plan = state.plan_of(&target).clone();
         let role = if crossing { Role::Owner } else { caller.role };
-        Ok(Ctx { caller, tenant: target, plan, scope, role, crossing })
+        Ok(Ctx {
+            caller,
+            tenant: target,
+            plan,
+            scope,
+            role,
+            crossing,
+        })
     }
 }

@@ -26,7 +26,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// A 429 with its `Retry-After`.
     pub fn rate_limited(retry_after: u64) -> Self {
-        Self { inner: Error::Internal("rate".into()), retry_after: Some(retry_after) }
+        Self {
+            inner: Error::Internal("rate".into()),
+            retry_after: Some(retry_after),
+        }
     }
 
     /// The domain error behind it.
@@ -43,7 +46,10 @@ impl From<tenantd_core::FieldError> for ApiError {
 
 impl From<Error> for ApiError {
     fn from(inner: Error) -> Self {
-        Self { inner, retry_after: None }
+        Self {
+            inner,
+            retry_after: None,
+        }
     }
 }
 
@@ -60,7 +66,8 @@ pub fn problem(status: StatusCode, code: &str, detail: &str, extras: Value) -> R
         b.extend(x);
     }
     let mut resp = (status, body.to_string()).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     resp
 }
 
@@ -73,11 +80,17 @@ impl IntoResponse for ApiError {
                 "rate limit reached for this tenant; retry later",
                 json!({ "retry_after": secs }),
             );
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             return r;
         }
         let (status, code, detail, extras) = match self.inner {
-            Error::Unauthenticated(why) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", why.to_owned(), json!({})),
+            Error::Unauthenticated(why) => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                why.to_owned(),
+                json!({}),
+            ),
             Error::Forbidden(why) => (StatusCode::FORBIDDEN, "FORBIDDEN", why, json!({})),
             Error::TenantMismatch => (
                 StatusCode::FORBIDDEN,
@@ -85,8 +98,18 @@ impl IntoResponse for ApiError {
                 "the request names more than one tenant".to_owned(),
                 json!({}),
             ),
-            Error::TenantSuspended => (StatusCode::FORBIDDEN, "TENANT_SUSPENDED", "the tenant is suspended".to_owned(), json!({})),
-            Error::TenantDeleted => (StatusCode::GONE, "TENANT_DELETED", "the tenant is deleted".to_owned(), json!({})),
+            Error::TenantSuspended => (
+                StatusCode::FORBIDDEN,
+                "TENANT_SUSPENDED",
+                "the tenant is suspended".to_owned(),
+                json!({}),
+            ),
+            Error::TenantDeleted => (
+                StatusCode::GONE,
+                "TENANT_DELETED",
+                "the tenant is deleted".to_owned(),
+                json!({}),
+            ),
             Error::TenantMigrating => {
                 let mut r = problem(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -94,10 +117,16 @@ impl IntoResponse for ApiError {
                     "the tenant is being moved; retry shortly",
                     json!({}),
                 );
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(5));
                 return r;
             }
-            Error::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "no such resource".to_owned(), json!({})),
+            Error::NotFound => (
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "no such resource".to_owned(),
+                json!({}),
+            ),
             Error::Validation(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "VALIDATION_FAILED",
@@ -116,7 +145,12 @@ impl IntoResponse for ApiError {
                 "If-Match does not match the current ETag".to_owned(),
                 json!({}),
             ),
-            Error::QuotaExceeded { resource, current, limit, requested } => (
+            Error::QuotaExceeded {
+                resource,
+                current,
+                limit,
+                requested,
+            } => (
                 StatusCode::FORBIDDEN,
                 "QUOTA_EXCEEDED",
                 format!("the plan allows {limit} {resource}"),
@@ -135,12 +169,18 @@ impl IntoResponse for ApiError {
                     "a database this request needs is unavailable; retry shortly",
                     json!({}),
                 );
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(2));
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(2));
                 return r;
             }
             Error::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
-                return problem(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error", json!({}));
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "internal error",
+                    json!({}),
+                );
             }
         };
         problem(status, code, &detail, extras)
@@ -151,16 +191,32 @@ impl IntoResponse for ApiError {
 pub fn problem_for_status(status: StatusCode) -> Response {
     let (code, detail) = match status {
         StatusCode::NOT_FOUND => ("NOT_FOUND", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", "this method is not allowed on this route"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "the request body is over the configured limit"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UNSUPPORTED_MEDIA_TYPE", "unsupported content type"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "METHOD_NOT_ALLOWED",
+            "this method is not allowed on this route",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "PAYLOAD_TOO_LARGE",
+            "the request body is over the configured limit",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("UNSUPPORTED_MEDIA_TYPE", "unsupported content type")
+        }
         StatusCode::BAD_REQUEST => ("VALIDATION_FAILED", "the request is malformed"),
         StatusCode::UNAUTHORIZED => ("UNAUTHENTICATED", "credentials required"),
         StatusCode::REQUEST_TIMEOUT => ("TIMEOUT", "the request took too long"),
         s if s.is_server_error() => ("INTERNAL", "internal error"),
         _ => ("ERROR", "the request failed"),
     };
-    let status = if status == StatusCode::BAD_REQUEST { StatusCode::UNPROCESSABLE_ENTITY } else { status };
-    let extras = if code == "VALIDATION_FAILED" { json!({ "errors": [] }) } else { json!({}) };
+    let status = if status == StatusCode::BAD_REQUEST {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        status
+    };
+    let extras = if code == "VALIDATION_FAILED" {
+        json!({ "errors": [] })
+    } else {
+        json!({})
+    };
     problem(status, code, detail, extras)
 }

@@ -45,7 +45,12 @@ fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
@@ -56,9 +61,15 @@ fn request_id(headers: &HeaderMap) -> String {
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let rid = request_id(req.headers());
-    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
     let facts: FactsSlot = Arc::default();
-    req.extensions_mut().insert(RequestMeta { request_id: rid.clone(), ip });
+    req.extensions_mut().insert(RequestMeta {
+        request_id: rid.clone(),
+        ip,
+    });
     req.extensions_mut().insert(facts.clone());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -73,7 +84,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&rid) {
         h.insert("x-request-id", v);
     }
-    let facts = facts.lock().map(|f| (f.tenant_id, f.rate)).unwrap_or((None, None));
+    let facts = facts
+        .lock()
+        .map(|f| (f.tenant_id, f.rate))
+        .unwrap_or((None, None));
     if let Some(t) = facts.0 {
         if let Ok(v) = HeaderValue::from_str(&t.to_string()) {
             h.insert("x-tenant-id", v);
@@ -85,19 +99,32 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         h.insert("ratelimit-reset", HeaderValue::from(r.reset));
     }
     span.in_scope(|| {
-        tracing::info!(status = status.as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request done");
+        tracing::info!(
+            status = status.as_u16(),
+            latency_ms = started.elapsed().as_millis() as u64,
+            "request done"
+        );
     });
     resp
 }
 
 /// Makes an error response problem+json carrying `request_id`.
 async fn with_request_id(resp: Response, rid: &str) -> Response {
-    let is_problem = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     let (parts, body) = resp.into_parts();
-    let ours = if is_problem { json_body(Response::new(body)).await } else { None };
+    let ours = if is_problem {
+        json_body(Response::new(body)).await
+    } else {
+        None
+    };
     let mut value = match ours {
         Some(v) => v,
-        None => json_body(problem_for_status(parts.status)).await.unwrap_or_else(|| serde_json::json!({})),
+        None => json_body(problem_for_status(parts.status))
+            .await
+            .unwrap_or_else(|| serde_json::json!({})),
     };
     if let Some(o) = value.as_object_mut() {
         o.insert("request_id".into(), rid.into());
@@ -108,7 +135,9 @@ async fn with_request_id(resp: Response, rid: &str) -> Response {
         .and_then(|s| StatusCode::from_u16(s as u16).ok())
         .unwrap_or(parts.status);
     let mut fresh = (status, value.to_string()).into_response();
-    fresh.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    fresh
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     // Keep the original's other headers (Retry-After, Allow, ...).
     for (k, v) in parts.headers.iter() {
         if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
@@ -119,8 +148,12 @@ async fn with_request_id(resp: Response, rid: &str) -> Response {
 }
 
 async fn json_body(resp: Response) -> Option<serde_json::Value> {
-    let bytes = axum::body::to_bytes(resp.into_body(), 256 * 1024).await.ok()?;
-    serde_json::from_slice(&bytes).ok().filter(|v: &serde_json::Value| v.is_object())
+    let bytes = axum::body::to_bytes(resp.into_body(), 256 * 1024)
+        .await
+        .ok()?;
+    serde_json::from_slice(&bytes)
+        .ok()
+        .filter(|v: &serde_json::Value| v.is_object())
 }
 
 /// A JSON body. Any content type is read as JSON; a body that does not parse, or lacks a
@@ -133,10 +166,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             let status = e.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE { problem_for_status(status) } else { ApiError::from(Error::invalid("body", "unreadable body")).into_response() }
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                problem_for_status(status)
+            } else {
+                ApiError::from(Error::invalid("body", "unreadable body")).into_response()
+            }
         })?;
-        let bytes = if bytes.is_empty() { Bytes::from_static(b"{}") } else { bytes };
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| ApiError::from(json_error(&e)).into_response())
+        let bytes = if bytes.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::from(json_error(&e)).into_response())
     }
 }
 
@@ -163,6 +206,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e| Error::invalid("query", e.body_text().trim_start_matches("Failed to deserialize query string: ")).into())
+            .map_err(|e| {
+                Error::invalid(
+                    "query",
+                    e.body_text()
+                        .trim_start_matches("Failed to deserialize query string: "),
+                )
+                .into()
+            })
     }
 }

@@ -32,9 +32,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::Router;
 pub use state::AppState;
 use tenantd_core::Error;
 use tokio::net::TcpListener;
@@ -44,25 +44,40 @@ use tower_http::limit::RequestBodyLimitLayer;
 /// The whole application as a router (tests call it in process).
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api::routes();
-    let doc: Arc<str> = serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into()).into();
+    let doc: Arc<str> = serde_json::to_string(&doc)
+        .unwrap_or_else(|_| "{}".into())
+        .into();
     let limit = state.config.body_limit_bytes;
-    api.route("/openapi.json", get(move || { let d = doc.clone(); async move { api::ops::openapi_response(&d) } }))
-        .route("/docs", get(api::ops::docs))
-        .route("/console", get(api::ops::console))
-        .fallback(|| async { error::problem_for_status(axum::http::StatusCode::NOT_FOUND) })
-        .with_state(state)
-        // Layers run bottom-up on the way in: the request context is outermost, so every
-        // response — including a panic's 500 and a too-large body's 413 — leaves through it
-        // and is problem+json with the request id.
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit))
-        .layer(CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(http::request_context))
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let d = doc.clone();
+            async move { api::ops::openapi_response(&d) }
+        }),
+    )
+    .route("/docs", get(api::ops::docs))
+    .route("/console", get(api::ops::console))
+    .fallback(|| async { error::problem_for_status(axum::http::StatusCode::NOT_FOUND) })
+    .with_state(state)
+    // Layers run bottom-up on the way in: the request context is outermost, so every
+    // response — including a panic's 500 and a too-large body's 413 — leaves through it
+    // and is problem+json with the request id.
+    .layer(DefaultBodyLimit::max(limit))
+    .layer(RequestBodyLimitLayer::new(limit))
+    .layer(CatchPanicLayer::new())
+    .layer(axum::middleware::from_fn(http::request_context))
 }
 
 /// Serves until `shutdown` resolves; starts the audit relay.
-pub async fn run(state: AppState, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+pub async fn run(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     relay::spawn(state.clone());
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(|e| Error::Internal(format!("server: {e}")))
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| Error::Internal(format!("server: {e}")))
 }

@@ -39,11 +39,18 @@ impl Limiter {
     /// Takes one request from the tenant's bucket for `action`, allowing `per_minute`.
     pub fn check(&self, tenant: TenantId, action: &'static str, per_minute: u32) -> RateInfo {
         let Some(n) = NonZeroU32::new(per_minute) else {
-            return RateInfo { limit: 0, remaining: 0, reset: 60, retry_after: Some(60) };
+            return RateInfo {
+                limit: 0,
+                remaining: 0,
+                reset: 60,
+                retry_after: Some(60),
+            };
         };
         let bucket = {
             let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = map.entry((tenant, action)).or_insert_with(|| (per_minute, new_bucket(n)));
+            let entry = map
+                .entry((tenant, action))
+                .or_insert_with(|| (per_minute, new_bucket(n)));
             if entry.0 != per_minute {
                 *entry = (per_minute, new_bucket(n));
             }
@@ -54,19 +61,31 @@ impl Limiter {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let reset = (u64::from(per_minute - remaining) * per_token_ms).div_ceil(1000);
-                RateInfo { limit: per_minute, remaining, reset, retry_after: None }
+                RateInfo {
+                    limit: per_minute,
+                    remaining,
+                    reset,
+                    retry_after: None,
+                }
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 let retry = wait.as_millis().div_ceil(1000).max(1) as u64;
-                RateInfo { limit: per_minute, remaining: 0, reset: 60, retry_after: Some(retry) }
+                RateInfo {
+                    limit: per_minute,
+                    remaining: 0,
+                    reset: 60,
+                    retry_after: Some(retry),
+                }
             }
         }
     }
 }
 
 fn new_bucket(n: NonZeroU32) -> Arc<Bucket> {
-    Arc::new(RateLimiter::direct(Quota::per_minute(n)).with_middleware::<StateInformationMiddleware>())
+    Arc::new(
+        RateLimiter::direct(Quota::per_minute(n)).with_middleware::<StateInformationMiddleware>(),
+    )
 }
 
 #[cfg(test)]
@@ -77,7 +96,9 @@ mod tests {
     fn a_bucket_admits_its_allowance_then_refuses_with_retry_after() {
         let l = Limiter::default();
         let t = TenantId::new();
-        let admitted = (0..130).filter(|_| l.check(t, "api_requests", 100).retry_after.is_none()).count();
+        let admitted = (0..130)
+            .filter(|_| l.check(t, "api_requests", 100).retry_after.is_none())
+            .count();
         assert_eq!(admitted, 100);
         let refused = l.check(t, "api_requests", 100);
         assert!(refused.retry_after.is_some_and(|s| s >= 1));

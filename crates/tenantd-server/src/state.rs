@@ -90,13 +90,17 @@ impl AppState {
     pub async fn build(config: Config) -> Result<(Self, Option<Bootstrap>)> {
         let plans = match &config.plans_file {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::Internal(format!("plans_file {}: {e}", p.display())))?;
-                Plans::from_yaml(&text).map_err(|e| Error::Internal(format!("plans_file {}: {e}", p.display())))?
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| Error::Internal(format!("plans_file {}: {e}", p.display())))?;
+                Plans::from_yaml(&text)
+                    .map_err(|e| Error::Internal(format!("plans_file {}: {e}", p.display())))?
             }
             None => Plans::builtin(),
         };
         if plans.get("enterprise").is_none() {
-            return Err(Error::Internal("plans_file: the platform tenant needs an `enterprise` plan".into()));
+            return Err(Error::Internal(
+                "plans_file: the platform tenant needs an `enterprise` plan".into(),
+            ));
         }
         let catalog: Arc<dyn CatalogStore> = match &config.catalog {
             DbLocation::Sqlite(path) => Arc::new(tenantd_store::sqlite::open_catalog(path).await?),
@@ -104,7 +108,9 @@ impl AppState {
         let mut cells: HashMap<String, Arc<dyn CellStore>> = HashMap::new();
         for c in &config.cells {
             let cell: Arc<dyn CellStore> = match &c.location {
-                DbLocation::Sqlite(path) => Arc::new(tenantd_store::sqlite::open_cell(&c.name, path).await?),
+                DbLocation::Sqlite(path) => {
+                    Arc::new(tenantd_store::sqlite::open_cell(&c.name, path).await?)
+                }
             };
             cells.insert(c.name.clone(), cell);
         }
@@ -119,7 +125,10 @@ impl AppState {
             keys,
             passwords,
             limiter: Limiter::default(),
-            fallback_plan: plans.get("free").cloned().ok_or(Error::Internal("plans_file: no free plan".into()))?,
+            fallback_plan: plans
+                .get("free")
+                .cloned()
+                .ok_or(Error::Internal("plans_file: no free plan".into()))?,
             platform,
             relay_lock: Mutex::new(()),
             relay_kick: Notify::new(),
@@ -133,7 +142,13 @@ impl AppState {
 }
 
 /// The system's own audit draft (no request).
-pub fn system_event(tenant: TenantId, action: &str, resource: &str, resource_id: Option<String>, details: serde_json::Value) -> AuditDraft {
+pub fn system_event(
+    tenant: TenantId,
+    action: &str,
+    resource: &str,
+    resource_id: Option<String>,
+    details: serde_json::Value,
+) -> AuditDraft {
     AuditDraft {
         id: EventId::new(),
         tenant_id: tenant,
@@ -149,12 +164,20 @@ pub fn system_event(tenant: TenantId, action: &str, resource: &str, resource_id:
     }
 }
 
-async fn bootstrap(config: &Config, catalog: &dyn CatalogStore, passwords: &PasswordHashing) -> Result<(TenantId, Option<Bootstrap>)> {
+async fn bootstrap(
+    config: &Config,
+    catalog: &dyn CatalogStore,
+    passwords: &PasswordHashing,
+) -> Result<(TenantId, Option<Bootstrap>)> {
     if let Some(t) = catalog.find_tenant_by_slug("platform").await? {
         return Ok((t.id, None));
     }
-    let email_text = config.admin_email.clone().unwrap_or_else(|| "admin@tenantd.local".into());
-    let email = Email::parse(&email_text, "TENANTD_ADMIN_EMAIL").map_err(|e| Error::Internal(format!("{}: {}", e.field, e.message)))?;
+    let email_text = config
+        .admin_email
+        .clone()
+        .unwrap_or_else(|| "admin@tenantd.local".into());
+    let email = Email::parse(&email_text, "TENANTD_ADMIN_EMAIL")
+        .map_err(|e| Error::Internal(format!("{}: {}", e.field, e.message)))?;
     let (password, generated) = match &config.admin_password {
         Some(p) => (p.clone(), None),
         None => {
@@ -162,7 +185,8 @@ async fn bootstrap(config: &Config, catalog: &dyn CatalogStore, passwords: &Pass
             (p.clone(), Some(p))
         }
     };
-    let password = Password::parse(&password, "TENANTD_ADMIN_PASSWORD").map_err(|e| Error::Internal(format!("{}: {}", e.field, e.message)))?;
+    let password = Password::parse(&password, "TENANTD_ADMIN_PASSWORD")
+        .map_err(|e| Error::Internal(format!("{}: {}", e.field, e.message)))?;
     let hash = passwords.hash(&password).await?;
     let tenant = NewTenant {
         id: TenantId::new(),
@@ -171,23 +195,55 @@ async fn bootstrap(config: &Config, catalog: &dyn CatalogStore, passwords: &Pass
         kind: TenantType::Platform,
         plan: "enterprise".into(),
         region: None,
-        cell: config.cells.first().map(|c| c.name.clone()).ok_or(Error::Internal("no cell".into()))?,
+        cell: config
+            .cells
+            .first()
+            .map(|c| c.name.clone())
+            .ok_or(Error::Internal("no cell".into()))?,
         settings: serde_json::json!({}),
     };
-    let user = NewUser { id: UserId::new(), email: email.clone(), name: "Platform admin".into(), password_hash: Some(hash) };
-    let audit = vec![system_event(tenant.id, "tenant.create", "tenants", Some(tenant.id.to_string()), serde_json::json!({"slug": "platform", "bootstrap": true}))];
+    let user = NewUser {
+        id: UserId::new(),
+        email: email.clone(),
+        name: "Platform admin".into(),
+        password_hash: Some(hash),
+    };
+    let audit = vec![system_event(
+        tenant.id,
+        "tenant.create",
+        "tenants",
+        Some(tenant.id.to_string()),
+        serde_json::json!({"slug": "platform", "bootstrap": true}),
+    )];
     let id = tenant.id;
-    catalog.create_tenant(tenant, TenantOwner::NewUser(user), None, audit).await?;
-    Ok((id, Some(Bootstrap { admin_email: email.as_str().to_owned(), generated_password: generated })))
+    catalog
+        .create_tenant(tenant, TenantOwner::NewUser(user), None, audit)
+        .await?;
+    Ok((
+        id,
+        Some(Bootstrap {
+            admin_email: email.as_str().to_owned(),
+            generated_password: generated,
+        }),
+    ))
 }
 
 async fn ensure_default_tenant(state: &AppState) -> Result<()> {
-    let slug = TenantSlug::parse(&state.config.default_tenant).map_err(|e| Error::Internal(format!("default_tenant: {}", e.message)))?;
-    if state.catalog.find_tenant_by_slug(slug.as_str()).await?.is_some() {
+    let slug = TenantSlug::parse(&state.config.default_tenant)
+        .map_err(|e| Error::Internal(format!("default_tenant: {}", e.message)))?;
+    if state
+        .catalog
+        .find_tenant_by_slug(slug.as_str())
+        .await?
+        .is_some()
+    {
         return Ok(());
     }
     let admins = state.catalog.list_members(state.platform).await?;
-    let owner = admins.iter().find(|m| m.role == Role::Owner).ok_or(Error::Internal("platform has no owner".into()))?;
+    let owner = admins
+        .iter()
+        .find(|m| m.role == Role::Owner)
+        .ok_or(Error::Internal("platform has no owner".into()))?;
     let tenant = NewTenant {
         id: TenantId::new(),
         slug: slug.clone(),
@@ -198,7 +254,16 @@ async fn ensure_default_tenant(state: &AppState) -> Result<()> {
         cell: state.config.cells[0].name.clone(),
         settings: serde_json::json!({}),
     };
-    let audit = vec![system_event(tenant.id, "tenant.create", "tenants", Some(tenant.id.to_string()), serde_json::json!({"slug": slug.as_str(), "single_mode_default": true}))];
-    state.catalog.create_tenant(tenant, TenantOwner::Existing(owner.user_id), None, audit).await?;
+    let audit = vec![system_event(
+        tenant.id,
+        "tenant.create",
+        "tenants",
+        Some(tenant.id.to_string()),
+        serde_json::json!({"slug": slug.as_str(), "single_mode_default": true}),
+    )];
+    state
+        .catalog
+        .create_tenant(tenant, TenantOwner::Existing(owner.user_id), None, audit)
+        .await?;
     Ok(())
 }

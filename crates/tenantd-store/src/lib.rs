@@ -34,7 +34,9 @@ pub fn classify(e: sqlx::Error) -> Error {
             Error::conflict(field, format!("this {field} is already taken"))
         }
         sqlx::Error::Database(db) if is_busy(db.code().as_deref()) => Error::Unavailable,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::Unavailable,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            Error::Unavailable
+        }
         sqlx::Error::RowNotFound => Error::NotFound,
         _ => Error::Internal(e.to_string()),
     }
@@ -43,7 +45,8 @@ pub fn classify(e: sqlx::Error) -> Error {
 /// SQLite's BUSY and LOCKED (primary and extended codes): the database is held by another
 /// process for longer than the busy timeout.
 fn is_busy(code: Option<&str>) -> bool {
-    code.and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 /// One embedded migration.

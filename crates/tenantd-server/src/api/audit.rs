@@ -1,9 +1,9 @@
 //! `/v1/audit*`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 use tenantd_core::Error;
@@ -20,7 +20,10 @@ use crate::services::audit as svc;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(export)).routes(routes!(verify))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(export))
+        .routes(routes!(verify))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -41,12 +44,19 @@ pub struct AuditParams {
 /// `audit_logs`, which platform admins do not need).
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditParams),
     responses((status = 200, body = Object, description = "{items, next_cursor}"), (status = 403)), security(("bearer" = [])))]
-async fn list(State(state): State<AppState>, ctx: Ctx, ApiQuery(q): ApiQuery<AuditParams>) -> ApiResult<Json<Value>> {
+async fn list(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiQuery(q): ApiQuery<AuditParams>,
+) -> ApiResult<Json<Value>> {
     let g = svc::access(&state, &ctx).await?;
     let limit = cursor::limit(q.limit)?;
     let after_seq = match cursor::decode(q.cursor.as_deref(), "a")? {
         None => None,
-        Some(s) => Some(s.parse::<i64>().map_err(|_| Error::invalid("cursor", "not a cursor from this list"))?),
+        Some(s) => Some(
+            s.parse::<i64>()
+                .map_err(|_| Error::invalid("cursor", "not a cursor from this list"))?,
+        ),
     };
     let filter = AuditFilter {
         actor: q.actor,
@@ -59,7 +69,9 @@ async fn list(State(state): State<AppState>, ctx: Ctx, ApiQuery(q): ApiQuery<Aud
     };
     let events = svc::list(&state, &ctx, g, filter).await?;
     let (items, next) = cursor::page(events, limit, |e| cursor::encode("a", &e.seq.to_string()));
-    Ok(Json(serde_json::json!({ "items": items, "next_cursor": next })))
+    Ok(Json(
+        serde_json::json!({ "items": items, "next_cursor": next }),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -70,12 +82,18 @@ pub struct ExportParams {
 
 fn csv_field(s: &str) -> String {
     // Quote every field; neutralise spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 fn csv(events: &[AuditEvent]) -> String {
-    let mut out = String::from("seq,id,tenant_id,actor,action,resource,resource_id,outcome,request_id,ip,at,details,prev_hash,hash\n");
+    let mut out = String::from(
+        "seq,id,tenant_id,actor,action,resource,resource_id,outcome,request_id,ip,at,details,prev_hash,hash\n",
+    );
     for e in events {
         let cols = [
             e.seq.to_string(),
@@ -93,7 +111,13 @@ fn csv(events: &[AuditEvent]) -> String {
             e.prev_hash.clone(),
             e.hash.clone(),
         ];
-        out.push_str(&cols.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
+        out.push_str(
+            &cols
+                .iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         out.push('\n');
     }
     out
@@ -102,7 +126,11 @@ fn csv(events: &[AuditEvent]) -> String {
 /// The whole chain as NDJSON or CSV.
 #[utoipa::path(get, path = "/v1/audit/export", tag = "audit", params(ExportParams),
     responses((status = 200, content_type = "application/x-ndjson"), (status = 403), (status = 422)), security(("bearer" = [])))]
-async fn export(State(state): State<AppState>, ctx: Ctx, ApiQuery(q): ApiQuery<ExportParams>) -> ApiResult<Response> {
+async fn export(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiQuery(q): ApiQuery<ExportParams>,
+) -> ApiResult<Response> {
     let g = svc::access(&state, &ctx).await?;
     let format = q.format.as_deref().unwrap_or("ndjson");
     if !matches!(format, "ndjson" | "csv") {
@@ -120,8 +148,12 @@ async fn export(State(state): State<AppState>, ctx: Ctx, ApiQuery(q): ApiQuery<E
         (s, "application/x-ndjson")
     };
     let mut resp = body.into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    let name = format!("attachment; filename=\"audit-{}.{format}\"", ctx.tenant.slug);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    let name = format!(
+        "attachment; filename=\"audit-{}.{format}\"",
+        ctx.tenant.slug
+    );
     if let Ok(v) = HeaderValue::from_str(&name) {
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
@@ -133,5 +165,7 @@ async fn export(State(state): State<AppState>, ctx: Ctx, ApiQuery(q): ApiQuery<E
 async fn verify(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Value>> {
     let g = svc::access(&state, &ctx).await?;
     let v = svc::verify(&state, &ctx, g).await?;
-    Ok(Json(serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))?))
+    Ok(Json(
+        serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))?,
+    ))
 }

@@ -1,9 +1,9 @@
 //! `/v1/auth/*` and the JWKS.
 
+use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -58,14 +58,25 @@ pub struct TokenResponse {
 
 impl TokenResponse {
     pub fn new(user: Option<UserResponse>, tenant: TenantResponse, t: svc::Tokens) -> Self {
-        Self { user, tenant, access_token: t.access_token, refresh_token: t.refresh_token, token_type: t.token_type.into(), expires_in: t.expires_in }
+        Self {
+            user,
+            tenant,
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            token_type: t.token_type.into(),
+            expires_in: t.expires_in,
+        }
     }
 }
 
 /// Self-serve signup: creates the user, a tenant they own, and a session.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", request_body = SignupRequest,
     responses((status = 201, body = TokenResponse), (status = 409, description = "slug or email taken"), (status = 422, description = "invalid input")))]
-async fn signup(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(req): ApiJson<SignupRequest>) -> ApiResult<impl IntoResponse> {
+async fn signup(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(req): ApiJson<SignupRequest>,
+) -> ApiResult<impl IntoResponse> {
     let out = svc::signup(
         &state,
         &meta,
@@ -79,7 +90,14 @@ async fn signup(State(state): State<AppState>, Extension(meta): Extension<Reques
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(TokenResponse::new(Some(out.user.into()), out.tenant.into(), out.tokens))))
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenResponse::new(
+            Some(out.user.into()),
+            out.tenant.into(),
+            out.tokens,
+        )),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -93,8 +111,19 @@ pub struct LoginRequest {
 /// Password login.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, description = "bad credentials"), (status = 403, description = "tenant suspended")))]
-async fn login(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<TokenResponse>> {
-    let (tenant, tokens) = svc::login(&state, &meta, &req.email, &req.password, req.tenant.as_deref()).await?;
+async fn login(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    let (tenant, tokens) = svc::login(
+        &state,
+        &meta,
+        &req.email,
+        &req.password,
+        req.tenant.as_deref(),
+    )
+    .await?;
     Ok(Json(TokenResponse::new(None, tenant.into(), tokens)))
 }
 
@@ -106,7 +135,11 @@ pub struct RefreshRequest {
 /// Rotates a refresh token; presenting a spent one revokes its whole family.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = Object), (status = 401, description = "invalid, spent or revoked")))]
-async fn refresh(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(req): ApiJson<RefreshRequest>) -> ApiResult<Json<svc::Tokens>> {
+async fn refresh(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<svc::Tokens>> {
     Ok(Json(svc::refresh(&state, &meta, &req.refresh_token).await?))
 }
 
@@ -126,7 +159,11 @@ pub struct SwitchRequest {
 /// Tokens for another of the caller's memberships.
 #[utoipa::path(post, path = "/v1/auth/switch", tag = "auth", request_body = SwitchRequest,
     responses((status = 200, body = TokenResponse), (status = 404, description = "not a member")), security(("bearer" = [])))]
-async fn switch(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<SwitchRequest>) -> ApiResult<Json<TokenResponse>> {
+async fn switch(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<SwitchRequest>,
+) -> ApiResult<Json<TokenResponse>> {
     let (tenant, tokens) = svc::switch(&state, &caller, &req.tenant).await?;
     Ok(Json(TokenResponse::new(None, tenant.into(), tokens)))
 }

@@ -66,7 +66,12 @@ pub struct UserResponse {
 
 impl From<User> for UserResponse {
     fn from(u: User) -> Self {
-        Self { id: u.id.to_string(), email: u.email, name: u.name, created_at: u.created_at.to_rfc3339() }
+        Self {
+            id: u.id.to_string(),
+            email: u.email,
+            name: u.name,
+            created_at: u.created_at.to_rfc3339(),
+        }
     }
 }
 
@@ -195,7 +200,10 @@ impl From<Resource> for ResourceResponse {
             kind: r.kind.as_str().into(),
             name: r.name,
             spec: r.spec,
-            sharing: SharingResponse { mode: r.sharing.mode.as_str().into(), tenants: r.sharing.tenants.iter().map(|t| t.to_string()).collect() },
+            sharing: SharingResponse {
+                mode: r.sharing.mode.as_str().into(),
+                tenants: r.sharing.tenants.iter().map(|t| t.to_string()).collect(),
+            },
             version: r.version,
             created_at: r.created_at.to_rfc3339(),
             updated_at: r.updated_at.to_rfc3339(),

@@ -1,9 +1,9 @@
 //! `/v1/members`, `/v1/invitations`, `/v1/api-keys`.
 
+use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Deserialize;
 use tenantd_core::Error;
 use tenantd_core::access::{Permission, Role};
@@ -32,16 +32,24 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// An id in a path: one that does not parse names nothing, so it is a 404 like any other.
-fn path_id<T>(s: &str, parse: impl Fn(&str, &str) -> Result<T, tenantd_core::FieldError>) -> Result<T, Error> {
+fn path_id<T>(
+    s: &str,
+    parse: impl Fn(&str, &str) -> Result<T, tenantd_core::FieldError>,
+) -> Result<T, Error> {
     parse(s, "id").map_err(|_| Error::NotFound)
 }
 
 /// The tenant's members.
 #[utoipa::path(get, path = "/v1/members", tag = "members", responses((status = 200, body = Items<MemberResponse>)), security(("bearer" = [])))]
-async fn list_members(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Items<MemberResponse>>> {
+async fn list_members(
+    State(state): State<AppState>,
+    ctx: Ctx,
+) -> ApiResult<Json<Items<MemberResponse>>> {
     let g = ctx.require(&state, Permission::MembersRead).await?;
     let items = svc::list_members(&state, &ctx, g).await?;
-    Ok(Json(Items { items: items.into_iter().map(Into::into).collect() }))
+    Ok(Json(Items {
+        items: items.into_iter().map(Into::into).collect(),
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -53,17 +61,30 @@ pub struct RoleRequest {
 /// Changes a member's role. The last owner cannot be demoted.
 #[utoipa::path(patch, path = "/v1/members/{user_id}", tag = "members", request_body = RoleRequest,
     responses((status = 200, body = MemberResponse), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
-async fn update_member(State(state): State<AppState>, ctx: Ctx, Path(user_id): Path<String>, ApiJson(req): ApiJson<RoleRequest>) -> ApiResult<Json<MemberResponse>> {
+async fn update_member(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(user_id): Path<String>,
+    ApiJson(req): ApiJson<RoleRequest>,
+) -> ApiResult<Json<MemberResponse>> {
     let g = ctx.require(&state, Permission::MembersWrite).await?;
     let user = path_id(&user_id, UserId::parse)?;
     let role = Role::parse(&req.role, "role")?;
-    Ok(Json(svc::update_member(&state, &ctx, g, user, role).await?.into()))
+    Ok(Json(
+        svc::update_member(&state, &ctx, g, user, role)
+            .await?
+            .into(),
+    ))
 }
 
 /// Removes a member (or leaves). The last owner cannot be removed.
 #[utoipa::path(delete, path = "/v1/members/{user_id}", tag = "members",
     responses((status = 204), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
-async fn remove_member(State(state): State<AppState>, ctx: Ctx, Path(user_id): Path<String>) -> ApiResult<StatusCode> {
+async fn remove_member(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(user_id): Path<String>,
+) -> ApiResult<StatusCode> {
     ctx.require(&state, Permission::MembersRead).await?;
     let user = path_id(&user_id, UserId::parse)?;
     svc::remove_member(&state, &ctx, user).await?;
@@ -79,7 +100,11 @@ pub struct InviteRequest {
 /// Invites someone; counts against the `users` quota until used, revoked or expired.
 #[utoipa::path(post, path = "/v1/invitations", tag = "members", request_body = InviteRequest,
     responses((status = 201, body = InvitationResponse), (status = 403, description = "FORBIDDEN or QUOTA_EXCEEDED"), (status = 409)), security(("bearer" = [])))]
-async fn invite(State(state): State<AppState>, ctx: Ctx, ApiJson(req): ApiJson<InviteRequest>) -> ApiResult<impl IntoResponse> {
+async fn invite(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(req): ApiJson<InviteRequest>,
+) -> ApiResult<impl IntoResponse> {
     let g = ctx.require(&state, Permission::MembersWrite).await?;
     let (inv, token) = svc::invite(&state, &ctx, g, &req.email, &req.role).await?;
     let mut body = InvitationResponse::from(inv);
@@ -89,15 +114,24 @@ async fn invite(State(state): State<AppState>, ctx: Ctx, ApiJson(req): ApiJson<I
 
 /// The tenant's invitations.
 #[utoipa::path(get, path = "/v1/invitations", tag = "members", responses((status = 200, body = Items<InvitationResponse>)), security(("bearer" = [])))]
-async fn list_invitations(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Items<InvitationResponse>>> {
+async fn list_invitations(
+    State(state): State<AppState>,
+    ctx: Ctx,
+) -> ApiResult<Json<Items<InvitationResponse>>> {
     let g = ctx.require(&state, Permission::MembersWrite).await?;
     let items = svc::list_invitations(&state, &ctx, g).await?;
-    Ok(Json(Items { items: items.into_iter().map(Into::into).collect() }))
+    Ok(Json(Items {
+        items: items.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Revokes a pending invitation.
 #[utoipa::path(delete, path = "/v1/invitations/{id}", tag = "members", responses((status = 204), (status = 404)), security(("bearer" = [])))]
-async fn revoke_invitation(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke_invitation(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let g = ctx.require(&state, Permission::MembersWrite).await?;
     svc::revoke_invitation(&state, &ctx, g, path_id(&id, InvitationId::parse)?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -116,9 +150,23 @@ pub struct AcceptRequest {
 /// or expired tokens answer 404.
 #[utoipa::path(post, path = "/v1/invitations/accept", tag = "members", request_body = AcceptRequest,
     responses((status = 201, body = TokenResponse), (status = 404), (status = 409)))]
-async fn accept_invitation(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(req): ApiJson<AcceptRequest>) -> ApiResult<impl IntoResponse> {
-    let (tenant, tokens) = svc::accept_invitation(&state, &meta, &req.token, req.name.as_deref(), req.password.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(TokenResponse::new(None, tenant.into(), tokens))))
+async fn accept_invitation(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(req): ApiJson<AcceptRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let (tenant, tokens) = svc::accept_invitation(
+        &state,
+        &meta,
+        &req.token,
+        req.name.as_deref(),
+        req.password.as_deref(),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenResponse::new(None, tenant.into(), tokens)),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -133,9 +181,21 @@ pub struct CreateKeyRequest {
 /// Creates an API key; the full key is in this response only.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = CreateKeyRequest,
     responses((status = 201, body = ApiKeyResponse), (status = 403), (status = 422)), security(("bearer" = [])))]
-async fn create_key(State(state): State<AppState>, ctx: Ctx, ApiJson(req): ApiJson<CreateKeyRequest>) -> ApiResult<impl IntoResponse> {
+async fn create_key(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(req): ApiJson<CreateKeyRequest>,
+) -> ApiResult<impl IntoResponse> {
     let g = ctx.require(&state, Permission::ApiKeysWrite).await?;
-    let (key, secret) = svc::create_api_key(&state, &ctx, g, &req.name, &req.role, req.expires_at.as_deref()).await?;
+    let (key, secret) = svc::create_api_key(
+        &state,
+        &ctx,
+        g,
+        &req.name,
+        &req.role,
+        req.expires_at.as_deref(),
+    )
+    .await?;
     let mut body = ApiKeyResponse::from(key);
     body.key = Some(secret);
     Ok((StatusCode::CREATED, Json(body)))
@@ -143,15 +203,24 @@ async fn create_key(State(state): State<AppState>, ctx: Ctx, ApiJson(req): ApiJs
 
 /// The tenant's API keys (prefixes only).
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", responses((status = 200, body = Items<ApiKeyResponse>)), security(("bearer" = [])))]
-async fn list_keys(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Items<ApiKeyResponse>>> {
+async fn list_keys(
+    State(state): State<AppState>,
+    ctx: Ctx,
+) -> ApiResult<Json<Items<ApiKeyResponse>>> {
     let g = ctx.require(&state, Permission::ApiKeysRead).await?;
     let items = svc::list_api_keys(&state, &ctx, g).await?;
-    Ok(Json(Items { items: items.into_iter().map(Into::into).collect() }))
+    Ok(Json(Items {
+        items: items.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// Revokes an API key at once.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", responses((status = 204), (status = 404)), security(("bearer" = [])))]
-async fn revoke_key(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke_key(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let g = ctx.require(&state, Permission::ApiKeysWrite).await?;
     svc::revoke_api_key(&state, &ctx, g, path_id(&id, ApiKeyId::parse)?).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -42,7 +42,12 @@ pub fn routes() -> (axum::Router<AppState>, OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or API key").build()),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT or API key")
+                .build(),
+        ),
     );
     (router, doc)
 }
@@ -62,7 +67,9 @@ pub mod cursor {
 
     /// Decodes a cursor of `tag`.
     pub fn decode(c: Option<&str>, tag: &str) -> Result<Option<String>, Error> {
-        let Some(c) = c.filter(|c| !c.is_empty()) else { return Ok(None) };
+        let Some(c) = c.filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
         let bad = || Error::invalid("cursor", "not a cursor from this list");
         if c.len() > 200 {
             return Err(bad());
@@ -78,7 +85,12 @@ pub mod cursor {
 
     /// Decodes an id cursor.
     pub fn decode_id(c: Option<&str>, tag: &str) -> Result<Option<Uuid>, Error> {
-        decode(c, tag)?.map(|p| Uuid::try_parse(&p).map_err(|_| Error::invalid("cursor", "not a cursor from this list"))).transpose()
+        decode(c, tag)?
+            .map(|p| {
+                Uuid::try_parse(&p)
+                    .map_err(|_| Error::invalid("cursor", "not a cursor from this list"))
+            })
+            .transpose()
     }
 
     /// The page size: 1 to 200, default 50.
@@ -91,7 +103,11 @@ pub mod cursor {
     }
 
     /// Splits `limit + 1` fetched items into a page and the next cursor.
-    pub fn page<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    pub fn page<T>(
+        mut items: Vec<T>,
+        limit: u32,
+        cursor_of: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
         if items.len() > limit as usize {
             items.truncate(limit as usize);
             let next = items.last().map(&cursor_of);

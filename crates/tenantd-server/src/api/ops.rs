@@ -1,9 +1,9 @@
 //! Health, readiness, the OpenAPI document, the docs page and the console.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -11,7 +11,9 @@ use utoipa_axum::routes;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
 /// Alive.
@@ -32,7 +34,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         cells.insert(name.clone(), json!(if ok { "ok" } else { "unreachable" }));
     }
     let body = json!({"status": if all { "ready" } else { "unavailable" }, "catalog": if catalog { "ok" } else { "unreachable" }, "cells": cells, "rate_limits": "in-process"});
-    let status = if all { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if all {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
@@ -49,6 +55,9 @@ pub async fn console() -> Html<&'static str> {
 /// The document, as JSON.
 pub fn openapi_response(doc: &str) -> Response {
     let mut r = doc.to_owned().into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }

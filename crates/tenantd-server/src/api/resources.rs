@@ -1,9 +1,9 @@
 //! `/v1/{kind}` and `/v1/{kind}/{id}` for the seven resource kinds.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 use tenantd_core::Error;
@@ -23,7 +23,9 @@ use crate::services::resources::{self as svc, SharingInput};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(get, update, delete))
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, update, delete))
 }
 
 /// A kind in a path; an unknown one is a route that does not exist.
@@ -66,11 +68,26 @@ pub struct CreateResourceRequest {
     params(("kind" = String, Path, description = "agents, tools, prompts, workflows, knowledge-sources, projects or memories")),
     responses((status = 201, body = ResourceResponse, headers(("ETag" = String))), (status = 403, description = "QUOTA_EXCEEDED or FORBIDDEN"), (status = 409), (status = 422)),
     security(("bearer" = [])))]
-async fn create(State(state): State<AppState>, ctx: Ctx, Path(k): Path<String>, ApiJson(req): ApiJson<CreateResourceRequest>) -> ApiResult<Response> {
+async fn create(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(k): Path<String>,
+    ApiJson(req): ApiJson<CreateResourceRequest>,
+) -> ApiResult<Response> {
     let kind = kind(&k)?;
     let g = ctx.require(&state, Permission::ResourcesWrite).await?;
-    let input = svc::CreateInput { name: req.name, spec: req.spec, sharing: req.sharing.map(|s| SharingInput { mode: s.mode, tenants: s.tenants }) };
-    Ok(with_etag(StatusCode::CREATED, svc::create(&state, &ctx, g, kind, input).await?))
+    let input = svc::CreateInput {
+        name: req.name,
+        spec: req.spec,
+        sharing: req.sharing.map(|s| SharingInput {
+            mode: s.mode,
+            tenants: s.tenants,
+        }),
+    };
+    Ok(with_etag(
+        StatusCode::CREATED,
+        svc::create(&state, &ctx, g, kind, input).await?,
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -87,7 +104,12 @@ pub struct ListParams {
 /// The tenant's items of `kind`, plus those shared with it.
 #[utoipa::path(get, path = "/v1/{kind}", tag = "resources", params(("kind" = String, Path), ListParams),
     responses((status = 200, body = Page<ResourceResponse>)), security(("bearer" = [])))]
-async fn list(State(state): State<AppState>, ctx: Ctx, Path(k): Path<String>, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult<Json<Page<ResourceResponse>>> {
+async fn list(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(k): Path<String>,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<ResourceResponse>>> {
     let kind = kind(&k)?;
     let g = ctx.require(&state, Permission::ResourcesRead).await?;
     let limit = cursor::limit(q.limit)?;
@@ -96,18 +118,40 @@ async fn list(State(state): State<AppState>, ctx: Ctx, Path(k): Path<String>, Ap
         Some(s) => SharedFilter::parse(s, "shared")?,
     };
     let after = cursor::decode_id(q.cursor.as_deref(), "r")?.map(ResourceId);
-    let items = svc::list(&state, &ctx, g, kind, ListQuery { limit: limit + 1, after, name: q.name, shared }).await?;
+    let items = svc::list(
+        &state,
+        &ctx,
+        g,
+        kind,
+        ListQuery {
+            limit: limit + 1,
+            after,
+            name: q.name,
+            shared,
+        },
+    )
+    .await?;
     let (items, next) = cursor::page(items, limit, |r| cursor::encode("r", &r.id.to_string()));
-    Ok(Json(Page { items: items.into_iter().map(Into::into).collect(), next_cursor: next }))
+    Ok(Json(Page {
+        items: items.into_iter().map(Into::into).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// One item (owned or shared with the tenant); another tenant's id is a 404.
 #[utoipa::path(get, path = "/v1/{kind}/{id}", tag = "resources", params(("kind" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = ResourceResponse, headers(("ETag" = String))), (status = 404)), security(("bearer" = [])))]
-async fn get(State(state): State<AppState>, ctx: Ctx, Path((k, i)): Path<(String, String)>) -> ApiResult<Response> {
+async fn get(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((k, i)): Path<(String, String)>,
+) -> ApiResult<Response> {
     let (kind, id) = (kind(&k)?, id(&i)?);
     let g = ctx.require(&state, Permission::ResourcesRead).await?;
-    Ok(with_etag(StatusCode::OK, svc::get(&state, &ctx, g, kind, id).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        svc::get(&state, &ctx, g, kind, id).await?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -123,18 +167,41 @@ pub struct PatchResourceRequest {
 #[utoipa::path(patch, path = "/v1/{kind}/{id}", tag = "resources", request_body = PatchResourceRequest,
     params(("kind" = String, Path), ("id" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = ResourceResponse), (status = 403), (status = 404), (status = 412)), security(("bearer" = [])))]
-async fn update(State(state): State<AppState>, ctx: Ctx, Path((k, i)): Path<(String, String)>, headers: HeaderMap, ApiJson(req): ApiJson<PatchResourceRequest>) -> ApiResult<Response> {
+async fn update(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((k, i)): Path<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PatchResourceRequest>,
+) -> ApiResult<Response> {
     let (kind, id) = (kind(&k)?, id(&i)?);
     let g = ctx.require(&state, Permission::ResourcesWrite).await?;
-    let if_match = headers.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\"invalid\"").to_owned());
-    let input = svc::PatchInput { name: req.name, spec: req.spec, sharing: req.sharing.map(|s| SharingInput { mode: s.mode, tenants: s.tenants }), if_match };
-    Ok(with_etag(StatusCode::OK, svc::update(&state, &ctx, g, kind, id, input).await?))
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().unwrap_or("\"invalid\"").to_owned());
+    let input = svc::PatchInput {
+        name: req.name,
+        spec: req.spec,
+        sharing: req.sharing.map(|s| SharingInput {
+            mode: s.mode,
+            tenants: s.tenants,
+        }),
+        if_match,
+    };
+    Ok(with_etag(
+        StatusCode::OK,
+        svc::update(&state, &ctx, g, kind, id, input).await?,
+    ))
 }
 
 /// Deletes an item the tenant owns.
 #[utoipa::path(delete, path = "/v1/{kind}/{id}", tag = "resources", params(("kind" = String, Path), ("id" = String, Path)),
     responses((status = 204), (status = 403), (status = 404)), security(("bearer" = [])))]
-async fn delete(State(state): State<AppState>, ctx: Ctx, Path((k, i)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn delete(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((k, i)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let (kind, id) = (kind(&k)?, id(&i)?);
     let g = ctx.require(&state, Permission::ResourcesWrite).await?;
     svc::delete(&state, &ctx, g, kind, id).await?;

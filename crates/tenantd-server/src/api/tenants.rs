@@ -1,9 +1,9 @@
 //! `/v1/tenants*` and `/v1/tenant`.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tenantd_core::access::Permission;
@@ -65,15 +65,38 @@ pub struct CreatedTenantResponse {
 /// Creates a tenant (platform admins).
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenantRequest,
     responses((status = 201, body = CreatedTenantResponse), (status = 403), (status = 409), (status = 422)), security(("bearer" = [])))]
-async fn create(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<CreateTenantRequest>) -> ApiResult<impl IntoResponse> {
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateTenantRequest>,
+) -> ApiResult<impl IntoResponse> {
     let out = svc::create(
         &state,
         &caller,
-        svc::CreateInput { name: req.name, slug: req.slug, plan: req.plan, kind: req.kind, region: req.region, owner_email: req.owner_email },
+        svc::CreateInput {
+            name: req.name,
+            slug: req.slug,
+            plan: req.plan,
+            kind: req.kind,
+            region: req.region,
+            owner_email: req.owner_email,
+        },
     )
     .await?;
-    let owner_invitation = out.owner_invitation.map(|(id, token, exp)| OwnerInvitation { id: id.to_string(), token, expires_at: exp.to_rfc3339() });
-    Ok((StatusCode::CREATED, Json(CreatedTenantResponse { tenant: out.tenant.into(), owner_invitation })))
+    let owner_invitation = out
+        .owner_invitation
+        .map(|(id, token, exp)| OwnerInvitation {
+            id: id.to_string(),
+            token,
+            expires_at: exp.to_rfc3339(),
+        });
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedTenantResponse {
+            tenant: out.tenant.into(),
+            owner_invitation,
+        }),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -86,18 +109,29 @@ pub struct ListParams {
 /// Lists tenants (platform admins).
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(ListParams),
     responses((status = 200, body = Page<TenantResponse>), (status = 403)), security(("bearer" = [])))]
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListParams>) -> ApiResult<Json<Page<TenantResponse>>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<TenantResponse>>> {
     let limit = cursor::limit(q.limit)?;
     let after = cursor::decode_id(q.cursor.as_deref(), "t")?.map(TenantId);
     let items = svc::list(&state, &caller, after, limit + 1).await?;
     let (items, next) = cursor::page(items, limit, |t| cursor::encode("t", &t.id.to_string()));
-    Ok(Json(Page { items: items.into_iter().map(Into::into).collect(), next_cursor: next }))
+    Ok(Json(Page {
+        items: items.into_iter().map(Into::into).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// A tenant by id or slug (platform admins, or its members).
 #[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", params(("id" = String, Path, description = "id or slug")),
     responses((status = 200, body = TenantResponse), (status = 404)), security(("bearer" = [])))]
-async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<TenantResponse>> {
+async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TenantResponse>> {
     Ok(Json(svc::visible(&state, &caller, &id).await?.into()))
 }
 
@@ -115,15 +149,34 @@ pub struct PatchTenantRequest {
 /// Changes name, settings or branding (tenant owners and admins, platform admins).
 #[utoipa::path(patch, path = "/v1/tenants/{id}", tag = "tenants", request_body = PatchTenantRequest,
     responses((status = 200, body = TenantResponse), (status = 403), (status = 404), (status = 422)), security(("bearer" = [])))]
-async fn update(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(req): ApiJson<PatchTenantRequest>) -> ApiResult<Json<TenantResponse>> {
-    let t = svc::update(&state, &caller, &id, svc::PatchInput { name: req.name, settings: req.settings, branding: req.branding }).await?;
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PatchTenantRequest>,
+) -> ApiResult<Json<TenantResponse>> {
+    let t = svc::update(
+        &state,
+        &caller,
+        &id,
+        svc::PatchInput {
+            name: req.name,
+            settings: req.settings,
+            branding: req.branding,
+        },
+    )
+    .await?;
     Ok(Json(t.into()))
 }
 
 /// Soft-deletes a tenant (its owner or a platform admin): 202, purged after retention.
 #[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants",
     responses((status = 202, body = TenantResponse), (status = 403), (status = 404)), security(("bearer" = [])))]
-async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let t = svc::delete(&state, &caller, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(TenantResponse::from(t))))
 }
@@ -136,14 +189,25 @@ pub struct SuspendRequest {
 /// Suspends a tenant (platform admins): its credentials stop working, its data is kept.
 #[utoipa::path(post, path = "/v1/tenants/{id}/suspend", tag = "tenants", request_body = SuspendRequest,
     responses((status = 200, body = TenantResponse), (status = 403), (status = 404)), security(("bearer" = [])))]
-async fn suspend(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(req): ApiJson<SuspendRequest>) -> ApiResult<Json<TenantResponse>> {
-    Ok(Json(svc::suspend(&state, &caller, &id, req.reason).await?.into()))
+async fn suspend(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SuspendRequest>,
+) -> ApiResult<Json<TenantResponse>> {
+    Ok(Json(
+        svc::suspend(&state, &caller, &id, req.reason).await?.into(),
+    ))
 }
 
 /// Reactivates a suspended tenant (platform admins).
 #[utoipa::path(post, path = "/v1/tenants/{id}/reactivate", tag = "tenants",
     responses((status = 200, body = TenantResponse), (status = 403), (status = 404)), security(("bearer" = [])))]
-async fn reactivate(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<TenantResponse>> {
+async fn reactivate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TenantResponse>> {
     Ok(Json(svc::reactivate(&state, &caller, &id).await?.into()))
 }
 
@@ -158,21 +222,38 @@ pub struct PlanRequest {
 /// Changes the plan (platform admins); a downgrade below usage needs `force`.
 #[utoipa::path(put, path = "/v1/tenants/{id}/plan", tag = "tenants", request_body = PlanRequest,
     responses((status = 200, body = TenantResponse), (status = 403, description = "QUOTA_EXCEEDED or FORBIDDEN"), (status = 404)), security(("bearer" = [])))]
-async fn set_plan(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(req): ApiJson<PlanRequest>) -> ApiResult<Json<TenantResponse>> {
-    Ok(Json(svc::set_plan(&state, &caller, &id, &req.plan, req.force).await?.into()))
+async fn set_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PlanRequest>,
+) -> ApiResult<Json<TenantResponse>> {
+    Ok(Json(
+        svc::set_plan(&state, &caller, &id, &req.plan, req.force)
+            .await?
+            .into(),
+    ))
 }
 
 /// Usage against the plan's quotas.
 #[utoipa::path(get, path = "/v1/tenants/{id}/usage", tag = "tenants",
     responses((status = 200, body = svc::Usage), (status = 404)), security(("bearer" = [])))]
-async fn usage(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<svc::Usage>> {
+async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<svc::Usage>> {
     Ok(Json(svc::usage(&state, &caller, &id).await?))
 }
 
 /// The tenant's cell reachability, quota pressure and status.
 #[utoipa::path(get, path = "/v1/tenants/{id}/health", tag = "tenants",
     responses((status = 200, body = Object), (status = 404)), security(("bearer" = [])))]
-async fn health(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn health(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(svc::health(&state, &caller, &id).await?))
 }
 

@@ -35,7 +35,9 @@ pub struct Claims {
 }
 
 /// PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): a fixed 16-byte prefix, then the seed.
-const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 struct Verifier {
     key: DecodingKey,
@@ -67,7 +69,9 @@ fn encoding_key(seed: &[u8]) -> EncodingKey {
 pub fn generate_key() -> Result<SigningKeyRecord, Error> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::Internal(format!("rng: {e}")))?;
-    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes();
     let now = time::now();
     Ok(SigningKeyRecord {
         kid: format!("k{}", now.format("%Y%m%d%H%M%S%6f")),
@@ -82,7 +86,12 @@ pub fn generate_key() -> Result<SigningKeyRecord, Error> {
 pub async fn rotate(catalog: &dyn CatalogStore, access_ttl_secs: i64) -> Result<String, Error> {
     let key = generate_key()?;
     let kid = key.kid.clone();
-    catalog.insert_signing_key(key, Some(time::now() + Duration::seconds(access_ttl_secs + 60))).await?;
+    catalog
+        .insert_signing_key(
+            key,
+            Some(time::now() + Duration::seconds(access_ttl_secs + 60)),
+        )
+        .await?;
     Ok(kid)
 }
 
@@ -93,7 +102,11 @@ impl KeyRing {
             catalog.insert_signing_key(generate_key()?, None).await?;
         }
         let ring = Self {
-            inner: Arc::new(RwLock::new(Inner { signer: None, verifiers: HashMap::new(), loaded: Instant::now() })),
+            inner: Arc::new(RwLock::new(Inner {
+                signer: None,
+                verifiers: HashMap::new(),
+                loaded: Instant::now(),
+            })),
             issuer: issuer.to_owned(),
             ttl,
         };
@@ -114,22 +127,42 @@ impl KeyRing {
             .iter()
             .filter(|k| k.verify_until.is_none_or(|u| u > now))
             .map(|k| {
-                (k.kid.clone(), Verifier { key: DecodingKey::from_ed_der(&k.public_key), public: k.public_key.clone(), until: k.verify_until })
+                (
+                    k.kid.clone(),
+                    Verifier {
+                        key: DecodingKey::from_ed_der(&k.public_key),
+                        public: k.public_key.clone(),
+                        until: k.verify_until,
+                    },
+                )
             })
             .collect();
-        let mut inner = self.inner.write().map_err(|_| Error::Internal("key ring lock".into()))?;
-        *inner = Inner { signer, verifiers, loaded: Instant::now() };
+        let mut inner = self
+            .inner
+            .write()
+            .map_err(|_| Error::Internal("key ring lock".into()))?;
+        *inner = Inner {
+            signer,
+            verifiers,
+            loaded: Instant::now(),
+        };
         Ok(())
     }
 
     /// Whether the keys were loaded more than `secs` ago.
     pub fn older_than(&self, secs: u64) -> bool {
-        self.inner.read().map(|i| i.loaded.elapsed().as_secs() >= secs).unwrap_or(true)
+        self.inner
+            .read()
+            .map(|i| i.loaded.elapsed().as_secs() >= secs)
+            .unwrap_or(true)
     }
 
     /// Whether `kid` is known.
     pub fn knows(&self, kid: &str) -> bool {
-        self.inner.read().map(|i| i.verifiers.contains_key(kid)).unwrap_or(false)
+        self.inner
+            .read()
+            .map(|i| i.verifiers.contains_key(kid))
+            .unwrap_or(false)
     }
 
     /// Access-token lifetime, seconds.
@@ -139,8 +172,14 @@ impl KeyRing {
 
     /// Signs an access token.
     pub fn issue(&self, sub: &str, tid: &str, role: &str, sid: &str) -> Result<String, Error> {
-        let inner = self.inner.read().map_err(|_| Error::Internal("key ring lock".into()))?;
-        let (kid, key) = inner.signer.as_ref().ok_or_else(|| Error::Internal("no signing key".into()))?;
+        let inner = self
+            .inner
+            .read()
+            .map_err(|_| Error::Internal("key ring lock".into()))?;
+        let (kid, key) = inner
+            .signer
+            .as_ref()
+            .ok_or_else(|| Error::Internal("no signing key".into()))?;
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: sub.to_owned(),
@@ -155,7 +194,8 @@ impl KeyRing {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.clone());
-        jsonwebtoken::encode(&header, &claims, key).map_err(|e| Error::Internal(format!("jwt: {e}")))
+        jsonwebtoken::encode(&header, &claims, key)
+            .map_err(|e| Error::Internal(format!("jwt: {e}")))
     }
 
     /// Verifies an access token: EdDSA only, a known and live `kid`, signature, `exp`,
@@ -165,13 +205,22 @@ impl KeyRing {
         if token.len() > 8192 {
             return Err(bad);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated("invalid access token"))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| Error::Unauthenticated("invalid access token"))?;
         if header.alg != Algorithm::EdDSA {
             return Err(bad);
         }
-        let kid = header.kid.ok_or(Error::Unauthenticated("invalid access token"))?;
-        let inner = self.inner.read().map_err(|_| Error::Internal("key ring lock".into()))?;
-        let v = inner.verifiers.get(&kid).ok_or(Error::Unauthenticated("invalid access token"))?;
+        let kid = header
+            .kid
+            .ok_or(Error::Unauthenticated("invalid access token"))?;
+        let inner = self
+            .inner
+            .read()
+            .map_err(|_| Error::Internal("key ring lock".into()))?;
+        let v = inner
+            .verifiers
+            .get(&kid)
+            .ok_or(Error::Unauthenticated("invalid access token"))?;
         if v.until.is_some_and(|u| u <= Utc::now()) {
             return Err(bad);
         }

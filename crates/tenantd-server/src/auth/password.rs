@@ -26,13 +26,20 @@ impl PasswordHashing {
             PasswordCost::InsecureFastForTests => Params::new(256, 1, 1, None),
         }
         .map_err(|e| Error::Internal(format!("argon2 params: {e}")))?;
-        let permits = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
+        let permits = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(2);
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         let dummy = argon
             .hash_password(crate::auth::secrets::random_secret()?.as_bytes())
             .map_err(|e| Error::Internal(format!("argon2: {e}")))?
             .to_string();
-        Ok(Self { params, permits: Arc::new(Semaphore::new(permits)), dummy: Arc::new(dummy) })
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(permits)),
+            dummy: Arc::new(dummy),
+        })
     }
 
     /// The argon2id PHC string of `password`.
@@ -57,7 +64,11 @@ impl PasswordHashing {
         };
         let pw = password.to_owned();
         let ok = self
-            .blocking(move || Ok(Argon2::default().verify_password(pw.as_bytes(), hash.as_str()).is_ok()))
+            .blocking(move || {
+                Ok(Argon2::default()
+                    .verify_password(pw.as_bytes(), hash.as_str())
+                    .is_ok())
+            })
             .await?;
         Ok(ok && real)
     }
@@ -66,7 +77,13 @@ impl PasswordHashing {
         &self,
         f: impl FnOnce() -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let _permit = self.permits.acquire().await.map_err(|_| Error::Unavailable)?;
-        tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("hash task: {e}")))?
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Unavailable)?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Error::Internal(format!("hash task: {e}")))?
     }
 }

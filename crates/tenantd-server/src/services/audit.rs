@@ -16,8 +16,16 @@ pub async fn access(state: &AppState, ctx: &Ctx) -> Result<Granted> {
 }
 
 /// A page of events.
-pub async fn list(state: &AppState, ctx: &Ctx, _: Granted, filter: AuditFilter) -> Result<Vec<AuditEvent>> {
-    state.cell(&ctx.scope)?.list_audit(&ctx.scope, &filter).await
+pub async fn list(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted,
+    filter: AuditFilter,
+) -> Result<Vec<AuditEvent>> {
+    state
+        .cell(&ctx.scope)?
+        .list_audit(&ctx.scope, &filter)
+        .await
 }
 
 /// The whole chain (exports).
@@ -28,11 +36,18 @@ pub async fn all(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Vec<AuditEve
 /// Verifies the tenant's chain.
 pub async fn verify(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Verification> {
     let (events, head) = state.cell(&ctx.scope)?.audit_chain(&ctx.scope).await?;
-    Ok(verify_chain(&events, head.as_ref().map(|(s, h)| (*s, h.as_str()))))
+    Ok(verify_chain(
+        &events,
+        head.as_ref().map(|(s, h)| (*s, h.as_str())),
+    ))
 }
 
 /// Parses a time filter to the stored form.
 pub fn time_filter(field: &str, v: Option<&str>) -> Result<Option<String>> {
-    v.map(|s| tenantd_core::time::parse(s).map(tenantd_core::time::format).ok_or_else(|| Error::invalid(field, "must be an RFC 3339 time")))
-        .transpose()
+    v.map(|s| {
+        tenantd_core::time::parse(s)
+            .map(tenantd_core::time::format)
+            .ok_or_else(|| Error::invalid(field, "must be an RFC 3339 time"))
+    })
+    .transpose()
 }

@@ -2,7 +2,9 @@ use chrono::Duration;
 use serde::Serialize;
 use serde_json::json;
 use tenantd_core::access::Role;
-use tenantd_core::identity::{Email, Membership, NewRefreshToken, NewUser, Password, RefreshOutcome, User};
+use tenantd_core::identity::{
+    Email, Membership, NewRefreshToken, NewUser, Password, RefreshOutcome, User,
+};
 use tenantd_core::ids::{SessionId, TenantId, UserId};
 use tenantd_core::store::{NewSession, TenantOwner};
 use tenantd_core::tenant::{DisplayName, NewTenant, Tenant, TenantSlug, TenantType};
@@ -34,10 +36,20 @@ pub(crate) struct Issued {
 }
 
 /// Mints a session and its tokens for (user, tenant, role); the caller stores the session.
-pub(crate) fn issue(state: &AppState, user: UserId, tenant: TenantId, role: Role) -> Result<Issued> {
+pub(crate) fn issue(
+    state: &AppState,
+    user: UserId,
+    tenant: TenantId,
+    role: Role,
+) -> Result<Issued> {
     let sid = SessionId::new();
     let refresh = refresh_token()?;
-    let access = state.keys.issue(&user.to_string(), &tenant.to_string(), role.as_str(), &sid.to_string())?;
+    let access = state.keys.issue(
+        &user.to_string(),
+        &tenant.to_string(),
+        role.as_str(),
+        &sid.to_string(),
+    )?;
     Ok(Issued {
         session: NewSession {
             id: sid,
@@ -48,7 +60,12 @@ pub(crate) fn issue(state: &AppState, user: UserId, tenant: TenantId, role: Role
                 expires_at: time::now() + Duration::seconds(state.config.refresh_ttl_secs),
             },
         },
-        tokens: Tokens { access_token: access, refresh_token: refresh, token_type: "Bearer", expires_in: state.keys.ttl() },
+        tokens: Tokens {
+            access_token: access,
+            refresh_token: refresh,
+            token_type: "Bearer",
+            expires_in: state.keys.ttl(),
+        },
     })
 }
 
@@ -70,7 +87,11 @@ pub struct SignupOutput {
 }
 
 /// Self-serve signup: a user, a tenant they own, and a session.
-pub async fn signup(state: &AppState, meta: &RequestMeta, input: SignupInput) -> Result<SignupOutput> {
+pub async fn signup(
+    state: &AppState,
+    meta: &RequestMeta,
+    input: SignupInput,
+) -> Result<SignupOutput> {
     if !state.config.signup {
         return Err(Error::Forbidden("self-serve signup is switched off".into()));
     }
@@ -83,18 +104,36 @@ pub async fn signup(state: &AppState, meta: &RequestMeta, input: SignupInput) ->
     let plan_id = input.plan.unwrap_or_else(|| "free".into());
     match state.plans.get(&plan_id) {
         Some(p) if p.self_serve => {}
-        Some(_) => v.push(tenantd_core::FieldError::new("tenant.plan", "this plan is not available for self-serve signup")),
+        Some(_) => v.push(tenantd_core::FieldError::new(
+            "tenant.plan",
+            "this plan is not available for self-serve signup",
+        )),
         None => v.push(tenantd_core::FieldError::new("tenant.plan", "unknown plan")),
     }
     v.finish()?;
-    let (Some(email), Some(password), Some(name), Some(tname), Some(slug)) = (email, password, name, tname, slug) else {
+    let (Some(email), Some(password), Some(name), Some(tname), Some(slug)) =
+        (email, password, name, tname, slug)
+    else {
         return Err(Error::Internal("validator".into()));
     };
-    if state.catalog.find_user_by_email(email.as_str()).await?.is_some() {
-        return Err(Error::conflict("email", "an account with this email exists; log in and create the tenant from there"));
+    if state
+        .catalog
+        .find_user_by_email(email.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(Error::conflict(
+            "email",
+            "an account with this email exists; log in and create the tenant from there",
+        ));
     }
     let hash = state.passwords.hash(&password).await?;
-    let user = NewUser { id: UserId::new(), email, name: name.as_str().to_owned(), password_hash: Some(hash) };
+    let user = NewUser {
+        id: UserId::new(),
+        email,
+        name: name.as_str().to_owned(),
+        password_hash: Some(hash),
+    };
     let tenant = NewTenant {
         id: TenantId::new(),
         slug,
@@ -108,25 +147,64 @@ pub async fn signup(state: &AppState, meta: &RequestMeta, input: SignupInput) ->
     let issued = issue(state, user.id, tenant.id, Role::Owner)?;
     let actor = format!("user:{}", user.id);
     let audit = vec![
-        event(meta, actor.clone(), tenant.id, "tenant.create", "tenants", Some(tenant.id.to_string()), "success", json!({"slug": tenant.slug.as_str(), "plan": tenant.plan, "via": "signup"})),
-        event(meta, actor, tenant.id, "auth.signup", "users", Some(user.id.to_string()), "success", json!({"email": user.email.as_str()})),
+        event(
+            meta,
+            actor.clone(),
+            tenant.id,
+            "tenant.create",
+            "tenants",
+            Some(tenant.id.to_string()),
+            "success",
+            json!({"slug": tenant.slug.as_str(), "plan": tenant.plan, "via": "signup"}),
+        ),
+        event(
+            meta,
+            actor,
+            tenant.id,
+            "auth.signup",
+            "users",
+            Some(user.id.to_string()),
+            "success",
+            json!({"email": user.email.as_str()}),
+        ),
     ];
     let uid = user.id;
-    let tenant = state.catalog.create_tenant(tenant, TenantOwner::NewUser(user), Some(issued.session), audit).await?;
+    let tenant = state
+        .catalog
+        .create_tenant(
+            tenant,
+            TenantOwner::NewUser(user),
+            Some(issued.session),
+            audit,
+        )
+        .await?;
     state.catalog.set_user_last_tenant(uid, tenant.id).await?;
     state.relay_now().await;
-    let user = state.catalog.find_user(uid).await?.ok_or(Error::Internal("user vanished".into()))?;
-    Ok(SignupOutput { user, tenant, tokens: issued.tokens })
+    let user = state
+        .catalog
+        .find_user(uid)
+        .await?
+        .ok_or(Error::Internal("user vanished".into()))?;
+    Ok(SignupOutput {
+        user,
+        tenant,
+        tokens: issued.tokens,
+    })
 }
 
 /// Picks the membership a login acts in: the named tenant, else the last used, else the only
 /// (or oldest) one.
-async fn pick_membership(state: &AppState, user: &User, tenant: Option<&str>) -> Result<Option<Membership>> {
+async fn pick_membership(
+    state: &AppState,
+    user: &User,
+    tenant: Option<&str>,
+) -> Result<Option<Membership>> {
     let all = state.catalog.list_user_memberships(user.id).await?;
     if let Some(t) = tenant {
         for m in &all {
             if let Some(ten) = state.catalog.find_tenant(m.tenant_id).await? {
-                if t.eq_ignore_ascii_case(&ten.slug) || t.eq_ignore_ascii_case(&ten.id.to_string()) {
+                if t.eq_ignore_ascii_case(&ten.slug) || t.eq_ignore_ascii_case(&ten.id.to_string())
+                {
                     return Ok(Some(m.clone()));
                 }
             }
@@ -142,42 +220,102 @@ async fn pick_membership(state: &AppState, user: &User, tenant: Option<&str>) ->
 }
 
 /// Password login.
-pub async fn login(state: &AppState, meta: &RequestMeta, email: &str, password: &str, tenant: Option<&str>) -> Result<(Tenant, Tokens)> {
+pub async fn login(
+    state: &AppState,
+    meta: &RequestMeta,
+    email: &str,
+    password: &str,
+    tenant: Option<&str>,
+) -> Result<(Tenant, Tokens)> {
     let invalid = Error::Unauthenticated("invalid email, password or tenant");
     let user = match Email::parse(email, "email") {
         Ok(e) => state.catalog.find_user_by_email(e.as_str()).await?,
         Err(_) => None,
     };
-    let ok = state.passwords.verify(password, user.as_ref().and_then(|u| u.password_hash.as_deref())).await?;
+    let ok = state
+        .passwords
+        .verify(
+            password,
+            user.as_ref().and_then(|u| u.password_hash.as_deref()),
+        )
+        .await?;
     let membership = match &user {
         Some(u) => pick_membership(state, u, tenant).await?,
         None => None,
     };
-    let audit_tenant = membership.as_ref().map(|m| m.tenant_id).unwrap_or(state.platform);
-    let actor = user.as_ref().map(|u| format!("user:{}", u.id)).unwrap_or_else(|| "anonymous".into());
+    let audit_tenant = membership
+        .as_ref()
+        .map(|m| m.tenant_id)
+        .unwrap_or(state.platform);
+    let actor = user
+        .as_ref()
+        .map(|u| format!("user:{}", u.id))
+        .unwrap_or_else(|| "anonymous".into());
     let (Some(user), Some(m), true) = (user, membership, ok) else {
-        let ev = event(meta, actor, audit_tenant, "auth.login", "sessions", None, "failure", json!({"email": email.chars().take(254).collect::<String>()}));
+        let ev = event(
+            meta,
+            actor,
+            audit_tenant,
+            "auth.login",
+            "sessions",
+            None,
+            "failure",
+            json!({"email": email.chars().take(254).collect::<String>()}),
+        );
         append_now(state, audit_tenant, ev).await;
         return Err(invalid);
     };
-    let t = state.catalog.find_tenant(m.tenant_id).await?.ok_or(Error::Unauthenticated("invalid email, password or tenant"))?;
+    let t = state
+        .catalog
+        .find_tenant(m.tenant_id)
+        .await?
+        .ok_or(Error::Unauthenticated("invalid email, password or tenant"))?;
     if let Err(e) = t.ensure_serving() {
-        let ev = event(meta, actor, t.id, "auth.login", "sessions", None, "denied", json!({"reason": t.status.as_str()}));
+        let ev = event(
+            meta,
+            actor,
+            t.id,
+            "auth.login",
+            "sessions",
+            None,
+            "denied",
+            json!({"reason": t.status.as_str()}),
+        );
         append_now(state, t.id, ev).await;
         return Err(e);
     }
     let issued = issue(state, user.id, t.id, m.role)?;
-    let ev = event(meta, actor, t.id, "auth.login", "sessions", Some(issued.session.id.to_string()), "success", json!({}));
-    state.catalog.create_session(issued.session, vec![ev]).await?;
+    let ev = event(
+        meta,
+        actor,
+        t.id,
+        "auth.login",
+        "sessions",
+        Some(issued.session.id.to_string()),
+        "success",
+        json!({}),
+    );
+    state
+        .catalog
+        .create_session(issued.session, vec![ev])
+        .await?;
     state.catalog.set_user_last_tenant(user.id, t.id).await?;
     state.relay_now().await;
     Ok((t, issued.tokens))
 }
 
 /// Appends one event straight to a tenant's chain (events with no change to commit with).
-pub(crate) async fn append_now(state: &AppState, tenant: TenantId, ev: tenantd_core::audit::AuditDraft) {
+pub(crate) async fn append_now(
+    state: &AppState,
+    tenant: TenantId,
+    ev: tenantd_core::audit::AuditDraft,
+) {
     let res = async {
-        let t = state.catalog.find_tenant(tenant).await?.ok_or(Error::NotFound)?;
+        let t = state
+            .catalog
+            .find_tenant(tenant)
+            .await?
+            .ok_or(Error::NotFound)?;
         let scope = tenantd_core::tenant::TenantScope::unscoped_trusted(t.id, t.cell.clone());
         state.cell(&scope)?.append_audit(&scope, vec![ev]).await
     }
@@ -198,23 +336,49 @@ pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Resul
         token_hash: hash_secret(&next),
         expires_at: time::now() + Duration::seconds(state.config.refresh_ttl_secs),
     };
-    match state.catalog.rotate_refresh(&hash_secret(token), next_row).await? {
+    match state
+        .catalog
+        .rotate_refresh(&hash_secret(token), next_row)
+        .await?
+    {
         RefreshOutcome::Invalid => Err(invalid),
         RefreshOutcome::Reused(s) => {
-            let ev = event(meta, format!("user:{}", s.user_id), s.tenant_id, "auth.refresh_reuse", "sessions", Some(s.id.to_string()), "denied", json!({"revoked": "session"}));
+            let ev = event(
+                meta,
+                format!("user:{}", s.user_id),
+                s.tenant_id,
+                "auth.refresh_reuse",
+                "sessions",
+                Some(s.id.to_string()),
+                "denied",
+                json!({"revoked": "session"}),
+            );
             append_now(state, s.tenant_id, ev).await;
             Err(invalid)
         }
         RefreshOutcome::Rotated(s) => {
-            let m = state.catalog.find_membership(s.tenant_id, s.user_id).await?;
+            let m = state
+                .catalog
+                .find_membership(s.tenant_id, s.user_id)
+                .await?;
             let t = state.catalog.find_tenant(s.tenant_id).await?;
             let (Some(m), Some(t)) = (m, t) else {
                 state.catalog.revoke_session(s.id, vec![]).await?;
                 return Err(invalid);
             };
             t.ensure_serving()?;
-            let access = state.keys.issue(&s.user_id.to_string(), &s.tenant_id.to_string(), m.role.as_str(), &s.id.to_string())?;
-            Ok(Tokens { access_token: access, refresh_token: next, token_type: "Bearer", expires_in: state.keys.ttl() })
+            let access = state.keys.issue(
+                &s.user_id.to_string(),
+                &s.tenant_id.to_string(),
+                m.role.as_str(),
+                &s.id.to_string(),
+            )?;
+            Ok(Tokens {
+                access_token: access,
+                refresh_token: next,
+                token_type: "Bearer",
+                expires_in: state.keys.ttl(),
+            })
         }
     }
 }
@@ -222,9 +386,18 @@ pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Resul
 /// Ends the caller's session: its access and refresh tokens stop working.
 pub async fn logout(state: &AppState, caller: &Caller) -> Result<()> {
     let crate::context::Actor::User { session, .. } = caller.actor else {
-        return Err(Error::invalid("authorization", "API keys have no session; delete the key instead"));
+        return Err(Error::invalid(
+            "authorization",
+            "API keys have no session; delete the key instead",
+        ));
     };
-    let ev = caller.event(caller.home.id, "auth.logout", "sessions", Some(session.to_string()), json!({}));
+    let ev = caller.event(
+        caller.home.id,
+        "auth.logout",
+        "sessions",
+        Some(session.to_string()),
+        json!({}),
+    );
     state.catalog.revoke_session(session, vec![ev]).await?;
     state.relay_now().await;
     Ok(())
@@ -233,15 +406,37 @@ pub async fn logout(state: &AppState, caller: &Caller) -> Result<()> {
 /// A token pair for another of the caller's memberships.
 pub async fn switch(state: &AppState, caller: &Caller, tenant: &str) -> Result<(Tenant, Tokens)> {
     let Some(user_id) = caller.actor.user_id() else {
-        return Err(Error::invalid("authorization", "API keys are bound to one tenant"));
+        return Err(Error::invalid(
+            "authorization",
+            "API keys are bound to one tenant",
+        ));
     };
-    let user = state.catalog.find_user(user_id).await?.ok_or(Error::Unauthenticated("unknown user"))?;
-    let m = pick_membership(state, &user, Some(tenant)).await?.ok_or(Error::NotFound)?;
-    let t = state.catalog.find_tenant(m.tenant_id).await?.ok_or(Error::NotFound)?;
+    let user = state
+        .catalog
+        .find_user(user_id)
+        .await?
+        .ok_or(Error::Unauthenticated("unknown user"))?;
+    let m = pick_membership(state, &user, Some(tenant))
+        .await?
+        .ok_or(Error::NotFound)?;
+    let t = state
+        .catalog
+        .find_tenant(m.tenant_id)
+        .await?
+        .ok_or(Error::NotFound)?;
     t.ensure_serving()?;
     let issued = issue(state, user.id, t.id, m.role)?;
-    let ev = caller.event(t.id, "auth.switch", "sessions", Some(issued.session.id.to_string()), json!({"from_tenant": caller.home.id}));
-    state.catalog.create_session(issued.session, vec![ev]).await?;
+    let ev = caller.event(
+        t.id,
+        "auth.switch",
+        "sessions",
+        Some(issued.session.id.to_string()),
+        json!({"from_tenant": caller.home.id}),
+    );
+    state
+        .catalog
+        .create_session(issued.session, vec![ev])
+        .await?;
     state.catalog.set_user_last_tenant(user.id, t.id).await?;
     state.relay_now().await;
     Ok((t, issued.tokens))

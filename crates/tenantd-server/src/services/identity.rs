@@ -1,7 +1,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use tenantd_core::access::{Granted, Permission, Role};
-use tenantd_core::identity::{ApiKey, Email, Invitation, Membership, NewInvitation, NewUser, Password};
+use tenantd_core::identity::{
+    ApiKey, Email, Invitation, Membership, NewInvitation, NewUser, Password,
+};
 use tenantd_core::ids::{ApiKeyId, InvitationId, UserId};
 use tenantd_core::store::{Joiner, NewApiKey};
 use tenantd_core::tenant::{DisplayName, Tenant};
@@ -17,7 +19,10 @@ fn check_assign(ctx: &Ctx, role: Role) -> Result<()> {
     if ctx.role.may_assign(role) {
         Ok(())
     } else {
-        Err(Error::Forbidden(format!("the {} role cannot give the {role} role", ctx.role)))
+        Err(Error::Forbidden(format!(
+            "the {} role cannot give the {role} role",
+            ctx.role
+        )))
     }
 }
 
@@ -27,37 +32,75 @@ pub async fn list_members(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Vec
 }
 
 /// Changes a member's role: only to a role the caller may give, never an owner's by an admin.
-pub async fn update_member(state: &AppState, ctx: &Ctx, _: Granted, user: UserId, role: Role) -> Result<Membership> {
-    let current = state.catalog.find_membership(ctx.tenant.id, user).await?.ok_or(Error::NotFound)?;
+pub async fn update_member(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted,
+    user: UserId,
+    role: Role,
+) -> Result<Membership> {
+    let current = state
+        .catalog
+        .find_membership(ctx.tenant.id, user)
+        .await?
+        .ok_or(Error::NotFound)?;
     check_assign(ctx, role)?;
     check_assign(ctx, current.role)?;
-    let ev = ctx.event("members.update", "members", Some(user.to_string()), json!({"from": current.role, "to": role}));
-    let m = state.catalog.update_member_role(ctx.tenant.id, user, role, vec![ev]).await?;
+    let ev = ctx.event(
+        "members.update",
+        "members",
+        Some(user.to_string()),
+        json!({"from": current.role, "to": role}),
+    );
+    let m = state
+        .catalog
+        .update_member_role(ctx.tenant.id, user, role, vec![ev])
+        .await?;
     state.relay_now().await;
     Ok(m)
 }
 
 /// Removes a member (or the caller leaves).
 pub async fn remove_member(state: &AppState, ctx: &Ctx, user: UserId) -> Result<()> {
-    let current = state.catalog.find_membership(ctx.tenant.id, user).await?.ok_or(Error::NotFound)?;
+    let current = state
+        .catalog
+        .find_membership(ctx.tenant.id, user)
+        .await?
+        .ok_or(Error::NotFound)?;
     let leaving = ctx.caller.actor.user_id() == Some(user) && !ctx.crossing;
     if !leaving {
         ctx.require(state, Permission::MembersWrite).await?;
         check_assign(ctx, current.role)?;
     }
-    let ev = ctx.event("members.remove", "members", Some(user.to_string()), json!({"role": current.role, "left": leaving}));
-    state.catalog.remove_member(ctx.tenant.id, user, vec![ev]).await?;
+    let ev = ctx.event(
+        "members.remove",
+        "members",
+        Some(user.to_string()),
+        json!({"role": current.role, "left": leaving}),
+    );
+    state
+        .catalog
+        .remove_member(ctx.tenant.id, user, vec![ev])
+        .await?;
     state.relay_now().await;
     Ok(())
 }
 
 /// Invites someone; the invitation holds a `users` slot until used, revoked or expired.
-pub async fn invite(state: &AppState, ctx: &Ctx, _: Granted, email: &str, role: &str) -> Result<(Invitation, String)> {
+pub async fn invite(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted,
+    email: &str,
+    role: &str,
+) -> Result<(Invitation, String)> {
     let mut v = tenantd_core::error::Validator::default();
     let email = v.check(Email::parse(email, "email"));
     let role = v.check(Role::parse(role, "role"));
     v.finish()?;
-    let (Some(email), Some(role)) = (email, role) else { return Err(Error::Internal("validator".into())) };
+    let (Some(email), Some(role)) = (email, role) else {
+        return Err(Error::Internal("validator".into()));
+    };
     check_assign(ctx, role)?;
     let token = invitation_token()?;
     let inv = NewInvitation {
@@ -69,8 +112,16 @@ pub async fn invite(state: &AppState, ctx: &Ctx, _: Granted, email: &str, role: 
         expires_at: time::now() + Duration::seconds(state.config.invitation_ttl_secs),
         created_by: ctx.caller.actor.user_id(),
     };
-    let ev = ctx.event("invitations.create", "invitations", Some(inv.id.to_string()), json!({"email": inv.email.as_str(), "role": role}));
-    let out = state.catalog.create_invitation(inv, ctx.plan.limit("users"), vec![ev]).await?;
+    let ev = ctx.event(
+        "invitations.create",
+        "invitations",
+        Some(inv.id.to_string()),
+        json!({"email": inv.email.as_str(), "role": role}),
+    );
+    let out = state
+        .catalog
+        .create_invitation(inv, ctx.plan.limit("users"), vec![ev])
+        .await?;
     state.relay_now().await;
     Ok((out, token))
 }
@@ -81,9 +132,22 @@ pub async fn list_invitations(state: &AppState, ctx: &Ctx, _: Granted) -> Result
 }
 
 /// Revokes a pending invitation.
-pub async fn revoke_invitation(state: &AppState, ctx: &Ctx, _: Granted, id: InvitationId) -> Result<()> {
-    let ev = ctx.event("invitations.revoke", "invitations", Some(id.to_string()), json!({}));
-    state.catalog.revoke_invitation(ctx.tenant.id, id, vec![ev]).await?;
+pub async fn revoke_invitation(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted,
+    id: InvitationId,
+) -> Result<()> {
+    let ev = ctx.event(
+        "invitations.revoke",
+        "invitations",
+        Some(id.to_string()),
+        json!({}),
+    );
+    state
+        .catalog
+        .revoke_invitation(ctx.tenant.id, id, vec![ev])
+        .await?;
     state.relay_now().await;
     Ok(())
 }
@@ -99,15 +163,31 @@ pub async fn accept_invitation(
     if token.is_empty() || token.len() > 512 {
         return Err(Error::NotFound);
     }
-    let inv = state.catalog.find_pending_invitation(&hash_secret(token)).await?.ok_or(Error::NotFound)?;
-    let tenant = state.catalog.find_tenant(inv.tenant_id).await?.ok_or(Error::NotFound)?;
+    let inv = state
+        .catalog
+        .find_pending_invitation(&hash_secret(token))
+        .await?
+        .ok_or(Error::NotFound)?;
+    let tenant = state
+        .catalog
+        .find_tenant(inv.tenant_id)
+        .await?
+        .ok_or(Error::NotFound)?;
     tenant.ensure_serving()?;
     let existing = state.catalog.find_user_by_email(&inv.email).await?;
     let (joiner, user_id) = match existing {
         Some(u) => {
-            let pw = password.ok_or_else(|| Error::invalid("password", "this email has an account: give its password"))?;
-            if !state.passwords.verify(pw, u.password_hash.as_deref()).await? {
-                return Err(Error::Unauthenticated("wrong password for the invited account"));
+            let pw = password.ok_or_else(|| {
+                Error::invalid("password", "this email has an account: give its password")
+            })?;
+            if !state
+                .passwords
+                .verify(pw, u.password_hash.as_deref())
+                .await?
+            {
+                return Err(Error::Unauthenticated(
+                    "wrong password for the invited account",
+                ));
             }
             (Joiner::Existing(u.id), u.id)
         }
@@ -117,16 +197,41 @@ pub async fn accept_invitation(
             let name = v.check(DisplayName::parse(name.unwrap_or(&inv.email), "name"));
             let email = v.check(Email::parse(&inv.email, "email"));
             v.finish()?;
-            let (Some(pw), Some(name), Some(email)) = (pw, name, email) else { return Err(Error::Internal("validator".into())) };
+            let (Some(pw), Some(name), Some(email)) = (pw, name, email) else {
+                return Err(Error::Internal("validator".into()));
+            };
             let hash = state.passwords.hash(&pw).await?;
             let id = UserId::new();
-            (Joiner::New(NewUser { id, email, name: name.as_str().to_owned(), password_hash: Some(hash) }), id)
+            (
+                Joiner::New(NewUser {
+                    id,
+                    email,
+                    name: name.as_str().to_owned(),
+                    password_hash: Some(hash),
+                }),
+                id,
+            )
         }
     };
     let issued = issue(state, user_id, tenant.id, inv.role)?;
-    let ev = event(meta, format!("user:{user_id}"), tenant.id, "invitations.accept", "invitations", Some(inv.id.to_string()), "success", json!({"role": inv.role}));
-    state.catalog.accept_invitation(inv.id, joiner, issued.session, vec![ev]).await?;
-    state.catalog.set_user_last_tenant(user_id, tenant.id).await?;
+    let ev = event(
+        meta,
+        format!("user:{user_id}"),
+        tenant.id,
+        "invitations.accept",
+        "invitations",
+        Some(inv.id.to_string()),
+        "success",
+        json!({"role": inv.role}),
+    );
+    state
+        .catalog
+        .accept_invitation(inv.id, joiner, issued.session, vec![ev])
+        .await?;
+    state
+        .catalog
+        .set_user_last_tenant(user_id, tenant.id)
+        .await?;
     state.relay_now().await;
     Ok((tenant, issued.tokens))
 }
@@ -148,19 +253,30 @@ pub async fn create_api_key(
         Some(s) => match time::parse(s) {
             Some(t) if t > time::now() => Some(t),
             Some(_) => {
-                v.push(tenantd_core::FieldError::new("expires_at", "must be in the future"));
+                v.push(tenantd_core::FieldError::new(
+                    "expires_at",
+                    "must be in the future",
+                ));
                 None
             }
             None => {
-                v.push(tenantd_core::FieldError::new("expires_at", "must be an RFC 3339 time"));
+                v.push(tenantd_core::FieldError::new(
+                    "expires_at",
+                    "must be an RFC 3339 time",
+                ));
                 None
             }
         },
     };
     v.finish()?;
-    let (Some(name), Some(role)) = (name, role) else { return Err(Error::Internal("validator".into())) };
+    let (Some(name), Some(role)) = (name, role) else {
+        return Err(Error::Internal("validator".into()));
+    };
     if !role.within(ctx.role) || !ctx.role.may_assign(role) {
-        return Err(Error::Forbidden(format!("the {} role cannot make a key with the {role} role", ctx.role)));
+        return Err(Error::Forbidden(format!(
+            "the {} role cannot make a key with the {role} role",
+            ctx.role
+        )));
     }
     let (key, prefix) = api_key()?;
     let new = NewApiKey {
@@ -173,7 +289,12 @@ pub async fn create_api_key(
         created_by: ctx.caller.actor.user_id(),
         expires_at: expires,
     };
-    let ev = ctx.event("api_keys.create", "api_keys", Some(new.id.to_string()), json!({"name": new.name, "role": role, "prefix": new.prefix}));
+    let ev = ctx.event(
+        "api_keys.create",
+        "api_keys",
+        Some(new.id.to_string()),
+        json!({"name": new.name, "role": role, "prefix": new.prefix}),
+    );
     let out = state.catalog.create_api_key(new, vec![ev]).await?;
     state.relay_now().await;
     Ok((out, key))
@@ -186,8 +307,16 @@ pub async fn list_api_keys(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Ve
 
 /// Revokes an API key at once.
 pub async fn revoke_api_key(state: &AppState, ctx: &Ctx, _: Granted, id: ApiKeyId) -> Result<()> {
-    let ev = ctx.event("api_keys.revoke", "api_keys", Some(id.to_string()), json!({}));
-    state.catalog.revoke_api_key(ctx.tenant.id, id, vec![ev]).await?;
+    let ev = ctx.event(
+        "api_keys.revoke",
+        "api_keys",
+        Some(id.to_string()),
+        json!({}),
+    );
+    state
+        .catalog
+        .revoke_api_key(ctx.tenant.id, id, vec![ev])
+        .await?;
     state.relay_now().await;
     Ok(())
 }

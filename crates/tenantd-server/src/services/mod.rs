@@ -1,6 +1,8 @@
 //! Services: one function per use case. Handlers call exactly one; services hold the rules
 //! (permissions, plans, quotas, audit) and call the stores.
 
+/// Audit trail reads and verification.
+pub mod audit;
 /// Signup, login, refresh, logout, switch.
 pub mod auth;
 /// Members, invitations, API keys.
@@ -9,5 +11,3 @@ pub mod identity;
 pub mod resources;
 /// Tenants and their lifecycle.
 pub mod tenants;
-/// Audit trail reads and verification.
-pub mod audit;

@@ -19,15 +19,23 @@ async fn parse_sharing(state: &AppState, ctx: &Ctx, s: SharingInput) -> Result<S
     match mode {
         SharingMode::Private => {
             if s.tenants.as_ref().is_some_and(|t| !t.is_empty()) {
-                return Err(Error::invalid("sharing.tenants", "only selective sharing lists tenants"));
+                return Err(Error::invalid(
+                    "sharing.tenants",
+                    "only selective sharing lists tenants",
+                ));
             }
             Ok(Sharing::private())
         }
         SharingMode::Global => {
             if ctx.tenant.kind != TenantType::Platform {
-                return Err(Error::Forbidden("only the platform tenant shares globally".into()));
+                return Err(Error::Forbidden(
+                    "only the platform tenant shares globally".into(),
+                ));
             }
-            Ok(Sharing { mode, tenants: Vec::new() })
+            Ok(Sharing {
+                mode,
+                tenants: Vec::new(),
+            })
         }
         SharingMode::Selective => {
             ctx.plan.require_feature("selective_sharing")?;
@@ -42,7 +50,11 @@ async fn parse_sharing(state: &AppState, ctx: &Ctx, s: SharingInput) -> Result<S
                 // A tenant that does not exist is refused like a malformed id: nothing about
                 // other tenants is revealed beyond what the caller already knows.
                 if id == ctx.tenant.id || state.catalog.find_tenant(id).await?.is_none() {
-                    return Err(FieldError::new(field, "not a tenant this item can be shared with").into());
+                    return Err(FieldError::new(
+                        field,
+                        "not a tenant this item can be shared with",
+                    )
+                    .into());
                 }
                 if !ids.contains(&id) {
                     ids.push(id);
@@ -62,7 +74,13 @@ pub struct CreateInput {
 }
 
 /// Creates a resource, taking a slot of its kind's quota in the same transaction.
-pub async fn create(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, input: CreateInput) -> Result<Resource> {
+pub async fn create(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted,
+    kind: ResourceKind,
+    input: CreateInput,
+) -> Result<Resource> {
     let mut v = tenantd_core::error::Validator::default();
     let name = match &input.name {
         Some(n) => v.check(ResourceName::parse(n)),
@@ -73,24 +91,59 @@ pub async fn create(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind,
     };
     let spec = v.check(Spec::parse(input.spec.unwrap_or_else(|| json!({}))));
     v.finish()?;
-    let (Some(name), Some(spec)) = (name, spec) else { return Err(Error::Internal("validator".into())) };
+    let (Some(name), Some(spec)) = (name, spec) else {
+        return Err(Error::Internal("validator".into()));
+    };
     let sharing = match input.sharing {
         Some(s) => parse_sharing(state, ctx, s).await?,
         None => Sharing::private(),
     };
-    let new = NewResource { id: ResourceId::new(), kind, name, spec, sharing, created_by: ctx.caller.actor.audit_name() };
-    let ev = ctx.event(&format!("{kind}.create"), kind.as_str(), Some(new.id.to_string()), json!({"name": new.name.as_str(), "sharing": new.sharing.mode}));
-    state.cell(&ctx.scope)?.create_resource(&ctx.scope, new, ctx.plan.limit(kind.as_str()), ev).await
+    let new = NewResource {
+        id: ResourceId::new(),
+        kind,
+        name,
+        spec,
+        sharing,
+        created_by: ctx.caller.actor.audit_name(),
+    };
+    let ev = ctx.event(
+        &format!("{kind}.create"),
+        kind.as_str(),
+        Some(new.id.to_string()),
+        json!({"name": new.name.as_str(), "sharing": new.sharing.mode}),
+    );
+    state
+        .cell(&ctx.scope)?
+        .create_resource(&ctx.scope, new, ctx.plan.limit(kind.as_str()), ev)
+        .await
 }
 
 /// One resource the tenant owns or that is shared with it.
-pub async fn get(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, id: ResourceId) -> Result<Resource> {
-    state.cell(&ctx.scope)?.get_resource(&ctx.scope, kind, id).await
+pub async fn get(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted,
+    kind: ResourceKind,
+    id: ResourceId,
+) -> Result<Resource> {
+    state
+        .cell(&ctx.scope)?
+        .get_resource(&ctx.scope, kind, id)
+        .await
 }
 
 /// A page of resources.
-pub async fn list(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, q: ListQuery) -> Result<Vec<Resource>> {
-    state.cell(&ctx.scope)?.list_resources(&ctx.scope, kind, &q).await
+pub async fn list(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted,
+    kind: ResourceKind,
+    q: ListQuery,
+) -> Result<Vec<Resource>> {
+    state
+        .cell(&ctx.scope)?
+        .list_resources(&ctx.scope, kind, &q)
+        .await
 }
 
 /// A patch request.
@@ -102,13 +155,27 @@ pub struct PatchInput {
 }
 
 /// Changes a resource the tenant owns (honouring `If-Match`).
-pub async fn update(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, id: ResourceId, input: PatchInput) -> Result<Resource> {
+pub async fn update(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted,
+    kind: ResourceKind,
+    id: ResourceId,
+    input: PatchInput,
+) -> Result<Resource> {
     let mut v = tenantd_core::error::Validator::default();
-    let name = input.name.as_deref().and_then(|n| v.check(ResourceName::parse(n)));
+    let name = input
+        .name
+        .as_deref()
+        .and_then(|n| v.check(ResourceName::parse(n)));
     let spec = input.spec.and_then(|s| v.check(Spec::parse(s)));
     let if_version = match input.if_match.as_deref().map(str::trim) {
         None | Some("*") => None,
-        Some(tag) => match tag.trim_start_matches("W/").trim_matches('"').parse::<i64>() {
+        Some(tag) => match tag
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .parse::<i64>()
+        {
             Ok(n) => Some(n),
             // An ETag we never issued cannot match.
             Err(_) => return Err(Error::PreconditionFailed),
@@ -119,18 +186,49 @@ pub async fn update(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind,
         Some(s) => Some(parse_sharing(state, ctx, s).await?),
         None => None,
     };
-    let changed: Vec<&str> = [("name", name.is_some()), ("spec", spec.is_some()), ("sharing", sharing.is_some())]
-        .iter()
-        .filter(|(_, c)| *c)
-        .map(|(f, _)| *f)
-        .collect();
-    let ev = ctx.event(&format!("{kind}.update"), kind.as_str(), Some(id.to_string()), json!({"changed": changed}));
-    let patch = ResourcePatch { name, spec, sharing, if_version };
-    state.cell(&ctx.scope)?.update_resource(&ctx.scope, kind, id, patch, ev).await
+    let changed: Vec<&str> = [
+        ("name", name.is_some()),
+        ("spec", spec.is_some()),
+        ("sharing", sharing.is_some()),
+    ]
+    .iter()
+    .filter(|(_, c)| *c)
+    .map(|(f, _)| *f)
+    .collect();
+    let ev = ctx.event(
+        &format!("{kind}.update"),
+        kind.as_str(),
+        Some(id.to_string()),
+        json!({"changed": changed}),
+    );
+    let patch = ResourcePatch {
+        name,
+        spec,
+        sharing,
+        if_version,
+    };
+    state
+        .cell(&ctx.scope)?
+        .update_resource(&ctx.scope, kind, id, patch, ev)
+        .await
 }
 
 /// Deletes a resource the tenant owns.
-pub async fn delete(state: &AppState, ctx: &Ctx, _: Granted, kind: ResourceKind, id: ResourceId) -> Result<()> {
-    let ev = ctx.event(&format!("{kind}.delete"), kind.as_str(), Some(id.to_string()), json!({}));
-    state.cell(&ctx.scope)?.delete_resource(&ctx.scope, kind, id, ev).await
+pub async fn delete(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted,
+    kind: ResourceKind,
+    id: ResourceId,
+) -> Result<()> {
+    let ev = ctx.event(
+        &format!("{kind}.delete"),
+        kind.as_str(),
+        Some(id.to_string()),
+        json!({}),
+    );
+    state
+        .cell(&ctx.scope)?
+        .delete_resource(&ctx.scope, kind, id, ev)
+        .await
 }

@@ -18,7 +18,11 @@ use crate::context::Caller;
 use crate::state::AppState;
 
 fn require_platform_admin(caller: &Caller) -> Result<()> {
-    if caller.is_platform_admin() { Ok(()) } else { Err(Error::Forbidden("platform admins only".into())) }
+    if caller.is_platform_admin() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("platform admins only".into()))
+    }
 }
 
 /// A tenant by id or slug, for a caller allowed to see it (a platform admin, or a member):
@@ -26,7 +30,12 @@ fn require_platform_admin(caller: &Caller) -> Result<()> {
 pub async fn visible(state: &AppState, caller: &Caller, id_or_slug: &str) -> Result<Tenant> {
     let t = match TenantId::parse(id_or_slug, "id") {
         Ok(id) => state.catalog.find_tenant(id).await?,
-        Err(_) => state.catalog.find_tenant_by_slug(&id_or_slug.to_ascii_lowercase()).await?,
+        Err(_) => {
+            state
+                .catalog
+                .find_tenant_by_slug(&id_or_slug.to_ascii_lowercase())
+                .await?
+        }
     };
     let t = t.ok_or(Error::NotFound)?;
     if caller.is_platform_admin() || t.id == caller.home.id {
@@ -39,7 +48,13 @@ pub async fn visible(state: &AppState, caller: &Caller, id_or_slug: &str) -> Res
 /// The caller's role over `t` for tenant administration: their own role in their home
 /// tenant, `owner` for a platform admin.
 fn role_over(caller: &Caller, t: &Tenant) -> Role {
-    if caller.is_platform_admin() { Role::Owner } else if t.id == caller.home.id { caller.role } else { Role::Viewer }
+    if caller.is_platform_admin() {
+        Role::Owner
+    } else if t.id == caller.home.id {
+        caller.role
+    } else {
+        Role::Viewer
+    }
 }
 
 /// Input of `POST /v1/tenants`.
@@ -73,7 +88,11 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Re
         }
         Some(k) => v.check(TenantType::parse(k, "type")),
     };
-    let region = input.region.as_deref().map(|r| v.check(Region::parse(r, "region"))).unwrap_or(None);
+    let region = input
+        .region
+        .as_deref()
+        .map(|r| v.check(Region::parse(r, "region")))
+        .unwrap_or(None);
     let email = v.check(Email::parse(&input.owner_email, "owner_email"));
     if state.plans.get(&input.plan).is_none() {
         v.push(FieldError::new("plan", "unknown plan"));
@@ -101,15 +120,40 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Re
             (TenantOwner::Invite(inv), Some(info))
         }
     };
-    let new = NewTenant { id, slug, name, kind, plan: input.plan.clone(), region, cell, settings: json!({}) };
-    let details = json!({"slug": new.slug.as_str(), "plan": new.plan, "owner_email": email.as_str()});
+    let new = NewTenant {
+        id,
+        slug,
+        name,
+        kind,
+        plan: input.plan.clone(),
+        region,
+        cell,
+        settings: json!({}),
+    };
+    let details =
+        json!({"slug": new.slug.as_str(), "plan": new.plan, "owner_email": email.as_str()});
     let audit = vec![
-        caller.event(id, "tenant.create", "tenants", Some(id.to_string()), details.clone()),
-        caller.event(caller.home.id, "tenant.create", "tenants", Some(id.to_string()), details),
+        caller.event(
+            id,
+            "tenant.create",
+            "tenants",
+            Some(id.to_string()),
+            details.clone(),
+        ),
+        caller.event(
+            caller.home.id,
+            "tenant.create",
+            "tenants",
+            Some(id.to_string()),
+            details,
+        ),
     ];
     let tenant = state.catalog.create_tenant(new, owner, None, audit).await?;
     state.relay_now().await;
-    Ok(Created { tenant, owner_invitation: invitation })
+    Ok(Created {
+        tenant,
+        owner_invitation: invitation,
+    })
 }
 
 /// Chooses the cell for a new tenant: one in its region, else the first cell. A region no
@@ -128,7 +172,12 @@ fn place(state: &AppState, region: Option<Region>) -> Result<String> {
 }
 
 /// Tenants, by id (platform admins).
-pub async fn list(state: &AppState, caller: &Caller, after: Option<TenantId>, limit: u32) -> Result<Vec<Tenant>> {
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    after: Option<TenantId>,
+    limit: u32,
+) -> Result<Vec<Tenant>> {
     require_platform_admin(caller)?;
     state.catalog.list_tenants(after, limit).await
 }
@@ -143,33 +192,69 @@ pub struct PatchInput {
 fn object(field: &str, v: Option<Value>) -> Result<Option<Map<String, Value>>> {
     match v {
         None => Ok(None),
-        Some(Value::Object(o)) if Value::Object(o.clone()).to_string().len() <= 64 * 1024 => Ok(Some(o)),
+        Some(Value::Object(o)) if Value::Object(o.clone()).to_string().len() <= 64 * 1024 => {
+            Ok(Some(o))
+        }
         Some(Value::Object(_)) => Err(Error::invalid(field, "larger than 64 KiB")),
         Some(_) => Err(Error::invalid(field, "must be a JSON object")),
     }
 }
 
 /// Changes name, settings or branding (tenant owners and admins, platform admins).
-pub async fn update(state: &AppState, caller: &Caller, id: &str, input: PatchInput) -> Result<Tenant> {
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    input: PatchInput,
+) -> Result<Tenant> {
     let t = visible(state, caller, id).await?;
     if !role_over(caller, &t).has(Permission::TenantWrite) {
-        return Err(Error::Forbidden(format!("the {} role lacks tenant:write", caller.role)));
+        return Err(Error::Forbidden(format!(
+            "the {} role lacks tenant:write",
+            caller.role
+        )));
     }
     let mut v = tenantd_core::error::Validator::default();
-    let name = input.name.as_deref().and_then(|n| v.check(DisplayName::parse(n, "name")));
-    let settings = v.check(object("settings", input.settings).map_err(to_field)).flatten();
-    let branding = v.check(object("branding", input.branding).map_err(to_field)).flatten();
+    let name = input
+        .name
+        .as_deref()
+        .and_then(|n| v.check(DisplayName::parse(n, "name")));
+    let settings = v
+        .check(object("settings", input.settings).map_err(to_field))
+        .flatten();
+    let branding = v
+        .check(object("branding", input.branding).map_err(to_field))
+        .flatten();
     if let Some(dr) = settings.as_ref().and_then(|s| s.get("data_residency")) {
-        let ok = dr.as_str().is_some_and(|r| Region::parse(r, "settings.data_residency").is_ok());
+        let ok = dr
+            .as_str()
+            .is_some_and(|r| Region::parse(r, "settings.data_residency").is_ok());
         if !ok {
-            v.push(FieldError::new("settings.data_residency", "one of: us eu ap"));
+            v.push(FieldError::new(
+                "settings.data_residency",
+                "one of: us eu ap",
+            ));
         } else if dr.as_str() != t.region.as_deref() {
-            v.push(FieldError::new("settings.data_residency", "moving a tenant to another region is done with `tenantd tenant move`"));
+            v.push(FieldError::new(
+                "settings.data_residency",
+                "moving a tenant to another region is done with `tenantd tenant move`",
+            ));
         }
     }
     v.finish()?;
     let ev = caller.event(t.id, "tenant.update", "tenants", Some(t.id.to_string()), json!({"name": name.is_some(), "settings": settings.as_ref().map(|s| s.keys().cloned().collect::<Vec<_>>()), "branding": branding.is_some()}));
-    let out = state.catalog.update_tenant(t.id, TenantPatch { name, settings, branding }, vec![ev]).await?;
+    let out = state
+        .catalog
+        .update_tenant(
+            t.id,
+            TenantPatch {
+                name,
+                settings,
+                branding,
+            },
+            vec![ev],
+        )
+        .await?;
     state.relay_now().await;
     Ok(out)
 }
@@ -182,18 +267,34 @@ fn to_field(e: Error) -> FieldError {
 }
 
 /// Suspends a tenant: its credentials stop working, its data stays.
-pub async fn suspend(state: &AppState, caller: &Caller, id: &str, reason: Option<String>) -> Result<Tenant> {
+pub async fn suspend(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    reason: Option<String>,
+) -> Result<Tenant> {
     require_platform_admin(caller)?;
     let t = visible(state, caller, id).await?;
     if t.kind == TenantType::Platform {
-        return Err(Error::Forbidden("the platform tenant cannot be suspended".into()));
+        return Err(Error::Forbidden(
+            "the platform tenant cannot be suspended".into(),
+        ));
     }
     if t.status == TenantStatus::Deleted {
         return Err(Error::TenantDeleted);
     }
     let reason = reason.map(|r| r.chars().take(500).collect::<String>());
-    let ev = caller.event(t.id, "tenant.suspend", "tenants", Some(t.id.to_string()), json!({"reason": reason}));
-    let out = state.catalog.set_tenant_status(t.id, TenantStatus::Suspended, reason, None, vec![ev]).await?;
+    let ev = caller.event(
+        t.id,
+        "tenant.suspend",
+        "tenants",
+        Some(t.id.to_string()),
+        json!({"reason": reason}),
+    );
+    let out = state
+        .catalog
+        .set_tenant_status(t.id, TenantStatus::Suspended, reason, None, vec![ev])
+        .await?;
     state.relay_now().await;
     Ok(out)
 }
@@ -205,8 +306,17 @@ pub async fn reactivate(state: &AppState, caller: &Caller, id: &str) -> Result<T
     if t.status == TenantStatus::Deleted {
         return Err(Error::TenantDeleted);
     }
-    let ev = caller.event(t.id, "tenant.reactivate", "tenants", Some(t.id.to_string()), json!({"from": t.status}));
-    let out = state.catalog.set_tenant_status(t.id, TenantStatus::Active, None, None, vec![ev]).await?;
+    let ev = caller.event(
+        t.id,
+        "tenant.reactivate",
+        "tenants",
+        Some(t.id.to_string()),
+        json!({"from": t.status}),
+    );
+    let out = state
+        .catalog
+        .set_tenant_status(t.id, TenantStatus::Active, None, None, vec![ev])
+        .await?;
     state.relay_now().await;
     Ok(out)
 }
@@ -215,17 +325,36 @@ pub async fn reactivate(state: &AppState, caller: &Caller, id: &str) -> Result<T
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<Tenant> {
     let t = visible(state, caller, id).await?;
     if !role_over(caller, &t).has(Permission::TenantDelete) {
-        return Err(Error::Forbidden("only an owner or a platform admin deletes a tenant".into()));
+        return Err(Error::Forbidden(
+            "only an owner or a platform admin deletes a tenant".into(),
+        ));
     }
     if t.kind == TenantType::Platform {
-        return Err(Error::Forbidden("the platform tenant cannot be deleted".into()));
+        return Err(Error::Forbidden(
+            "the platform tenant cannot be deleted".into(),
+        ));
     }
     if t.status == TenantStatus::Deleted {
         return Err(Error::TenantDeleted);
     }
     let purge_after = time::now() + Duration::days(state.config.retention_days);
-    let ev = caller.event(t.id, "tenant.delete", "tenants", Some(t.id.to_string()), json!({"purge_after": time::format(purge_after)}));
-    let out = state.catalog.set_tenant_status(t.id, TenantStatus::Deleted, None, Some(purge_after), vec![ev]).await?;
+    let ev = caller.event(
+        t.id,
+        "tenant.delete",
+        "tenants",
+        Some(t.id.to_string()),
+        json!({"purge_after": time::format(purge_after)}),
+    );
+    let out = state
+        .catalog
+        .set_tenant_status(
+            t.id,
+            TenantStatus::Deleted,
+            None,
+            Some(purge_after),
+            vec![ev],
+        )
+        .await?;
     state.relay_now().await;
     Ok(out)
 }
@@ -261,12 +390,24 @@ pub async fn usage_of(state: &AppState, t: &Tenant) -> Result<Usage> {
             "users" => users,
             other => counters.get(other).copied().unwrap_or(0),
         };
-        quotas.insert((*q).to_owned(), QuotaUsage { used, limit: plan.limit(q) });
+        quotas.insert(
+            (*q).to_owned(),
+            QuotaUsage {
+                used,
+                limit: plan.limit(q),
+            },
+        );
     }
     for k in ResourceKind::ALL {
-        quotas.entry(k.as_str().to_owned()).or_insert(QuotaUsage { used: counters.get(k.as_str()).copied().unwrap_or(0), limit: plan.limit(k.as_str()) });
+        quotas.entry(k.as_str().to_owned()).or_insert(QuotaUsage {
+            used: counters.get(k.as_str()).copied().unwrap_or(0),
+            limit: plan.limit(k.as_str()),
+        });
     }
-    Ok(Usage { period: time::now().format("%Y-%m").to_string(), quotas })
+    Ok(Usage {
+        period: time::now().format("%Y-%m").to_string(),
+        quotas,
+    })
 }
 
 /// Usage, for a caller who may see the tenant.
@@ -276,7 +417,13 @@ pub async fn usage(state: &AppState, caller: &Caller, id: &str) -> Result<Usage>
 }
 
 /// Changes the plan (platform admins); a downgrade below current usage needs `force`.
-pub async fn set_plan(state: &AppState, caller: &Caller, id: &str, plan: &str, force: bool) -> Result<Tenant> {
+pub async fn set_plan(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    plan: &str,
+    force: bool,
+) -> Result<Tenant> {
     require_platform_admin(caller)?;
     let t = visible(state, caller, id).await?;
     let new = state.plans.parse(plan, "plan")?;
@@ -286,8 +433,17 @@ pub async fn set_plan(state: &AppState, caller: &Caller, id: &str, plan: &str, f
             check_quota(q, usage.used, new.limit(q), 0)?;
         }
     }
-    let ev = caller.event(t.id, "tenant.plan", "tenants", Some(t.id.to_string()), json!({"from": t.plan, "to": new.id, "force": force}));
-    let out = state.catalog.set_tenant_plan(t.id, &new.id, vec![ev]).await?;
+    let ev = caller.event(
+        t.id,
+        "tenant.plan",
+        "tenants",
+        Some(t.id.to_string()),
+        json!({"from": t.plan, "to": new.id, "force": force}),
+    );
+    let out = state
+        .catalog
+        .set_tenant_plan(t.id, &new.id, vec![ev])
+        .await?;
     state.relay_now().await;
     Ok(out)
 }
@@ -304,9 +460,18 @@ pub async fn health(state: &AppState, caller: &Caller, id: &str) -> Result<Value
         Ok(u) => u
             .quotas
             .iter()
-            .filter_map(|(k, q)| q.limit.filter(|l| *l > 0).map(|l| (k.clone(), (q.used as f64 / l as f64 * 1000.0).round() / 1000.0)))
+            .filter_map(|(k, q)| {
+                q.limit.filter(|l| *l > 0).map(|l| {
+                    (
+                        k.clone(),
+                        (q.used as f64 / l as f64 * 1000.0).round() / 1000.0,
+                    )
+                })
+            })
             .collect(),
         Err(_) => BTreeMap::new(),
     };
-    Ok(json!({"tenant_id": t.id, "status": t.status, "cell": {"name": t.cell, "reachable": reachable}, "quota_pressure": pressure}))
+    Ok(
+        json!({"tenant_id": t.id, "status": t.status, "cell": {"name": t.cell, "reachable": reachable}, "quota_pressure": pressure}),
+    )
 }

@@ -26,7 +26,6 @@ impl SqliteCatalog {
     }
 }
 
-
 async fn insert_outbox(conn: &mut SqliteConnection, drafts: &[AuditDraft]) -> Result<()> {
     for d in drafts {
         sqlx::query(
@@ -51,30 +50,39 @@ async fn insert_outbox(conn: &mut SqliteConnection, drafts: &[AuditDraft]) -> Re
 }
 
 async fn insert_user(conn: &mut SqliteConnection, u: &NewUser) -> Result<()> {
-    sqlx::query("INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(u.id.to_string())
-        .bind(u.email.as_str())
-        .bind(&u.name)
-        .bind(&u.password_hash)
-        .bind(fmt(time::now()))
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
+    sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(u.id.to_string())
+    .bind(u.email.as_str())
+    .bind(&u.name)
+    .bind(&u.password_hash)
+    .bind(fmt(time::now()))
+    .execute(&mut *conn)
+    .await
+    .map_err(classify)?;
     Ok(())
 }
 
-async fn insert_membership(conn: &mut SqliteConnection, tenant: TenantId, user: UserId, role: Role) -> Result<()> {
-    sqlx::query("INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?, ?, ?, ?)")
-        .bind(tenant.to_string())
-        .bind(user.to_string())
-        .bind(role.as_str())
-        .bind(fmt(time::now()))
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| match classify(e) {
-            Error::Conflict { .. } => Error::conflict("email", "already a member of this tenant"),
-            other => other,
-        })?;
+async fn insert_membership(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    user: UserId,
+    role: Role,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(tenant.to_string())
+    .bind(user.to_string())
+    .bind(role.as_str())
+    .bind(fmt(time::now()))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match classify(e) {
+        Error::Conflict { .. } => Error::conflict("email", "already a member of this tenant"),
+        other => other,
+    })?;
     Ok(())
 }
 
@@ -109,7 +117,11 @@ async fn insert_session(conn: &mut SqliteConnection, s: &NewSession) -> Result<(
     insert_refresh(conn, s.id, &s.refresh).await
 }
 
-async fn insert_refresh(conn: &mut SqliteConnection, session: SessionId, r: &NewRefreshToken) -> Result<()> {
+async fn insert_refresh(
+    conn: &mut SqliteConnection,
+    session: SessionId,
+    r: &NewRefreshToken,
+) -> Result<()> {
     sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
         .bind(&r.token_hash)
         .bind(session.to_string())
@@ -123,8 +135,15 @@ async fn insert_refresh(conn: &mut SqliteConnection, session: SessionId, r: &New
 
 async fn tenant_in(conn: &mut SqliteConnection, id: TenantId) -> Result<Tenant> {
     let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE id = ?";
-    let row = sqlx::query(sql).bind(id.to_string()).fetch_optional(&mut *conn).await.map_err(classify)?;
-    row.as_ref().map(rows::tenant).transpose()?.ok_or(Error::NotFound)
+    let row = sqlx::query(sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(classify)?;
+    row.as_ref()
+        .map(rows::tenant)
+        .transpose()?
+        .ok_or(Error::NotFound)
 }
 
 async fn owner_count(conn: &mut SqliteConnection, tenant: TenantId) -> Result<i64> {
@@ -136,12 +155,13 @@ async fn owner_count(conn: &mut SqliteConnection, tenant: TenantId) -> Result<i6
 }
 
 async fn member_role(conn: &mut SqliteConnection, tenant: TenantId, user: UserId) -> Result<Role> {
-    let role: Option<String> = sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = ? AND user_id = ?")
-        .bind(tenant.to_string())
-        .bind(user.to_string())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(classify)?;
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = ? AND user_id = ?")
+            .bind(tenant.to_string())
+            .bind(user.to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(classify)?;
     let role = role.ok_or(Error::NotFound)?;
     Role::parse(&role, "role").map_err(|_| rows::bad("role"))
 }
@@ -181,19 +201,30 @@ fn merge(current: Value, patch: serde_json::Map<String, Value>) -> Value {
 #[async_trait]
 impl CatalogStore for SqliteCatalog {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.db.read).await.map_err(classify)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.db.read)
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 
     async fn find_tenant(&self, id: TenantId) -> Result<Option<Tenant>> {
         let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE id = ?";
-        let row = sqlx::query(sql).bind(id.to_string()).fetch_optional(&self.db.read).await.map_err(classify)?;
+        let row = sqlx::query(sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.db.read)
+            .await
+            .map_err(classify)?;
         row.as_ref().map(rows::tenant).transpose()
     }
 
     async fn find_tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>> {
         let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE slug = ?";
-        let row = sqlx::query(sql).bind(slug).fetch_optional(&self.db.read).await.map_err(classify)?;
+        let row = sqlx::query(sql)
+            .bind(slug)
+            .fetch_optional(&self.db.read)
+            .await
+            .map_err(classify)?;
         row.as_ref().map(rows::tenant).transpose()
     }
 
@@ -257,10 +288,18 @@ impl CatalogStore for SqliteCatalog {
         Ok(tenant)
     }
 
-    async fn update_tenant(&self, id: TenantId, patch: TenantPatch, outbox: Vec<AuditDraft>) -> Result<Tenant> {
+    async fn update_tenant(
+        &self,
+        id: TenantId,
+        patch: TenantPatch,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Tenant> {
         let mut tx = self.db.begin().await?;
         let cur = tenant_in(&mut tx, id).await?;
-        let name = patch.name.map(|n| n.as_str().to_owned()).unwrap_or(cur.name);
+        let name = patch
+            .name
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or(cur.name);
         let settings = match patch.settings {
             Some(p) => merge(cur.settings, p),
             None => cur.settings,
@@ -269,15 +308,17 @@ impl CatalogStore for SqliteCatalog {
             Some(p) => merge(cur.branding, p),
             None => cur.branding,
         };
-        sqlx::query("UPDATE tenants SET name = ?, settings = ?, branding = ?, updated_at = ? WHERE id = ?")
-            .bind(name)
-            .bind(settings.to_string())
-            .bind(branding.to_string())
-            .bind(fmt(time::now()))
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
+        sqlx::query(
+            "UPDATE tenants SET name = ?, settings = ?, branding = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(name)
+        .bind(settings.to_string())
+        .bind(branding.to_string())
+        .bind(fmt(time::now()))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         insert_outbox(&mut tx, &outbox).await?;
         let t = tenant_in(&mut tx, id).await?;
         tx.commit().await.map_err(classify)?;
@@ -318,7 +359,12 @@ impl CatalogStore for SqliteCatalog {
         Ok(t)
     }
 
-    async fn set_tenant_plan(&self, id: TenantId, plan: &str, outbox: Vec<AuditDraft>) -> Result<Tenant> {
+    async fn set_tenant_plan(
+        &self,
+        id: TenantId,
+        plan: &str,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Tenant> {
         let mut tx = self.db.begin().await?;
         let n = sqlx::query("UPDATE tenants SET plan = ?, updated_at = ? WHERE id = ?")
             .bind(plan)
@@ -412,7 +458,8 @@ impl CatalogStore for SqliteCatalog {
     ) -> Result<Membership> {
         let mut tx = self.db.begin().await?;
         let current = member_role(&mut tx, tenant, user).await?;
-        if current == Role::Owner && role != Role::Owner && owner_count(&mut tx, tenant).await? <= 1 {
+        if current == Role::Owner && role != Role::Owner && owner_count(&mut tx, tenant).await? <= 1
+        {
             return Err(Error::conflict("role", "the last owner cannot be demoted"));
         }
         sqlx::query("UPDATE memberships SET role = ? WHERE tenant_id = ? AND user_id = ?")
@@ -436,11 +483,19 @@ impl CatalogStore for SqliteCatalog {
         Ok(m)
     }
 
-    async fn remove_member(&self, tenant: TenantId, user: UserId, outbox: Vec<AuditDraft>) -> Result<()> {
+    async fn remove_member(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let current = member_role(&mut tx, tenant, user).await?;
         if current == Role::Owner && owner_count(&mut tx, tenant).await? <= 1 {
-            return Err(Error::conflict("user_id", "the last owner cannot be removed"));
+            return Err(Error::conflict(
+                "user_id",
+                "the last owner cannot be removed",
+            ));
         }
         sqlx::query("DELETE FROM memberships WHERE tenant_id = ? AND user_id = ?")
             .bind(tenant.to_string())
@@ -499,13 +554,20 @@ impl CatalogStore for SqliteCatalog {
         .await
         .map_err(classify)?;
         if pending > 0 {
-            return Err(Error::conflict("email", "a pending invitation for this email exists"));
+            return Err(Error::conflict(
+                "email",
+                "a pending invitation for this email exists",
+            ));
         }
         take_slot(&mut tx, inv.tenant_id, "users", limit, 1).await?;
         insert_invitation(&mut tx, &inv).await?;
         insert_outbox(&mut tx, &outbox).await?;
         let sql = "SELECT id, tenant_id, email, role, expires_at, created_by, created_at, accepted_at, revoked_at FROM invitations WHERE id = ?";
-        let row = sqlx::query(sql).bind(inv.id.to_string()).fetch_one(&mut *tx).await.map_err(classify)?;
+        let row = sqlx::query(sql)
+            .bind(inv.id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
         let out = rows::invitation(&row, time::now())?;
         tx.commit().await.map_err(classify)?;
         Ok(out)
@@ -525,7 +587,12 @@ impl CatalogStore for SqliteCatalog {
         .collect()
     }
 
-    async fn revoke_invitation(&self, tenant: TenantId, id: InvitationId, outbox: Vec<AuditDraft>) -> Result<()> {
+    async fn revoke_invitation(
+        &self,
+        tenant: TenantId,
+        id: InvitationId,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let released: Option<i64> = sqlx::query_scalar(
             "SELECT released FROM invitations WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL",
@@ -637,7 +704,12 @@ impl CatalogStore for SqliteCatalog {
         .collect()
     }
 
-    async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, outbox: Vec<AuditDraft>) -> Result<()> {
+    async fn revoke_api_key(
+        &self,
+        tenant: TenantId,
+        id: ApiKeyId,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let n = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL")
             .bind(fmt(time::now()))
@@ -672,7 +744,11 @@ impl CatalogStore for SqliteCatalog {
         tx.commit().await.map_err(classify)
     }
 
-    async fn rotate_refresh(&self, token_hash: &str, next: NewRefreshToken) -> Result<RefreshOutcome> {
+    async fn rotate_refresh(
+        &self,
+        token_hash: &str,
+        next: NewRefreshToken,
+    ) -> Result<RefreshOutcome> {
         let mut tx = self.db.begin().await?;
         let now = time::now();
         let row = sqlx::query(
@@ -682,14 +758,19 @@ impl CatalogStore for SqliteCatalog {
         .fetch_optional(&mut *tx)
         .await
         .map_err(classify)?;
-        let Some(row) = row else { return Ok(RefreshOutcome::Invalid) };
+        let Some(row) = row else {
+            return Ok(RefreshOutcome::Invalid);
+        };
         let session = Session {
             id: SessionId(rows::uuid(&row, "session_id")?),
             user_id: UserId(rows::uuid(&row, "user_id")?),
             tenant_id: TenantId(rows::uuid(&row, "tenant_id")?),
             revoked_at: rows::opt_ts(&row, "revoked_at")?,
         };
-        if session.revoked_at.is_some() || rows::opt(&row, "refresh_revoked_at")?.is_some() || rows::ts(&row, "expires_at")? <= now {
+        if session.revoked_at.is_some()
+            || rows::opt(&row, "refresh_revoked_at")?.is_some()
+            || rows::ts(&row, "expires_at")? <= now
+        {
             return Ok(RefreshOutcome::Invalid);
         }
         if rows::opt(&row, "spent_at")?.is_some() {
@@ -703,13 +784,15 @@ impl CatalogStore for SqliteCatalog {
             tx.commit().await.map_err(classify)?;
             return Ok(RefreshOutcome::Reused(session));
         }
-        let n = sqlx::query("UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ? AND spent_at IS NULL")
-            .bind(fmt(now))
-            .bind(token_hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ? AND spent_at IS NULL",
+        )
+        .bind(fmt(now))
+        .bind(token_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
         if n != 1 {
             return Ok(RefreshOutcome::Invalid);
         }
@@ -719,11 +802,12 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn find_session(&self, id: SessionId) -> Result<Option<Session>> {
-        let row = sqlx::query("SELECT id, user_id, tenant_id, revoked_at FROM sessions WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.db.read)
-            .await
-            .map_err(classify)?;
+        let row =
+            sqlx::query("SELECT id, user_id, tenant_id, revoked_at FROM sessions WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.db.read)
+                .await
+                .map_err(classify)?;
         row.map(|r| {
             Ok(Session {
                 id: SessionId(rows::uuid(&r, "id")?),
@@ -765,7 +849,11 @@ impl CatalogStore for SqliteCatalog {
             .collect()
     }
 
-    async fn insert_signing_key(&self, key: SigningKeyRecord, retire_others_at: Option<DateTime<Utc>>) -> Result<()> {
+    async fn insert_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        retire_others_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         if let Some(at) = retire_others_at {
             sqlx::query("UPDATE signing_keys SET verify_until = ? WHERE verify_until IS NULL")

@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteRow;
 use tenantd_core::audit::{AuditDraft, AuditEvent, AuditFilter, GENESIS_HASH};
 use tenantd_core::ids::{ResourceId, TenantId};
 use tenantd_core::resource::*;
@@ -23,19 +23,27 @@ pub struct SqliteCell {
 
 impl SqliteCell {
     pub(crate) fn new(name: &str, db: Db) -> Self {
-        Self { name: name.to_owned(), db }
+        Self {
+            name: name.to_owned(),
+            db,
+        }
     }
 }
 
-
-async fn append(conn: &mut SqliteConnection, tenant: TenantId, drafts: Vec<AuditDraft>) -> Result<()> {
+async fn append(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    drafts: Vec<AuditDraft>,
+) -> Result<()> {
     let t = tenant.to_string();
-    sqlx::query("INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (?, 0, ?) ON CONFLICT DO NOTHING")
-        .bind(&t)
-        .bind(GENESIS_HASH)
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
+    sqlx::query(
+        "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (?, 0, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&t)
+    .bind(GENESIS_HASH)
+    .execute(&mut *conn)
+    .await
+    .map_err(classify)?;
     for d in drafts {
         if d.tenant_id != tenant {
             return Err(Error::Internal("audit event for another tenant".into()));
@@ -85,7 +93,11 @@ async fn append(conn: &mut SqliteConnection, tenant: TenantId, drafts: Vec<Audit
     Ok(())
 }
 
-async fn replace_shares(conn: &mut SqliteConnection, id: ResourceId, sharing: &Sharing) -> Result<()> {
+async fn replace_shares(
+    conn: &mut SqliteConnection,
+    id: ResourceId,
+    sharing: &Sharing,
+) -> Result<()> {
     sqlx::query("DELETE FROM resource_shares WHERE resource_id = ?")
         .bind(id.to_string())
         .execute(&mut *conn)
@@ -116,7 +128,11 @@ async fn shares_of(conn: &mut SqliteConnection, id: ResourceId) -> Result<Vec<Te
 }
 
 /// Decodes a row for `scope`: the share list is the owner's business only.
-async fn for_scope(conn: &mut SqliteConnection, scope: &TenantScope, row: &SqliteRow) -> Result<Resource> {
+async fn for_scope(
+    conn: &mut SqliteConnection,
+    scope: &TenantScope,
+    row: &SqliteRow,
+) -> Result<Resource> {
     let mut r = rows::resource(row)?;
     if r.tenant_id == scope.tenant_id() && r.sharing.mode == SharingMode::Selective {
         r.sharing.tenants = shares_of(conn, r.id).await?;
@@ -125,7 +141,12 @@ async fn for_scope(conn: &mut SqliteConnection, scope: &TenantScope, row: &Sqlit
 }
 
 /// Whether `id` is visible to the tenant without being its own (shared with it).
-async fn visible_shared(conn: &mut SqliteConnection, scope: &TenantScope, kind: ResourceKind, id: ResourceId) -> Result<bool> {
+async fn visible_shared(
+    conn: &mut SqliteConnection,
+    scope: &TenantScope,
+    kind: ResourceKind,
+    id: ResourceId,
+) -> Result<bool> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM resources r WHERE r.id = ?2 AND r.kind = ?3 AND r.tenant_id <> ?1 AND (r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = ?1)))",
     )
@@ -140,9 +161,16 @@ async fn visible_shared(conn: &mut SqliteConnection, scope: &TenantScope, kind: 
 
 /// The error for a change to a row the tenant does not own: read-only if shared with it,
 /// otherwise exactly like a row that does not exist.
-async fn not_owned(conn: &mut SqliteConnection, scope: &TenantScope, kind: ResourceKind, id: ResourceId) -> Error {
+async fn not_owned(
+    conn: &mut SqliteConnection,
+    scope: &TenantScope,
+    kind: ResourceKind,
+    id: ResourceId,
+) -> Error {
     match visible_shared(conn, scope, kind, id).await {
-        Ok(true) => Error::Forbidden("shared items are read-only for the tenants they are shared with".into()),
+        Ok(true) => Error::Forbidden(
+            "shared items are read-only for the tenants they are shared with".into(),
+        ),
         Ok(false) => Error::NotFound,
         Err(e) => e,
     }
@@ -155,11 +183,20 @@ impl CellStore for SqliteCell {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.db.read).await.map_err(classify)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.db.read)
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 
-    async fn create_resource(&self, scope: &TenantScope, new: NewResource, limit: Option<i64>, audit: AuditDraft) -> Result<Resource> {
+    async fn create_resource(
+        &self,
+        scope: &TenantScope,
+        new: NewResource,
+        limit: Option<i64>,
+        audit: AuditDraft,
+    ) -> Result<Resource> {
         let mut tx = self.db.begin().await?;
         let tenant = scope.tenant_id();
         take_slot(&mut tx, tenant, new.kind.as_str(), limit, 1).await?;
@@ -182,13 +219,23 @@ impl CellStore for SqliteCell {
         replace_shares(&mut tx, new.id, &new.sharing).await?;
         append(&mut tx, tenant, vec![audit]).await?;
         let sql = "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.id = ? AND r.tenant_id = ?";
-        let row = sqlx::query(sql).bind(new.id.to_string()).bind(tenant.to_string()).fetch_one(&mut *tx).await.map_err(classify)?;
+        let row = sqlx::query(sql)
+            .bind(new.id.to_string())
+            .bind(tenant.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
         let r = for_scope(&mut tx, scope, &row).await?;
         tx.commit().await.map_err(classify)?;
         Ok(r)
     }
 
-    async fn get_resource(&self, scope: &TenantScope, kind: ResourceKind, id: ResourceId) -> Result<Resource> {
+    async fn get_resource(
+        &self,
+        scope: &TenantScope,
+        kind: ResourceKind,
+        id: ResourceId,
+    ) -> Result<Resource> {
         let mut conn = self.db.read.acquire().await.map_err(classify)?;
         let row = sqlx::query(
             "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.id = ?2 AND r.kind = ?3 AND (r.tenant_id = ?1 OR r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = ?1)))",
@@ -203,7 +250,12 @@ impl CellStore for SqliteCell {
         for_scope(&mut conn, scope, &row).await
     }
 
-    async fn list_resources(&self, scope: &TenantScope, kind: ResourceKind, q: &ListQuery) -> Result<Vec<Resource>> {
+    async fn list_resources(
+        &self,
+        scope: &TenantScope,
+        kind: ResourceKind,
+        q: &ListQuery,
+    ) -> Result<Vec<Resource>> {
         // One statement per filter, each fully static; ?1 tenant, ?2 kind, ?3 name, ?4 after, ?5 limit.
         let sql = match q.shared {
             SharedFilter::Exclude => {
@@ -251,14 +303,28 @@ impl CellStore for SqliteCell {
             .fetch_optional(&mut *tx)
             .await
             .map_err(classify)?;
-        let Some(row) = row else { return Err(not_owned(&mut tx, scope, kind, id).await) };
+        let Some(row) = row else {
+            return Err(not_owned(&mut tx, scope, kind, id).await);
+        };
         let cur = rows::resource(&row)?;
         if patch.if_version.is_some_and(|v| v != cur.version) {
             return Err(Error::PreconditionFailed);
         }
-        let name = patch.name.as_ref().map(|n| n.as_str().to_owned()).unwrap_or(cur.name);
-        let spec = patch.spec.as_ref().map(|s| s.as_value().clone()).unwrap_or(cur.spec);
-        let mode = patch.sharing.as_ref().map(|s| s.mode).unwrap_or(cur.sharing.mode);
+        let name = patch
+            .name
+            .as_ref()
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or(cur.name);
+        let spec = patch
+            .spec
+            .as_ref()
+            .map(|s| s.as_value().clone())
+            .unwrap_or(cur.spec);
+        let mode = patch
+            .sharing
+            .as_ref()
+            .map(|s| s.mode)
+            .unwrap_or(cur.sharing.mode);
         sqlx::query(
             "UPDATE resources SET name = ?, spec = ?, sharing_mode = ?, version = version + 1, updated_at = ? WHERE id = ? AND tenant_id = ? AND version = ?",
         )
@@ -288,7 +354,13 @@ impl CellStore for SqliteCell {
         Ok(r)
     }
 
-    async fn delete_resource(&self, scope: &TenantScope, kind: ResourceKind, id: ResourceId, audit: AuditDraft) -> Result<()> {
+    async fn delete_resource(
+        &self,
+        scope: &TenantScope,
+        kind: ResourceKind,
+        id: ResourceId,
+        audit: AuditDraft,
+    ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let tenant = scope.tenant_id();
         sqlx::query("DELETE FROM resource_shares WHERE resource_id IN (SELECT id FROM resources WHERE id = ? AND kind = ? AND tenant_id = ?)")
@@ -351,7 +423,10 @@ impl CellStore for SqliteCell {
         .collect()
     }
 
-    async fn audit_chain(&self, scope: &TenantScope) -> Result<(Vec<AuditEvent>, Option<(i64, String)>)> {
+    async fn audit_chain(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<(Vec<AuditEvent>, Option<(i64, String)>)> {
         // One read transaction, so the head and the events are the same snapshot.
         let mut tx = self.db.read.begin().await.map_err(classify)?;
         let t = scope.tenant_id().to_string();

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 pub use catalog::SqliteCatalog;
 pub use cell::SqliteCell;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 use tenantd_core::{Error, Result};
 
@@ -42,7 +44,8 @@ pub(crate) struct Db {
 impl Db {
     async fn open(path: &Path, migrations: &[Migration]) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
         }
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(classify)?
@@ -60,7 +63,10 @@ impl Db {
             .connect_with(opts.clone())
             .await
             .map_err(classify)?;
-        let db = Self { write, read: SqlitePool::connect_lazy_with(opts.clone()) };
+        let db = Self {
+            write,
+            read: SqlitePool::connect_lazy_with(opts.clone()),
+        };
         db.migrate(migrations).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(8)
@@ -88,14 +94,19 @@ impl Db {
             .collect::<std::result::Result<_, _>>()
             .map_err(classify)?;
         for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
-            sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(classify)?;
-            sqlx::query("INSERT INTO _tenantd_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-                .bind(m.version)
-                .bind(m.name)
-                .bind(tenantd_core::time::format(tenantd_core::time::now()))
+            sqlx::raw_sql(m.sql)
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
+            sqlx::query(
+                "INSERT INTO _tenantd_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(tenantd_core::time::format(tenantd_core::time::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
             tracing::info!(version = m.version, name = m.name, "applied migration");
         }
         tx.commit().await.map_err(classify)
@@ -103,16 +114,24 @@ impl Db {
 
     /// A write transaction that holds the write lock from its first statement.
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
+        self.write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)
     }
 }
 
 /// Opens (creating and migrating) a catalog database file.
 pub async fn open_catalog(path: &Path) -> Result<SqliteCatalog> {
-    Ok(SqliteCatalog::new(Db::open(path, CATALOG_MIGRATIONS).await?))
+    Ok(SqliteCatalog::new(
+        Db::open(path, CATALOG_MIGRATIONS).await?,
+    ))
 }
 
 /// Opens (creating and migrating) a cell database file.
 pub async fn open_cell(name: &str, path: &Path) -> Result<SqliteCell> {
-    Ok(SqliteCell::new(name, Db::open(path, CELL_MIGRATIONS).await?))
+    Ok(SqliteCell::new(
+        name,
+        Db::open(path, CELL_MIGRATIONS).await?,
+    ))
 }

@@ -36,7 +36,9 @@ pub(crate) fn ts(r: &SqliteRow, col: &str) -> Result<DateTime<Utc>> {
 }
 
 pub(crate) fn opt_ts(r: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
-    opt(r, col)?.map(|v| time::parse(&v).ok_or_else(|| bad(col))).transpose()
+    opt(r, col)?
+        .map(|v| time::parse(&v).ok_or_else(|| bad(col)))
+        .transpose()
 }
 
 pub(crate) fn uuid(r: &SqliteRow, col: &str) -> Result<Uuid> {
@@ -44,7 +46,9 @@ pub(crate) fn uuid(r: &SqliteRow, col: &str) -> Result<Uuid> {
 }
 
 pub(crate) fn opt_uuid(r: &SqliteRow, col: &str) -> Result<Option<Uuid>> {
-    opt(r, col)?.map(|v| Uuid::try_parse(&v).map_err(|_| bad(col))).transpose()
+    opt(r, col)?
+        .map(|v| Uuid::try_parse(&v).map_err(|_| bad(col)))
+        .transpose()
 }
 
 pub(crate) fn json(r: &SqliteRow, col: &str) -> Result<Value> {
@@ -139,14 +143,18 @@ pub(crate) fn api_key(r: &SqliteRow) -> Result<ApiKey> {
 }
 
 pub(crate) fn resource(r: &SqliteRow) -> Result<Resource> {
-    let mode = SharingMode::parse(&s(r, "sharing_mode")?, "sharing").map_err(|_| bad("sharing_mode"))?;
+    let mode =
+        SharingMode::parse(&s(r, "sharing_mode")?, "sharing").map_err(|_| bad("sharing_mode"))?;
     Ok(Resource {
         id: ResourceId(uuid(r, "id")?),
         tenant_id: TenantId(uuid(r, "tenant_id")?),
         kind: ResourceKind::parse(&s(r, "kind")?, "kind").map_err(|_| bad("kind"))?,
         name: s(r, "name")?,
         spec: json(r, "spec")?,
-        sharing: Sharing { mode, tenants: Vec::new() },
+        sharing: Sharing {
+            mode,
+            tenants: Vec::new(),
+        },
         version: int(r, "version")?,
         created_at: ts(r, "created_at")?,
         updated_at: ts(r, "updated_at")?,
@@ -203,23 +211,36 @@ pub(crate) async fn take_slot(
     if done == 1 {
         return Ok(());
     }
-    let current: i64 = sqlx::query_scalar("SELECT used FROM quota_counters WHERE tenant_id = ? AND quota = ?")
-        .bind(&t)
-        .bind(quota)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(classify)?;
-    Err(Error::QuotaExceeded { resource: quota.to_owned(), current, limit: limit.unwrap_or(0), requested: n })
+    let current: i64 =
+        sqlx::query_scalar("SELECT used FROM quota_counters WHERE tenant_id = ? AND quota = ?")
+            .bind(&t)
+            .bind(quota)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(classify)?;
+    Err(Error::QuotaExceeded {
+        resource: quota.to_owned(),
+        current,
+        limit: limit.unwrap_or(0),
+        requested: n,
+    })
 }
 
 /// Gives back `n` units of a quota (never below zero).
-pub(crate) async fn release_slot(conn: &mut SqliteConnection, tenant: TenantId, quota: &str, n: i64) -> Result<()> {
-    sqlx::query("UPDATE quota_counters SET used = MAX(used - ?, 0) WHERE tenant_id = ? AND quota = ?")
-        .bind(n)
-        .bind(tenant.to_string())
-        .bind(quota)
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
+pub(crate) async fn release_slot(
+    conn: &mut SqliteConnection,
+    tenant: TenantId,
+    quota: &str,
+    n: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE quota_counters SET used = MAX(used - ?, 0) WHERE tenant_id = ? AND quota = ?",
+    )
+    .bind(n)
+    .bind(tenant.to_string())
+    .bind(quota)
+    .execute(&mut *conn)
+    .await
+    .map_err(classify)?;
     Ok(())
 }

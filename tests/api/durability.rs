@@ -1,0 +1,224 @@
+//! After `kill -9` and a restart, every acknowledged write is there.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_EMAIL, temp_dir};
+
+const PASSWORD: &str = "durable-admin-pass-1";
+
+fn start(dir: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tenantd"))
+        .arg("serve")
+        .env("TENANTD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TENANTD_DATA_DIR", dir)
+        .env("TENANTD_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("TENANTD_ADMIN_PASSWORD", PASSWORD)
+        .env("TENANTD_PASSWORD_HASHING", "insecure-fast-for-tests")
+        .env("TENANTD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tenantd")
+}
+
+async fn ready(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("tenantd did not start");
+}
+
+async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    m: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    tenant: Option<&str>,
+) -> (u16, Value) {
+    let mut r = client.request(m.parse().unwrap(), format!("{base}{path}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(t) = tenant {
+        r = r.header("x-tenant-id", t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let s = resp.status().as_u16();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_killed_server_restarts_with_every_acknowledged_write() {
+    let dir = temp_dir();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = start(&dir, port);
+    ready(&client, &base).await;
+    let (s, up) = call(&client, &base, "POST", "/v1/auth/signup", None, Some(json!({"email": "o@k.test", "password": "owner-pass-123", "name": "O", "tenant": {"name": "K", "slug": "killed"}})), None).await;
+    assert_eq!(s, 201);
+    let token = up["access_token"].as_str().unwrap().to_owned();
+    let tid = up["tenant"]["id"].as_str().unwrap().to_owned();
+    let spent = up["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(
+            &client,
+            &base,
+            "POST",
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": spent})),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, key) = call(
+        &client,
+        &base,
+        "POST",
+        "/v1/api-keys",
+        Some(&token),
+        Some(json!({"name": "k", "role": "viewer"})),
+        None,
+    )
+    .await;
+    let key_secret = key["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(
+            &client,
+            &base,
+            "DELETE",
+            &format!("/v1/api-keys/{}", key["id"].as_str().unwrap()),
+            Some(&token),
+            None,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let (s, r) = call(
+            &client,
+            &base,
+            "POST",
+            "/v1/projects",
+            Some(&token),
+            Some(json!({"name": format!("p{i}"), "spec": {}})),
+            None,
+        )
+        .await;
+        assert_eq!(s, 201);
+        made.push(r["id"].as_str().unwrap().to_owned());
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    let mut child = start(&dir, port);
+    ready(&client, &base).await;
+    for id in &made {
+        assert_eq!(
+            call(
+                &client,
+                &base,
+                "GET",
+                &format!("/v1/projects/{id}"),
+                Some(&token),
+                None,
+                None
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    assert_eq!(
+        call(
+            &client,
+            &base,
+            "POST",
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": spent})),
+            None
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &client,
+            &base,
+            "GET",
+            "/v1/tenant",
+            Some(&key_secret),
+            None,
+            None
+        )
+        .await
+        .0,
+        401
+    );
+    let (_, usage) = call(
+        &client,
+        &base,
+        "GET",
+        &format!("/v1/tenants/{tid}/usage"),
+        Some(&token),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(usage["quotas"]["projects"]["used"], 3);
+    let (_, adm) = call(
+        &client,
+        &base,
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(json!({"email": ADMIN_EMAIL, "password": PASSWORD})),
+        None,
+    )
+    .await;
+    let admin = adm["access_token"].as_str().unwrap().to_owned();
+    let (s, v) = call(
+        &client,
+        &base,
+        "GET",
+        "/v1/audit/verify",
+        Some(&admin),
+        None,
+        Some(&tid),
+    )
+    .await;
+    assert_eq!((s, v["ok"].clone()), (200, json!(true)), "{v}");
+    child.kill().ok();
+    child.wait().ok();
+    let _ = std::fs::remove_dir_all(&dir);
+}

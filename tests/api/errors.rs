@@ -1,0 +1,142 @@
+//! Errors are problem+json, never internal detail.
+
+use serde_json::json;
+use sqlx::sqlite::SqlitePoolOptions;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn hostile_bodies_get_clean_4xx_problems() {
+    let app = TestApp::spawn_with(|c| c.body_limit_bytes = 4096).await;
+    let a = app.signup("acme", None).await;
+    let big = json!({"name": "x", "spec": {"blob": "y".repeat(8000)}});
+    app.call("POST", "/v1/agents", Some(&a.token), Some(big))
+        .await
+        .assert_problem(413, "PAYLOAD_TOO_LARGE");
+    for body in [
+        &b"{not json"[..],
+        b"[]",
+        b"\"str\"",
+        b"{\"name\": 5}",
+        b"{\"name\": \"x\", \"spec\": []}",
+        b"\xff\xfe",
+    ] {
+        let r = app
+            .raw(
+                "POST",
+                "/v1/agents",
+                Some(&a.token),
+                body.to_vec(),
+                &[("content-type", "application/json")],
+            )
+            .await;
+        r.assert_problem(422, "VALIDATION_FAILED");
+    }
+    let deep = format!(
+        "{{\"name\":\"d\",\"spec\":{}{}}}",
+        "{\"a\":".repeat(40),
+        "}".repeat(40)
+    );
+    app.raw(
+        "POST",
+        "/v1/agents",
+        Some(&a.token),
+        deep.into_bytes(),
+        &[("content-type", "application/json")],
+    )
+    .await
+    .assert_problem(422, "VALIDATION_FAILED");
+    let r = app
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(&a.token),
+            Some(json!({"name": "a\u{0000}b", "spec": {}})),
+        )
+        .await;
+    r.assert_problem(422, "VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = TestApp::spawn().await;
+    app.call("GET", "/v2/nothing", None, None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    let r = app.call("GET", "/v1/auth/login", None, None).await;
+    r.assert_problem(405, "METHOD_NOT_ALLOWED");
+    app.call("GET", "/v1/agents", None, None)
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn a_broken_database_answers_500_without_internal_detail() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    let url = format!("sqlite://{}", app.cell_db().display());
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE resource_shares")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE resources")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let r = app.create(&a.token, "agents", "x").await;
+    r.assert_problem(500, "INTERNAL");
+    for leak in [
+        "resources",
+        "SQL",
+        "sqlite",
+        "no such table",
+        "/",
+        "panicked",
+    ] {
+        assert!(
+            !r.body["detail"].as_str().unwrap().contains(leak),
+            "{}",
+            r.text
+        );
+        assert!(
+            !r.text.to_lowercase().contains(&leak.to_lowercase()) || leak == "/",
+            "{}",
+            r.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_docs_page_are_served() {
+    let app = TestApp::spawn().await;
+    let doc = app.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    for path in [
+        "/v1/auth/signup",
+        "/v1/tenants",
+        "/v1/{kind}/{id}",
+        "/v1/audit/verify",
+        "/v1/api-keys",
+        "/v1/invitations/accept",
+    ] {
+        assert!(doc.body["paths"].get(path).is_some(), "{path}");
+    }
+    let docs = app.call("GET", "/docs", None, None).await;
+    assert!(
+        docs.status == 200
+            && docs.text.contains("/openapi.json")
+            && !docs.text.contains("https://cdn")
+    );
+    assert_eq!(
+        app.call("GET", "/readyz", None, None).await.body["status"],
+        "ready"
+    );
+    let r = app.call("GET", "/healthz", None, None).await;
+    assert!(r.header("x-request-id").is_some());
+}
