@@ -349,18 +349,20 @@ fn named_tenants(state: &AppState, parts: &Parts) -> Result<(Option<String>, Vec
         if let Some(sub) = host
             .strip_suffix(base.as_str())
             .and_then(|s| s.strip_suffix('.'))
+            && !sub.is_empty()
+            && !sub.contains('.')
+            && sub != "www"
+            && sub != "api"
         {
-            if !sub.is_empty() && !sub.contains('.') && sub != "www" && sub != "api" {
-                others.push(sub.to_owned());
-            }
+            others.push(sub.to_owned());
         }
     }
     for c in parts.headers.get_all(header::COOKIE) {
         for pair in c.to_str().unwrap_or("").split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=') {
-                if k == "tenant" {
-                    others.push(v.trim().to_owned());
-                }
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == "tenant"
+            {
+                others.push(v.trim().to_owned());
             }
         }
     }
@@ -373,10 +375,10 @@ fn rate_limit(state: &AppState, parts: &Parts, tenant: &Tenant) -> Result<(), Ap
         return Ok(());
     };
     let info = state.limiter.check(tenant.id, "api_requests", per_minute);
-    if let Some(slot) = parts.extensions.get::<FactsSlot>() {
-        if let Ok(mut f) = slot.lock() {
-            f.rate = Some(info);
-        }
+    if let Some(slot) = parts.extensions.get::<FactsSlot>()
+        && let Ok(mut f) = slot.lock()
+    {
+        f.rate = Some(info);
     }
     match info.retry_after {
         Some(secs) => Err(ApiError::rate_limited(secs)),
@@ -386,10 +388,10 @@ fn rate_limit(state: &AppState, parts: &Parts, tenant: &Tenant) -> Result<(), Ap
 
 fn record_tenant(parts: &Parts, tenant: TenantId) {
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
-    if let Some(slot) = parts.extensions.get::<FactsSlot>() {
-        if let Ok(mut f) = slot.lock() {
-            f.tenant_id = Some(tenant);
-        }
+    if let Some(slot) = parts.extensions.get::<FactsSlot>()
+        && let Ok(mut f) = slot.lock()
+    {
+        f.tenant_id = Some(tenant);
     }
 }
 

@@ -88,10 +88,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .lock()
         .map(|f| (f.tenant_id, f.rate))
         .unwrap_or((None, None));
-    if let Some(t) = facts.0 {
-        if let Ok(v) = HeaderValue::from_str(&t.to_string()) {
-            h.insert("x-tenant-id", v);
-        }
+    if let Some(t) = facts.0
+        && let Ok(v) = HeaderValue::from_str(&t.to_string())
+    {
+        h.insert("x-tenant-id", v);
     }
     if let Some(r) = facts.1 {
         h.insert("ratelimit-limit", HeaderValue::from(r.limit));

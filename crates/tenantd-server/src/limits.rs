@@ -14,6 +14,8 @@ use governor::{Quota, RateLimiter};
 use tenantd_core::ids::TenantId;
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+/// The buckets by (tenant, action), each with the allowance it was made for.
+type Buckets = HashMap<(TenantId, &'static str), (u32, Arc<Bucket>)>;
 
 /// What a check reports, for the `RateLimit-*` headers.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +33,7 @@ pub struct RateInfo {
 /// The in-process limiter.
 #[derive(Default)]
 pub struct Limiter {
-    buckets: Mutex<HashMap<(TenantId, &'static str), (u32, Arc<Bucket>)>>,
+    buckets: Mutex<Buckets>,
     clock: DefaultClock,
 }
 

@@ -202,19 +202,19 @@ async fn pick_membership(
     let all = state.catalog.list_user_memberships(user.id).await?;
     if let Some(t) = tenant {
         for m in &all {
-            if let Some(ten) = state.catalog.find_tenant(m.tenant_id).await? {
-                if t.eq_ignore_ascii_case(&ten.slug) || t.eq_ignore_ascii_case(&ten.id.to_string())
-                {
-                    return Ok(Some(m.clone()));
-                }
+            if let Some(ten) = state.catalog.find_tenant(m.tenant_id).await?
+                && (t.eq_ignore_ascii_case(&ten.slug)
+                    || t.eq_ignore_ascii_case(&ten.id.to_string()))
+            {
+                return Ok(Some(m.clone()));
             }
         }
         return Ok(None);
     }
-    if let Some(last) = user.last_tenant_id {
-        if let Some(m) = all.iter().find(|m| m.tenant_id == last) {
-            return Ok(Some(m.clone()));
-        }
+    if let Some(last) = user.last_tenant_id
+        && let Some(m) = all.iter().find(|m| m.tenant_id == last)
+    {
+        return Ok(Some(m.clone()));
     }
     Ok(all.into_iter().next())
 }
