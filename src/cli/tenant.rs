@@ -129,6 +129,8 @@ fn err(e: tenantd_core::Error) -> anyhow::Error {
             )
         }
         tenantd_core::Error::Conflict { message, .. } => anyhow!("conflict: {message}"),
+        tenantd_core::Error::TenantDeleted => anyhow!("the tenant is deleted"),
+        tenantd_core::Error::Forbidden(why) => anyhow!("refused: {why}"),
         tenantd_core::Error::QuotaExceeded {
             resource,
             current,
