@@ -349,7 +349,7 @@ impl Config {
             password_cost,
             catalog,
             cells,
-            default_tenant: raw.default_tenant.unwrap_or_else(|| "default".into()),
+            default_tenant: raw.default_tenant.unwrap_or_else(|| "main".into()),
             admin_email: raw.admin_email,
             admin_password: raw.admin_password,
             data_dir,
