@@ -29,7 +29,7 @@ impl SqliteCatalog {
 async fn insert_outbox(conn: &mut SqliteConnection, drafts: &[AuditDraft]) -> Result<()> {
     for d in drafts {
         sqlx::query(
-            "INSERT INTO audit_outbox (id, tenant_id, actor, action, resource, resource_id, outcome, request_id, ip, at, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_outbox (id, tenant_id, actor, action, resource, resource_id, outcome, request_id, ip, at, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(d.id.to_string())
         .bind(d.tenant_id.to_string())
@@ -51,7 +51,7 @@ async fn insert_outbox(conn: &mut SqliteConnection, drafts: &[AuditDraft]) -> Re
 
 async fn insert_user(conn: &mut SqliteConnection, u: &NewUser) -> Result<()> {
     sqlx::query(
-        "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO users (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(u.id.to_string())
     .bind(u.email.as_str())
@@ -71,7 +71,7 @@ async fn insert_membership(
     role: Role,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(tenant.to_string())
     .bind(user.to_string())
@@ -88,7 +88,7 @@ async fn insert_membership(
 
 async fn insert_invitation(conn: &mut SqliteConnection, inv: &NewInvitation) -> Result<()> {
     sqlx::query(
-        "INSERT INTO invitations (id, tenant_id, email, role, token_hash, expires_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO invitations (id, tenant_id, email, role, token_hash, expires_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(inv.id.to_string())
     .bind(inv.tenant_id.to_string())
@@ -106,7 +106,7 @@ async fn insert_invitation(conn: &mut SqliteConnection, inv: &NewInvitation) -> 
 
 async fn insert_session(conn: &mut SqliteConnection, s: &NewSession) -> Result<()> {
     let now = fmt(time::now());
-    sqlx::query("INSERT INTO sessions (id, user_id, tenant_id, created_at) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO sessions (id, user_id, tenant_id, created_at) VALUES ($1, $2, $3, $4)")
         .bind(s.id.to_string())
         .bind(s.user_id.to_string())
         .bind(s.tenant_id.to_string())
@@ -122,7 +122,7 @@ async fn insert_refresh(
     session: SessionId,
     r: &NewRefreshToken,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(&r.token_hash)
         .bind(session.to_string())
         .bind(fmt(time::now()))
@@ -134,7 +134,7 @@ async fn insert_refresh(
 }
 
 async fn tenant_in(conn: &mut SqliteConnection, id: TenantId) -> Result<Tenant> {
-    let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE id = ?";
+    let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE id = $1";
     let row = sqlx::query(sql)
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
@@ -147,7 +147,7 @@ async fn tenant_in(conn: &mut SqliteConnection, id: TenantId) -> Result<Tenant> 
 }
 
 async fn owner_count(conn: &mut SqliteConnection, tenant: TenantId) -> Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE tenant_id = ? AND role = 'owner'")
+    sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = 'owner'")
         .bind(tenant.to_string())
         .fetch_one(&mut *conn)
         .await
@@ -156,7 +156,7 @@ async fn owner_count(conn: &mut SqliteConnection, tenant: TenantId) -> Result<i6
 
 async fn member_role(conn: &mut SqliteConnection, tenant: TenantId, user: UserId) -> Result<Role> {
     let role: Option<String> =
-        sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = ? AND user_id = ?")
+        sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant.to_string())
             .bind(user.to_string())
             .fetch_optional(&mut *conn)
@@ -169,7 +169,7 @@ async fn member_role(conn: &mut SqliteConnection, tenant: TenantId, user: UserId
 /// Frees the `users` slots of pending invitations that have expired.
 async fn release_expired_invitations(conn: &mut SqliteConnection, tenant: TenantId) -> Result<()> {
     let n = sqlx::query(
-        "UPDATE invitations SET released = 1 WHERE tenant_id = ? AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at <= ?",
+        "UPDATE invitations SET released = 1 WHERE tenant_id = $1 AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at <= $2",
     )
     .bind(tenant.to_string())
     .bind(fmt(time::now()))
@@ -209,7 +209,7 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn find_tenant(&self, id: TenantId) -> Result<Option<Tenant>> {
-        let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE id = ?";
+        let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE id = $1";
         let row = sqlx::query(sql)
             .bind(id.to_string())
             .fetch_optional(&self.db.read)
@@ -219,7 +219,7 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn find_tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>> {
-        let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE slug = ?";
+        let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE slug = $1";
         let row = sqlx::query(sql)
             .bind(slug)
             .fetch_optional(&self.db.read)
@@ -229,7 +229,7 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn list_tenants(&self, after: Option<TenantId>, limit: u32) -> Result<Vec<Tenant>> {
-        let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2";
+        let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2";
         sqlx::query(sql)
             .bind(after.map(|a| a.to_string()))
             .bind(i64::from(limit))
@@ -251,7 +251,7 @@ impl CatalogStore for SqliteCatalog {
         let mut tx = self.db.begin().await?;
         let now = fmt(time::now());
         sqlx::query(
-            "INSERT INTO tenants (id, slug, name, type, plan, status, region, cell, settings, branding, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, '{}', ?, ?)",
+            "INSERT INTO tenants (id, slug, name, type, plan, status, region, cell, settings, branding, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, '{}', $9, $10)",
         )
         .bind(t.id.to_string())
         .bind(t.slug.as_str())
@@ -266,7 +266,7 @@ impl CatalogStore for SqliteCatalog {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        sqlx::query("INSERT INTO quota_counters (tenant_id, quota, used) VALUES (?, 'users', 1)")
+        sqlx::query("INSERT INTO quota_counters (tenant_id, quota, used) VALUES ($1, 'users', 1)")
             .bind(t.id.to_string())
             .execute(&mut *tx)
             .await
@@ -309,7 +309,7 @@ impl CatalogStore for SqliteCatalog {
             None => cur.branding,
         };
         sqlx::query(
-            "UPDATE tenants SET name = ?, settings = ?, branding = ?, updated_at = ? WHERE id = ?",
+            "UPDATE tenants SET name = $1, settings = $2, branding = $3, updated_at = $4 WHERE id = $5",
         )
         .bind(name)
         .bind(settings.to_string())
@@ -337,7 +337,7 @@ impl CatalogStore for SqliteCatalog {
         let now = fmt(time::now());
         let deleted = status == TenantStatus::Deleted;
         let n = sqlx::query(
-            "UPDATE tenants SET status = ?, status_reason = ?, updated_at = ?, deleted_at = CASE WHEN ? THEN ? ELSE NULL END, purge_after = ? WHERE id = ?",
+            "UPDATE tenants SET status = $1, status_reason = $2, updated_at = $3, deleted_at = CASE WHEN $4 THEN $5 ELSE NULL END, purge_after = $6 WHERE id = $7",
         )
         .bind(status.as_str())
         .bind(reason)
@@ -366,7 +366,7 @@ impl CatalogStore for SqliteCatalog {
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant> {
         let mut tx = self.db.begin().await?;
-        let n = sqlx::query("UPDATE tenants SET plan = ?, updated_at = ? WHERE id = ?")
+        let n = sqlx::query("UPDATE tenants SET plan = $1, updated_at = $2 WHERE id = $3")
             .bind(plan)
             .bind(fmt(time::now()))
             .bind(id.to_string())
@@ -384,7 +384,7 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn find_user(&self, id: UserId) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, email, name, password_hash, last_tenant_id, created_at FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT id, email, name, password_hash, last_tenant_id, created_at FROM users WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.db.read)
             .await
@@ -393,7 +393,7 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, email, name, password_hash, last_tenant_id, created_at FROM users WHERE email = ?")
+        let row = sqlx::query("SELECT id, email, name, password_hash, last_tenant_id, created_at FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(&self.db.read)
             .await
@@ -402,7 +402,7 @@ impl CatalogStore for SqliteCatalog {
     }
 
     async fn set_user_last_tenant(&self, user: UserId, tenant: TenantId) -> Result<()> {
-        sqlx::query("UPDATE users SET last_tenant_id = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET last_tenant_id = $1 WHERE id = $2")
             .bind(tenant.to_string())
             .bind(user.to_string())
             .execute(&self.db.write)
@@ -413,7 +413,7 @@ impl CatalogStore for SqliteCatalog {
 
     async fn find_membership(&self, tenant: TenantId, user: UserId) -> Result<Option<Membership>> {
         let row = sqlx::query(
-            "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND m.user_id = ?",
+            "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 AND m.user_id = $2",
         )
         .bind(tenant.to_string())
         .bind(user.to_string())
@@ -425,7 +425,7 @@ impl CatalogStore for SqliteCatalog {
 
     async fn list_user_memberships(&self, user: UserId) -> Result<Vec<Membership>> {
         sqlx::query(
-            "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.user_id = ? ORDER BY m.created_at, m.tenant_id",
+            "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.user_id = $1 ORDER BY m.created_at, m.tenant_id",
         )
         .bind(user.to_string())
         .fetch_all(&self.db.read)
@@ -438,7 +438,7 @@ impl CatalogStore for SqliteCatalog {
 
     async fn list_members(&self, tenant: TenantId) -> Result<Vec<Membership>> {
         sqlx::query(
-            "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? ORDER BY m.created_at, m.user_id",
+            "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 ORDER BY m.created_at, m.user_id",
         )
         .bind(tenant.to_string())
         .fetch_all(&self.db.read)
@@ -462,7 +462,7 @@ impl CatalogStore for SqliteCatalog {
         {
             return Err(Error::conflict("role", "the last owner cannot be demoted"));
         }
-        sqlx::query("UPDATE memberships SET role = ? WHERE tenant_id = ? AND user_id = ?")
+        sqlx::query("UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
             .bind(role.as_str())
             .bind(tenant.to_string())
             .bind(user.to_string())
@@ -471,7 +471,7 @@ impl CatalogStore for SqliteCatalog {
             .map_err(classify)?;
         insert_outbox(&mut tx, &outbox).await?;
         let row = sqlx::query(
-            "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND m.user_id = ?",
+            "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 AND m.user_id = $2",
         )
         .bind(tenant.to_string())
         .bind(user.to_string())
@@ -497,13 +497,13 @@ impl CatalogStore for SqliteCatalog {
                 "the last owner cannot be removed",
             ));
         }
-        sqlx::query("DELETE FROM memberships WHERE tenant_id = ? AND user_id = ?")
+        sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant.to_string())
             .bind(user.to_string())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE tenant_id = ? AND user_id = ? AND revoked_at IS NULL")
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE tenant_id = $2 AND user_id = $3 AND revoked_at IS NULL")
             .bind(fmt(time::now()))
             .bind(tenant.to_string())
             .bind(user.to_string())
@@ -517,7 +517,7 @@ impl CatalogStore for SqliteCatalog {
 
     async fn users_used(&self, tenant: TenantId) -> Result<i64> {
         sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM memberships WHERE tenant_id = ?1) + (SELECT COUNT(*) FROM invitations WHERE tenant_id = ?1 AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?2)",
+            "SELECT (SELECT COUNT(*) FROM memberships WHERE tenant_id = $1) + (SELECT COUNT(*) FROM invitations WHERE tenant_id = $1 AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $2)",
         )
         .bind(tenant.to_string())
         .bind(fmt(time::now()))
@@ -534,7 +534,7 @@ impl CatalogStore for SqliteCatalog {
     ) -> Result<Invitation> {
         let mut tx = self.db.begin().await?;
         let member: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND u.email = ?",
+            "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 AND u.email = $2",
         )
         .bind(inv.tenant_id.to_string())
         .bind(inv.email.as_str())
@@ -546,7 +546,7 @@ impl CatalogStore for SqliteCatalog {
         }
         release_expired_invitations(&mut tx, inv.tenant_id).await?;
         let pending: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM invitations WHERE tenant_id = ? AND email = ? AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL",
+            "SELECT COUNT(*) FROM invitations WHERE tenant_id = $1 AND email = $2 AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL",
         )
         .bind(inv.tenant_id.to_string())
         .bind(inv.email.as_str())
@@ -562,7 +562,7 @@ impl CatalogStore for SqliteCatalog {
         take_slot(&mut tx, inv.tenant_id, "users", limit, 1).await?;
         insert_invitation(&mut tx, &inv).await?;
         insert_outbox(&mut tx, &outbox).await?;
-        let sql = "SELECT id, tenant_id, email, role, expires_at, created_by, created_at, accepted_at, revoked_at FROM invitations WHERE id = ?";
+        let sql = "SELECT id, tenant_id, email, role, expires_at, created_by, created_at, accepted_at, revoked_at FROM invitations WHERE id = $1";
         let row = sqlx::query(sql)
             .bind(inv.id.to_string())
             .fetch_one(&mut *tx)
@@ -576,7 +576,7 @@ impl CatalogStore for SqliteCatalog {
     async fn list_invitations(&self, tenant: TenantId) -> Result<Vec<Invitation>> {
         let now = time::now();
         sqlx::query(
-            "SELECT id, tenant_id, email, role, expires_at, created_by, created_at, accepted_at, revoked_at FROM invitations WHERE tenant_id = ? ORDER BY created_at DESC, id DESC",
+            "SELECT id, tenant_id, email, role, expires_at, created_by, created_at, accepted_at, revoked_at FROM invitations WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC",
         )
         .bind(tenant.to_string())
         .fetch_all(&self.db.read)
@@ -595,7 +595,7 @@ impl CatalogStore for SqliteCatalog {
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let released: Option<i64> = sqlx::query_scalar(
-            "SELECT released FROM invitations WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL",
+            "SELECT released FROM invitations WHERE id = $1 AND tenant_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
         )
         .bind(id.to_string())
         .bind(tenant.to_string())
@@ -603,7 +603,7 @@ impl CatalogStore for SqliteCatalog {
         .await
         .map_err(classify)?;
         let released = released.ok_or(Error::NotFound)?;
-        sqlx::query("UPDATE invitations SET revoked_at = ?, released = 1 WHERE id = ?")
+        sqlx::query("UPDATE invitations SET revoked_at = $1, released = 1 WHERE id = $2")
             .bind(fmt(time::now()))
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -619,7 +619,7 @@ impl CatalogStore for SqliteCatalog {
     async fn find_pending_invitation(&self, token_hash: &str) -> Result<Option<Invitation>> {
         let now = time::now();
         let row = sqlx::query(
-            "SELECT id, tenant_id, email, role, expires_at, created_by, created_at, accepted_at, revoked_at FROM invitations WHERE token_hash = ? AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
+            "SELECT id, tenant_id, email, role, expires_at, created_by, created_at, accepted_at, revoked_at FROM invitations WHERE token_hash = $1 AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
         )
         .bind(token_hash)
         .bind(fmt(now))
@@ -639,7 +639,7 @@ impl CatalogStore for SqliteCatalog {
         let mut tx = self.db.begin().await?;
         let now = fmt(time::now());
         let row = sqlx::query(
-            "UPDATE invitations SET accepted_at = ?1, released = 1 WHERE id = ?2 AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?1 RETURNING tenant_id, role",
+            "UPDATE invitations SET accepted_at = $1, released = 1 WHERE id = $2 AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $1 RETURNING tenant_id, role",
         )
         .bind(&now)
         .bind(id.to_string())
@@ -666,7 +666,7 @@ impl CatalogStore for SqliteCatalog {
     async fn create_api_key(&self, k: NewApiKey, outbox: Vec<AuditDraft>) -> Result<ApiKey> {
         let mut tx = self.db.begin().await?;
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, role, prefix, key_hash, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (id, tenant_id, name, role, prefix, key_hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(k.id.to_string())
         .bind(k.tenant_id.to_string())
@@ -681,7 +681,7 @@ impl CatalogStore for SqliteCatalog {
         .await
         .map_err(classify)?;
         insert_outbox(&mut tx, &outbox).await?;
-        let row = sqlx::query("SELECT id, tenant_id, name, role, prefix, created_by, created_at, expires_at, revoked_at FROM api_keys WHERE id = ?")
+        let row = sqlx::query("SELECT id, tenant_id, name, role, prefix, created_by, created_at, expires_at, revoked_at FROM api_keys WHERE id = $1")
             .bind(k.id.to_string())
             .fetch_one(&mut *tx)
             .await
@@ -693,7 +693,7 @@ impl CatalogStore for SqliteCatalog {
 
     async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKey>> {
         sqlx::query(
-            "SELECT id, tenant_id, name, role, prefix, created_by, created_at, expires_at, revoked_at FROM api_keys WHERE tenant_id = ? ORDER BY id",
+            "SELECT id, tenant_id, name, role, prefix, created_by, created_at, expires_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY id",
         )
         .bind(tenant.to_string())
         .fetch_all(&self.db.read)
@@ -711,7 +711,7 @@ impl CatalogStore for SqliteCatalog {
         outbox: Vec<AuditDraft>,
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        let n = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND revoked_at IS NULL")
+        let n = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL")
             .bind(fmt(time::now()))
             .bind(id.to_string())
             .bind(tenant.to_string())
@@ -728,7 +728,7 @@ impl CatalogStore for SqliteCatalog {
 
     async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
         let row = sqlx::query(
-            "SELECT id, tenant_id, name, role, prefix, created_by, created_at, expires_at, revoked_at FROM api_keys WHERE key_hash = ?",
+            "SELECT id, tenant_id, name, role, prefix, created_by, created_at, expires_at, revoked_at FROM api_keys WHERE key_hash = $1",
         )
         .bind(key_hash)
         .fetch_optional(&self.db.read)
@@ -752,7 +752,7 @@ impl CatalogStore for SqliteCatalog {
         let mut tx = self.db.begin().await?;
         let now = time::now();
         let row = sqlx::query(
-            "SELECT r.session_id, r.expires_at, r.spent_at, s.user_id, s.tenant_id, s.revoked_at, s.refresh_revoked_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?",
+            "SELECT r.session_id, r.expires_at, r.spent_at, s.user_id, s.tenant_id, s.revoked_at, s.refresh_revoked_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&mut *tx)
@@ -775,7 +775,7 @@ impl CatalogStore for SqliteCatalog {
         }
         if rows::opt(&row, "spent_at")?.is_some() {
             // A spent token presented again: someone holds a copy. Revoke the family.
-            sqlx::query("UPDATE sessions SET refresh_revoked_at = ? WHERE id = ?")
+            sqlx::query("UPDATE sessions SET refresh_revoked_at = $1 WHERE id = $2")
                 .bind(fmt(now))
                 .bind(session.id.to_string())
                 .execute(&mut *tx)
@@ -785,7 +785,7 @@ impl CatalogStore for SqliteCatalog {
             return Ok(RefreshOutcome::Reused(session));
         }
         let n = sqlx::query(
-            "UPDATE refresh_tokens SET spent_at = ? WHERE token_hash = ? AND spent_at IS NULL",
+            "UPDATE refresh_tokens SET spent_at = $1 WHERE token_hash = $2 AND spent_at IS NULL",
         )
         .bind(fmt(now))
         .bind(token_hash)
@@ -803,7 +803,7 @@ impl CatalogStore for SqliteCatalog {
 
     async fn find_session(&self, id: SessionId) -> Result<Option<Session>> {
         let row =
-            sqlx::query("SELECT id, user_id, tenant_id, revoked_at FROM sessions WHERE id = ?")
+            sqlx::query("SELECT id, user_id, tenant_id, revoked_at FROM sessions WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&self.db.read)
                 .await
@@ -821,7 +821,7 @@ impl CatalogStore for SqliteCatalog {
 
     async fn revoke_session(&self, id: SessionId, outbox: Vec<AuditDraft>) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(fmt(time::now()))
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -856,13 +856,13 @@ impl CatalogStore for SqliteCatalog {
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         if let Some(at) = retire_others_at {
-            sqlx::query("UPDATE signing_keys SET verify_until = ? WHERE verify_until IS NULL")
+            sqlx::query("UPDATE signing_keys SET verify_until = $1 WHERE verify_until IS NULL")
                 .bind(fmt(at))
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
         }
-        sqlx::query("INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&key.kid)
             .bind(&key.private_key)
             .bind(&key.public_key)
@@ -875,7 +875,7 @@ impl CatalogStore for SqliteCatalog {
 
     async fn pending_outbox(&self, limit: u32) -> Result<Vec<AuditDraft>> {
         sqlx::query(
-            "SELECT id, tenant_id, actor, action, resource, resource_id, outcome, request_id, ip, at, details FROM audit_outbox ORDER BY pos LIMIT ?",
+            "SELECT id, tenant_id, actor, action, resource, resource_id, outcome, request_id, ip, at, details FROM audit_outbox ORDER BY pos LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.db.read)
@@ -903,7 +903,7 @@ impl CatalogStore for SqliteCatalog {
     async fn delete_outbox(&self, ids: &[EventId]) -> Result<()> {
         let mut tx = self.db.begin().await?;
         for id in ids {
-            sqlx::query("DELETE FROM audit_outbox WHERE id = ?")
+            sqlx::query("DELETE FROM audit_outbox WHERE id = $1")
                 .bind(id.to_string())
                 .execute(&mut *tx)
                 .await

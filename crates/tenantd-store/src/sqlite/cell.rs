@@ -37,7 +37,7 @@ async fn append(
 ) -> Result<()> {
     let t = tenant.to_string();
     sqlx::query(
-        "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES (?, 0, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING",
     )
     .bind(&t)
     .bind(GENESIS_HASH)
@@ -48,7 +48,7 @@ async fn append(
         if d.tenant_id != tenant {
             return Err(Error::Internal("audit event for another tenant".into()));
         }
-        let seen: Option<i64> = sqlx::query_scalar("SELECT seq FROM audit_events WHERE id = ?")
+        let seen: Option<i64> = sqlx::query_scalar("SELECT seq FROM audit_events WHERE id = $1")
             .bind(d.id.to_string())
             .fetch_optional(&mut *conn)
             .await
@@ -56,14 +56,14 @@ async fn append(
         if seen.is_some() {
             continue;
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
+        let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
             .bind(&t)
             .fetch_one(&mut *conn)
             .await
             .map_err(classify)?;
         let ev = AuditEvent::chain(d, rows::int(&head, "seq")? + 1, &rows::s(&head, "hash")?);
         sqlx::query(
-            "INSERT INTO audit_events (tenant_id, seq, id, actor, action, resource, resource_id, outcome, request_id, ip, at, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_events (tenant_id, seq, id, actor, action, resource, resource_id, outcome, request_id, ip, at, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&t)
         .bind(ev.seq)
@@ -82,7 +82,7 @@ async fn append(
         .execute(&mut *conn)
         .await
         .map_err(classify)?;
-        sqlx::query("UPDATE audit_heads SET seq = ?, hash = ? WHERE tenant_id = ?")
+        sqlx::query("UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3")
             .bind(ev.seq)
             .bind(&ev.hash)
             .bind(&t)
@@ -98,14 +98,14 @@ async fn replace_shares(
     id: ResourceId,
     sharing: &Sharing,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM resource_shares WHERE resource_id = ?")
+    sqlx::query("DELETE FROM resource_shares WHERE resource_id = $1")
         .bind(id.to_string())
         .execute(&mut *conn)
         .await
         .map_err(classify)?;
     if sharing.mode == SharingMode::Selective {
         for t in &sharing.tenants {
-            sqlx::query("INSERT INTO resource_shares (resource_id, tenant_id) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            sqlx::query("INSERT INTO resource_shares (resource_id, tenant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(id.to_string())
                 .bind(t.to_string())
                 .execute(&mut *conn)
@@ -117,7 +117,7 @@ async fn replace_shares(
 }
 
 async fn shares_of(conn: &mut SqliteConnection, id: ResourceId) -> Result<Vec<TenantId>> {
-    sqlx::query("SELECT tenant_id FROM resource_shares WHERE resource_id = ? ORDER BY tenant_id")
+    sqlx::query("SELECT tenant_id FROM resource_shares WHERE resource_id = $1 ORDER BY tenant_id")
         .bind(id.to_string())
         .fetch_all(&mut *conn)
         .await
@@ -148,7 +148,7 @@ async fn visible_shared(
     id: ResourceId,
 ) -> Result<bool> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM resources r WHERE r.id = ?2 AND r.kind = ?3 AND r.tenant_id <> ?1 AND (r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = ?1)))",
+        "SELECT COUNT(*) FROM resources r WHERE r.id = $2 AND r.kind = $3 AND r.tenant_id <> $1 AND (r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = $1)))",
     )
     .bind(scope.tenant_id().to_string())
     .bind(id.to_string())
@@ -202,7 +202,7 @@ impl CellStore for SqliteCell {
         take_slot(&mut tx, tenant, new.kind.as_str(), limit, 1).await?;
         let now = fmt(time::now());
         sqlx::query(
-            "INSERT INTO resources (id, tenant_id, kind, name, spec, sharing_mode, version, created_at, updated_at, created_by) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+            "INSERT INTO resources (id, tenant_id, kind, name, spec, sharing_mode, version, created_at, updated_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9)",
         )
         .bind(new.id.to_string())
         .bind(tenant.to_string())
@@ -218,7 +218,7 @@ impl CellStore for SqliteCell {
         .map_err(classify)?;
         replace_shares(&mut tx, new.id, &new.sharing).await?;
         append(&mut tx, tenant, vec![audit]).await?;
-        let sql = "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.id = ? AND r.tenant_id = ?";
+        let sql = "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.id = $1 AND r.tenant_id = $2";
         let row = sqlx::query(sql)
             .bind(new.id.to_string())
             .bind(tenant.to_string())
@@ -238,7 +238,7 @@ impl CellStore for SqliteCell {
     ) -> Result<Resource> {
         let mut conn = self.db.read.acquire().await.map_err(classify)?;
         let row = sqlx::query(
-            "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.id = ?2 AND r.kind = ?3 AND (r.tenant_id = ?1 OR r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = ?1)))",
+            "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.id = $2 AND r.kind = $3 AND (r.tenant_id = $1 OR r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = $1)))",
         )
         .bind(scope.tenant_id().to_string())
         .bind(id.to_string())
@@ -259,13 +259,13 @@ impl CellStore for SqliteCell {
         // One statement per filter, each fully static; ?1 tenant, ?2 kind, ?3 name, ?4 after, ?5 limit.
         let sql = match q.shared {
             SharedFilter::Exclude => {
-                "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.tenant_id = ?1 AND r.kind = ?2 AND (?3 IS NULL OR r.name = ?3) AND (?4 IS NULL OR r.id > ?4) ORDER BY r.id LIMIT ?5"
+                "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.tenant_id = $1 AND r.kind = $2 AND ($3 IS NULL OR r.name = $3) AND ($4 IS NULL OR r.id > $4) ORDER BY r.id LIMIT $5"
             }
             SharedFilter::Only => {
-                "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.tenant_id <> ?1 AND (r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = ?1))) AND r.kind = ?2 AND (?3 IS NULL OR r.name = ?3) AND (?4 IS NULL OR r.id > ?4) ORDER BY r.id LIMIT ?5"
+                "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.tenant_id <> $1 AND (r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = $1))) AND r.kind = $2 AND ($3 IS NULL OR r.name = $3) AND ($4 IS NULL OR r.id > $4) ORDER BY r.id LIMIT $5"
             }
             SharedFilter::Include => {
-                "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE (r.tenant_id = ?1 OR r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = ?1))) AND r.kind = ?2 AND (?3 IS NULL OR r.name = ?3) AND (?4 IS NULL OR r.id > ?4) ORDER BY r.id LIMIT ?5"
+                "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE (r.tenant_id = $1 OR r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = $1))) AND r.kind = $2 AND ($3 IS NULL OR r.name = $3) AND ($4 IS NULL OR r.id > $4) ORDER BY r.id LIMIT $5"
             }
         };
         let mut conn = self.db.read.acquire().await.map_err(classify)?;
@@ -295,7 +295,7 @@ impl CellStore for SqliteCell {
     ) -> Result<Resource> {
         let mut tx = self.db.begin().await?;
         let tenant = scope.tenant_id();
-        let sql = "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.id = ? AND r.kind = ? AND r.tenant_id = ?";
+        let sql = "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.id = $1 AND r.kind = $2 AND r.tenant_id = $3";
         let row = sqlx::query(sql)
             .bind(id.to_string())
             .bind(kind.as_str())
@@ -326,7 +326,7 @@ impl CellStore for SqliteCell {
             .map(|s| s.mode)
             .unwrap_or(cur.sharing.mode);
         sqlx::query(
-            "UPDATE resources SET name = ?, spec = ?, sharing_mode = ?, version = version + 1, updated_at = ? WHERE id = ? AND tenant_id = ? AND version = ?",
+            "UPDATE resources SET name = $1, spec = $2, sharing_mode = $3, version = version + 1, updated_at = $4 WHERE id = $5 AND tenant_id = $6 AND version = $7",
         )
         .bind(&name)
         .bind(spec.to_string())
@@ -363,14 +363,14 @@ impl CellStore for SqliteCell {
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let tenant = scope.tenant_id();
-        sqlx::query("DELETE FROM resource_shares WHERE resource_id IN (SELECT id FROM resources WHERE id = ? AND kind = ? AND tenant_id = ?)")
+        sqlx::query("DELETE FROM resource_shares WHERE resource_id IN (SELECT id FROM resources WHERE id = $1 AND kind = $2 AND tenant_id = $3)")
             .bind(id.to_string())
             .bind(kind.as_str())
             .bind(tenant.to_string())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        let n = sqlx::query("DELETE FROM resources WHERE id = ? AND kind = ? AND tenant_id = ?")
+        let n = sqlx::query("DELETE FROM resources WHERE id = $1 AND kind = $2 AND tenant_id = $3")
             .bind(id.to_string())
             .bind(kind.as_str())
             .bind(tenant.to_string())
@@ -387,7 +387,7 @@ impl CellStore for SqliteCell {
     }
 
     async fn counters(&self, scope: &TenantScope) -> Result<BTreeMap<String, i64>> {
-        sqlx::query("SELECT quota, used FROM quota_counters WHERE tenant_id = ?")
+        sqlx::query("SELECT quota, used FROM quota_counters WHERE tenant_id = $1")
             .bind(scope.tenant_id().to_string())
             .fetch_all(&self.db.read)
             .await
@@ -405,7 +405,7 @@ impl CellStore for SqliteCell {
 
     async fn list_audit(&self, scope: &TenantScope, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
         sqlx::query(
-            "SELECT tenant_id, seq, id, actor, action, resource, resource_id, outcome, request_id, ip, at, details, prev_hash, hash FROM audit_events WHERE tenant_id = ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR resource = ?4) AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at < ?6) AND (?7 IS NULL OR seq > ?7) ORDER BY seq LIMIT ?8",
+            "SELECT tenant_id, seq, id, actor, action, resource, resource_id, outcome, request_id, ip, at, details, prev_hash, hash FROM audit_events WHERE tenant_id = $1 AND ($2 IS NULL OR actor = $2) AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR resource = $4) AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) AND ($7 IS NULL OR seq > $7) ORDER BY seq LIMIT $8",
         )
         .bind(scope.tenant_id().to_string())
         .bind(f.actor.as_deref())
@@ -430,7 +430,7 @@ impl CellStore for SqliteCell {
         // One read transaction, so the head and the events are the same snapshot.
         let mut tx = self.db.read.begin().await.map_err(classify)?;
         let t = scope.tenant_id().to_string();
-        let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
+        let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
             .bind(&t)
             .fetch_optional(&mut *tx)
             .await
@@ -439,7 +439,7 @@ impl CellStore for SqliteCell {
             .transpose()?
             .filter(|(seq, _)| *seq > 0);
         let events = sqlx::query(
-            "SELECT tenant_id, seq, id, actor, action, resource, resource_id, outcome, request_id, ip, at, details, prev_hash, hash FROM audit_events WHERE tenant_id = ? ORDER BY seq",
+            "SELECT tenant_id, seq, id, actor, action, resource, resource_id, outcome, request_id, ip, at, details, prev_hash, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq",
         )
         .bind(&t)
         .fetch_all(&mut *tx)

@@ -99,7 +99,7 @@ impl Db {
                 .await
                 .map_err(classify)?;
             sqlx::query(
-                "INSERT INTO _tenantd_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                "INSERT INTO _tenantd_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
             )
             .bind(m.version)
             .bind(m.name)

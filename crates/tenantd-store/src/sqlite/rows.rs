@@ -191,14 +191,14 @@ pub(crate) async fn take_slot(
     n: i64,
 ) -> Result<()> {
     let t = tenant.to_string();
-    sqlx::query("INSERT INTO quota_counters (tenant_id, quota, used) VALUES (?, ?, 0) ON CONFLICT DO NOTHING")
+    sqlx::query("INSERT INTO quota_counters (tenant_id, quota, used) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING")
         .bind(&t)
         .bind(quota)
         .execute(&mut *conn)
         .await
         .map_err(classify)?;
     let done = sqlx::query(
-        "UPDATE quota_counters SET used = used + ?1 WHERE tenant_id = ?2 AND quota = ?3 AND (?4 IS NULL OR used + ?1 <= ?4)",
+        "UPDATE quota_counters SET used = used + $1 WHERE tenant_id = $2 AND quota = $3 AND ($4 IS NULL OR used + $1 <= $4)",
     )
     .bind(n)
     .bind(&t)
@@ -212,7 +212,7 @@ pub(crate) async fn take_slot(
         return Ok(());
     }
     let current: i64 =
-        sqlx::query_scalar("SELECT used FROM quota_counters WHERE tenant_id = ? AND quota = ?")
+        sqlx::query_scalar("SELECT used FROM quota_counters WHERE tenant_id = $1 AND quota = $2")
             .bind(&t)
             .bind(quota)
             .fetch_one(&mut *conn)
@@ -234,7 +234,7 @@ pub(crate) async fn release_slot(
     n: i64,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE quota_counters SET used = MAX(used - ?, 0) WHERE tenant_id = ? AND quota = ?",
+        "UPDATE quota_counters SET used = CASE WHEN used >= $1 THEN used - $1 ELSE 0 END WHERE tenant_id = $2 AND quota = $3",
     )
     .bind(n)
     .bind(tenant.to_string())
