@@ -8,6 +8,9 @@
 //! It depends on `tenantd-core` and sqlx only: no HTTP, no server types.
 #![forbid(unsafe_code)]
 
+/// The store, written once, expanded per backend.
+#[macro_use]
+mod shared;
 /// The embedded SQLite backend.
 pub mod sqlite;
 

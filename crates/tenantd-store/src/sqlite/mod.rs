@@ -4,9 +4,19 @@
 //! in process and never fail a read-to-write lock upgrade; reads use their own pool (WAL
 //! lets them run beside the writer).
 
-mod catalog;
-mod cell;
-mod rows;
+mod rows {
+    crate::rows_impl!(sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
+}
+mod catalog {
+    crate::catalog_impl!(
+        SqliteCatalog,
+        sqlx::sqlite::SqliteRow,
+        sqlx::SqliteConnection
+    );
+}
+mod cell {
+    crate::cell_impl!(SqliteCell, sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
+}
 
 use std::path::Path;
 use std::str::FromStr;
@@ -118,6 +128,23 @@ impl Db {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(classify)
+    }
+
+    /// A write transaction on a tenant's data. SQLite has no row-level security: the scope is
+    /// enforced by the statements, which all bind its tenant id.
+    async fn begin_scoped(
+        &self,
+        _scope: &tenantd_core::tenant::TenantScope,
+    ) -> Result<Transaction<'static, Sqlite>> {
+        self.begin().await
+    }
+
+    /// A read transaction on a tenant's data (one snapshot).
+    async fn read_scoped(
+        &self,
+        _scope: &tenantd_core::tenant::TenantScope,
+    ) -> Result<Transaction<'static, Sqlite>> {
+        self.read.begin().await.map_err(classify)
     }
 }
 

@@ -1,0 +1,7 @@
+//! The store implementation, written once as macros and expanded per backend: SQL is the
+//! same text on SQLite and PostgreSQL (`$n` placeholders, portable statements); what differs
+//! (how a transaction starts, how it is bound to a tenant) is in each backend's `Db`.
+
+mod catalog;
+mod cell;
+mod rows;
