@@ -1,9 +1,6 @@
 //! The audit trail: recorded with every change, one chain per tenant, tampering found.
 
-use std::process::Command;
-
 use serde_json::json;
-use sqlx::sqlite::SqlitePoolOptions;
 
 use crate::helpers::TestApp;
 
@@ -21,18 +18,7 @@ async fn tenant_with_events(app: &TestApp) -> crate::helpers::Signed {
 }
 
 async fn raw(app: &TestApp, sql: &str, tenant: &str) {
-    let url = format!("sqlite://{}", app.cell_db().display());
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-        .bind(tenant)
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    app.raw_cell(sql, Some(tenant)).await;
 }
 
 async fn verify(app: &TestApp, tenant: &str) -> serde_json::Value {
@@ -50,12 +36,7 @@ async fn verify(app: &TestApp, tenant: &str) -> serde_json::Value {
 }
 
 fn cli_verify(app: &TestApp, tenant: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tenantd"))
-        .args(["audit", "verify", "--tenant", tenant, "--data-dir"])
-        .arg(&app.dir)
-        .env("TENANTD_PASSWORD_HASHING", "insecure-fast-for-tests")
-        .output()
-        .unwrap();
+    let out = app.cli(&["audit", "verify", "--tenant", tenant]);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),

@@ -379,3 +379,225 @@ async fn failed_logins_are_audited_and_answer_like_unknown_users() {
             .any(|e| e["action"] == "auth.login" && e["outcome"] == "failure")
     );
 }
+
+#[tokio::test]
+async fn an_api_key_dies_with_its_creators_membership_or_role() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("team", Some("starter")).await;
+    let inv = app
+        .call(
+            "POST",
+            "/v1/invitations",
+            Some(&s.token),
+            Some(json!({"email": "ad@team.test", "role": "admin"})),
+        )
+        .await;
+    let acc = app
+        .call(
+            "POST",
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": inv.body["token"], "name": "Ad", "password": "admin-pass-1234"})),
+        )
+        .await;
+    let admin = acc.body["access_token"].as_str().unwrap().to_owned();
+    let admin_id = app
+        .call("GET", "/v1/members", Some(&s.token), None)
+        .await
+        .body["items"][1]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&admin),
+            Some(json!({"name": "backdoor", "role": "admin"})),
+        )
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A key made with that key still answers to the same person.
+    let key2 = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&key),
+            Some(json!({"name": "k2", "role": "member"})),
+        )
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.call("GET", "/v1/api-keys", Some(&key), None)
+            .await
+            .status,
+        200
+    );
+    // Demoted below the key's role: the admin key stops; the member key still fits.
+    let path = format!("/v1/members/{admin_id}");
+    assert_eq!(
+        app.call(
+            "PATCH",
+            &path,
+            Some(&s.token),
+            Some(json!({"role": "member"}))
+        )
+        .await
+        .status,
+        200
+    );
+    app.call("GET", "/v1/tenant", Some(&key), None)
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
+    assert_eq!(
+        app.call("GET", "/v1/tenant", Some(&key2), None)
+            .await
+            .status,
+        200
+    );
+    // Removed: every key they made stops.
+    assert_eq!(
+        app.call("DELETE", &path, Some(&s.token), None).await.status,
+        204
+    );
+    app.call("GET", "/v1/tenant", Some(&key2), None)
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn refresh_reuse_kills_the_access_tokens_minted_from_the_stolen_token() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    // The thief refreshes first with a copy of the token.
+    let stolen = app
+        .call(
+            "POST",
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": a.refresh})),
+        )
+        .await;
+    let thief = stolen.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.call("GET", "/v1/tenant", Some(&thief), None)
+            .await
+            .status,
+        200
+    );
+    // The owner presents the same token: reuse. The thief's access token dies at once; the
+    // owner's own, older access token (minted before the theft) keeps working.
+    app.call(
+        "POST",
+        "/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": a.refresh})),
+    )
+    .await
+    .assert_problem(401, "UNAUTHENTICATED");
+    app.call("GET", "/v1/tenant", Some(&thief), None)
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
+    assert_eq!(
+        app.call("GET", "/v1/tenant", Some(&a.token), None)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn password_guessing_is_throttled_per_account() {
+    let app = TestApp::spawn_with(|c| c.auth_rate_per_account = 5).await;
+    let a = app.signup("acme", None).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(
+            app.call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                Some(json!({"email": a.email, "password": "guess-guess"})),
+            )
+            .await,
+        );
+    }
+    assert!(statuses[..5].iter().all(|r| r.status == 401));
+    let last = statuses.last().unwrap();
+    last.assert_problem(429, "RATE_LIMITED");
+    assert!(last.header("retry-after").is_some());
+    // Another account is not held back by it.
+    app.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(json!({"email": "other@x.test", "password": "guess-guess"})),
+    )
+    .await
+    .assert_problem(401, "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn accepting_an_invitation_does_not_reveal_whether_the_email_has_an_account() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("team", Some("starter")).await;
+    let b = app.signup("bolt", None).await;
+    let known = app
+        .call(
+            "POST",
+            "/v1/invitations",
+            Some(&s.token),
+            Some(json!({"email": b.email, "role": "viewer"})),
+        )
+        .await;
+    let unknown = app
+        .call(
+            "POST",
+            "/v1/invitations",
+            Some(&s.token),
+            Some(json!({"email": "nobody@x.test", "role": "viewer"})),
+        )
+        .await;
+    let r1 = app
+        .call(
+            "POST",
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": known.body["token"]})),
+        )
+        .await;
+    let r2 = app
+        .call(
+            "POST",
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": unknown.body["token"]})),
+        )
+        .await;
+    r1.assert_problem(422, "VALIDATION_FAILED");
+    assert_eq!(r1.body["errors"], r2.body["errors"]);
+    // The existing account must prove its password; the invitation survives a wrong one.
+    app.call(
+        "POST",
+        "/v1/invitations/accept",
+        None,
+        Some(json!({"token": known.body["token"], "password": "wrong-password"})),
+    )
+    .await
+    .assert_problem(401, "UNAUTHENTICATED");
+    let ok = app
+        .call(
+            "POST",
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": known.body["token"], "password": b.password})),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+}

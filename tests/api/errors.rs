@@ -1,7 +1,6 @@
 //! Errors are problem+json, never internal detail.
 
 use serde_json::json;
-use sqlx::sqlite::SqlitePoolOptions;
 
 use crate::helpers::TestApp;
 
@@ -74,21 +73,8 @@ async fn unknown_routes_and_methods_are_problems() {
 async fn a_broken_database_answers_500_without_internal_detail() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
-    let url = format!("sqlite://{}", app.cell_db().display());
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await
-        .unwrap();
-    sqlx::query("DROP TABLE resource_shares")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("DROP TABLE resources")
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    app.raw_cell("DROP TABLE resource_shares", None).await;
+    app.raw_cell("DROP TABLE resources", None).await;
     let r = app.create(&a.token, "agents", "x").await;
     r.assert_problem(500, "INTERNAL");
     for leak in [
@@ -139,4 +125,22 @@ async fn the_openapi_document_and_docs_page_are_served() {
     );
     let r = app.call("GET", "/healthz", None, None).await;
     assert!(r.header("x-request-id").is_some());
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the server kept a half-sent request open for 20 s"
+    );
 }

@@ -69,6 +69,8 @@ async fn tenant_sources_that_disagree_with_the_credential_are_a_mismatch() {
         vec![("x-tenant-id", "no-such-tenant")],
         vec![("cookie", "tenant=bolt")],
         vec![("host", "bolt.tenants.example.com")],
+        vec![("host", "bolt.tenants.example.com.")],
+        vec![("cookie", "other=1; tenant=bolt")],
     ] {
         let r = app
             .call_h("GET", "/v1/agents", Some(&a.token), None, &headers)
@@ -256,4 +258,39 @@ proptest! {
             }
         });
     }
+}
+
+#[tokio::test]
+async fn a_cookie_with_bad_bytes_still_counts_as_naming_its_tenant() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    app.signup("bolt", None).await;
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        "cookie",
+        reqwest::header::HeaderValue::from_bytes(b"tenant=bolt; junk=\xff").unwrap(),
+    );
+    let r = app
+        .client
+        .get(format!("{}/v1/agents", app.base))
+        .bearer_auth(&a.token)
+        .headers(h)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn an_unknown_kind_is_a_404_before_authentication() {
+    let app = TestApp::spawn().await;
+    app.call("GET", "/v1/gadgets", None, None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    app.call("GET", "/v1/agents/not-an-id", None, None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    app.call("GET", "/v1/agents", None, None)
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
 }

@@ -309,3 +309,80 @@ async fn the_last_owner_cannot_leave_or_be_demoted() {
         .await
         .assert_problem(401, "UNAUTHENTICATED");
 }
+
+#[tokio::test]
+async fn a_refresh_refused_during_suspension_works_after_reactivation() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    app.call(
+        "POST",
+        &format!("/v1/tenants/{}/suspend", a.tenant_id),
+        Some(&app.admin_token),
+        Some(json!({"reason": "x"})),
+    )
+    .await;
+    app.call(
+        "POST",
+        "/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": a.refresh})),
+    )
+    .await
+    .assert_problem(403, "TENANT_SUSPENDED");
+    app.call(
+        "POST",
+        &format!("/v1/tenants/{}/reactivate", a.tenant_id),
+        Some(&app.admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": a.refresh}))
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_tenant_cannot_be_changed() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    app.call(
+        "DELETE",
+        &format!("/v1/tenants/{}", a.tenant_id),
+        Some(&app.admin_token),
+        None,
+    )
+    .await;
+    let path = format!("/v1/tenants/{}", a.tenant_id);
+    app.call(
+        "PATCH",
+        &path,
+        Some(&app.admin_token),
+        Some(json!({"name": "zzz"})),
+    )
+    .await
+    .assert_problem(410, "TENANT_DELETED");
+    app.call(
+        "PUT",
+        &format!("{path}/plan"),
+        Some(&app.admin_token),
+        Some(json!({"plan": "starter"})),
+    )
+    .await
+    .assert_problem(410, "TENANT_DELETED");
+    app.call(
+        "POST",
+        &format!("{path}/suspend"),
+        Some(&app.admin_token),
+        Some(json!({})),
+    )
+    .await
+    .assert_problem(410, "TENANT_DELETED");
+}

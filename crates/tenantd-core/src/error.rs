@@ -86,6 +86,12 @@ pub enum Error {
         /// The tenant's plan.
         plan: String,
     },
+    /// Too many requests: retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until a retry may pass.
+        retry_after: u64,
+    },
     /// A database the request needs is unreachable.
     #[error("unavailable")]
     Unavailable,

@@ -194,8 +194,11 @@ pub struct Session {
     pub user_id: UserId,
     /// The tenant it is bound to.
     pub tenant_id: TenantId,
-    /// When it was revoked (logout, reuse of a spent refresh token, removal).
+    /// When it was revoked (logout, removal): every token of the session stops working.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// After a spent refresh token of generation `g` was presented again: access tokens of
+    /// generations above `g` (minted from the stolen token onwards) stop working.
+    pub revoked_after_gen: Option<i64>,
 }
 
 /// A refresh token about to be stored.
@@ -210,8 +213,14 @@ pub struct NewRefreshToken {
 /// What presenting a refresh token did.
 #[derive(Debug, Clone)]
 pub enum RefreshOutcome {
-    /// The token was live and is now spent; the new one is stored in the same session.
-    Rotated(Session),
+    /// The token was live and is now spent; the new one is stored in the same session at
+    /// the next generation.
+    Rotated {
+        /// The session.
+        session: Session,
+        /// The new token's generation (the `gen` claim of the access token that goes with it).
+        generation: i64,
+    },
     /// The token was already spent: the whole family can no longer refresh (its access
     /// tokens run out on their own).
     Reused(Session),

@@ -228,6 +228,8 @@ pub trait CatalogStore: Send + Sync + 'static {
     ) -> Result<RefreshOutcome>;
     /// A session.
     async fn find_session(&self, id: SessionId) -> Result<Option<Session>>;
+    /// The session a refresh token belongs to, without spending it.
+    async fn find_refresh_session(&self, token_hash: &str) -> Result<Option<Session>>;
     /// Revokes a session and its refresh tokens.
     async fn revoke_session(&self, id: SessionId, outbox: Vec<AuditDraft>) -> Result<()>;
 

@@ -9,9 +9,43 @@ use crate::ids::TenantId;
 
 /// Slugs no tenant may take: they name parts of the platform or common subdomains.
 pub const RESERVED_SLUGS: &[&str] = &[
-    "www", "api", "admin", "platform", "app", "console", "docs", "status", "mail", "static",
-    "assets", "auth", "login", "signup", "support", "help", "root", "system", "internal",
-    "metrics", "health", "tenantd", "default", "public", "cdn",
+    "www",
+    "api",
+    "admin",
+    "platform",
+    "app",
+    "console",
+    "docs",
+    "status",
+    "mail",
+    "static",
+    "assets",
+    "auth",
+    "login",
+    "signup",
+    "support",
+    "help",
+    "root",
+    "system",
+    "internal",
+    "metrics",
+    "health",
+    "tenantd",
+    "default",
+    "public",
+    "cdn",
+    "healthz",
+    "readyz",
+    "openapi",
+    "well-known",
+    "v1",
+    "v2",
+    "null",
+    "undefined",
+    "self",
+    "me",
+    "current",
+    "new",
 ];
 
 /// A tenant's URL-safe name: `^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$`, not reserved.
@@ -37,6 +71,14 @@ impl TenantSlug {
         }
         if RESERVED_SLUGS.contains(&s) {
             return Err(FieldError::new("slug", "this slug is reserved"));
+        }
+        // Tenants are named by id or slug interchangeably: a slug that reads as an id would
+        // make that ambiguous (and could shadow another tenant's id).
+        if uuid::Uuid::try_parse(s).is_ok() {
+            return Err(FieldError::new(
+                "slug",
+                "must not have the form of a tenant id",
+            ));
         }
         Ok(Self(s.to_owned()))
     }

@@ -27,10 +27,12 @@ pub enum PasswordCost {
 }
 
 /// Where a catalog or cell lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum DbLocation {
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (serving and migrating roles).
+    Postgres(tenantd_store::postgres::PgLocation),
 }
 
 /// A storage cell.
@@ -73,6 +75,11 @@ pub struct Config {
     pub retention_days: i64,
     /// Largest accepted request body, bytes.
     pub body_limit_bytes: usize,
+    /// Sign-in attempts (signup, login, refresh, invitation accept) per client address and
+    /// minute.
+    pub auth_rate_per_ip: u32,
+    /// Password attempts per account and minute (login and invitation accept together).
+    pub auth_rate_per_account: u32,
     /// Password hashing cost.
     pub password_cost: PasswordCost,
     /// The catalog database.
@@ -137,6 +144,9 @@ struct RawConfig {
     invitation_ttl_secs: Option<i64>,
     retention_days: Option<i64>,
     body_limit_bytes: Option<usize>,
+    db_max_connections: Option<u32>,
+    auth_rate_per_ip: Option<u32>,
+    auth_rate_per_account: Option<u32>,
     password_hashing: Option<String>,
     default_tenant: Option<String>,
     admin_email: Option<String>,
@@ -160,6 +170,9 @@ const ENV_KEYS: &[&str] = &[
     "invitation_ttl_secs",
     "retention_days",
     "body_limit_bytes",
+    "db_max_connections",
+    "auth_rate_per_ip",
+    "auth_rate_per_account",
     "password_hashing",
     "default_tenant",
     "admin_email",
@@ -346,6 +359,8 @@ impl Config {
             )?,
             retention_days: positive("retention_days", raw.retention_days, 30)?,
             body_limit_bytes: raw.body_limit_bytes.unwrap_or(1024 * 1024),
+            auth_rate_per_ip: raw.auth_rate_per_ip.unwrap_or(300),
+            auth_rate_per_account: raw.auth_rate_per_account.unwrap_or(20),
             password_cost,
             catalog,
             cells,
@@ -409,6 +424,9 @@ fn set_key(raw: &mut RawConfig, key: &str, v: &str) -> Result<(), String> {
         "invitation_ttl_secs" => raw.invitation_ttl_secs = Some(int(v)?),
         "retention_days" => raw.retention_days = Some(int(v)?),
         "body_limit_bytes" => raw.body_limit_bytes = Some(int(v)? as usize),
+        "db_max_connections" => raw.db_max_connections = Some(int(v)? as u32),
+        "auth_rate_per_ip" => raw.auth_rate_per_ip = Some(int(v)? as u32),
+        "auth_rate_per_account" => raw.auth_rate_per_account = Some(int(v)? as u32),
         "password_hashing" => raw.password_hashing = s,
         "default_tenant" => raw.default_tenant = s,
         "admin_email" => raw.admin_email = s,

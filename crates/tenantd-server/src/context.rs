@@ -32,6 +32,8 @@ pub enum Actor {
     ApiKey {
         /// The key.
         id: ApiKeyId,
+        /// The user who made it (keys act for, and never beyond, a person).
+        created_by: Option<UserId>,
     },
     /// An operator at the command line, acting on the database directly.
     Operator,
@@ -42,8 +44,17 @@ impl Actor {
     pub fn audit_name(&self) -> String {
         match self {
             Actor::User { id, .. } => format!("user:{id}"),
-            Actor::ApiKey { id } => format!("api_key:{id}"),
+            Actor::ApiKey { id, .. } => format!("api_key:{id}"),
             Actor::Operator => "operator:cli".to_owned(),
+        }
+    }
+
+    /// The person accountable for the call: the user, or the user who made the key.
+    pub fn accountable_user(&self) -> Option<UserId> {
+        match self {
+            Actor::User { id, .. } => Some(*id),
+            Actor::ApiKey { created_by, .. } => *created_by,
+            Actor::Operator => None,
         }
     }
 
@@ -250,8 +261,23 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
             .await?
             .ok_or_else(invalid)?;
         home.ensure_serving()?;
+        // A key acts for the person who made it: once they leave, or hold less than the key's
+        // role, the key stops working.
+        if let Some(creator) = key.created_by {
+            let m = state
+                .catalog
+                .find_membership(key.tenant_id, creator)
+                .await?
+                .ok_or_else(invalid)?;
+            if !key.role.within(m.role) {
+                return Err(invalid());
+            }
+        }
         return Ok(Caller {
-            actor: Actor::ApiKey { id: key.id },
+            actor: Actor::ApiKey {
+                id: key.id,
+                created_by: key.created_by,
+            },
             home,
             role: key.role,
             meta,
@@ -275,6 +301,9 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
     let sid = SessionId::parse(&claims.sid, "sid").map_err(|_| invalid())?;
     let session = state.catalog.find_session(sid).await?.ok_or_else(invalid)?;
     if session.revoked_at.is_some() || session.user_id != user || session.tenant_id != tenant {
+        return Err(invalid());
+    }
+    if session.revoked_after_gen.is_some_and(|g| claims.r#gen > g) {
         return Err(invalid());
     }
     let membership = state
@@ -336,15 +365,17 @@ fn named_tenants(state: &AppState, parts: &Parts) -> Result<(Option<String>, Vec
     };
     let mut others = Vec::new();
     if let Some(base) = &state.config.base_domain {
-        let host = parts
+        // Byte-wise and without a trailing dot: `acme.example.com.` names acme too.
+        let raw = parts
             .headers
             .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let host = host
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let host = raw
             .rsplit_once(':')
             .map(|(h, _)| h)
-            .unwrap_or(host)
+            .unwrap_or(&raw)
+            .trim_end_matches('.')
             .to_ascii_lowercase();
         if let Some(sub) = host
             .strip_suffix(base.as_str())
@@ -357,8 +388,9 @@ fn named_tenants(state: &AppState, parts: &Parts) -> Result<(Option<String>, Vec
             others.push(sub.to_owned());
         }
     }
+    // Read cookies byte-wise: one bad byte elsewhere in the header must not hide a `tenant`.
     for c in parts.headers.get_all(header::COOKIE) {
-        for pair in c.to_str().unwrap_or("").split(';') {
+        for pair in String::from_utf8_lossy(c.as_bytes()).split(';') {
             if let Some((k, v)) = pair.trim().split_once('=')
                 && k == "tenant"
             {
@@ -381,7 +413,7 @@ fn rate_limit(state: &AppState, parts: &Parts, tenant: &Tenant) -> Result<(), Ap
         f.rate = Some(info);
     }
     match info.retry_after {
-        Some(secs) => Err(ApiError::rate_limited(secs)),
+        Some(secs) => Err(Error::RateLimited { retry_after: secs }.into()),
         None => Ok(()),
     }
 }

@@ -17,21 +17,12 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 #[derive(Debug)]
 pub struct ApiError {
     inner: Error,
-    retry_after: Option<u64>,
 }
 
 /// A handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    /// A 429 with its `Retry-After`.
-    pub fn rate_limited(retry_after: u64) -> Self {
-        Self {
-            inner: Error::Internal("rate".into()),
-            retry_after: Some(retry_after),
-        }
-    }
-
     /// The domain error behind it.
     pub fn domain(&self) -> &Error {
         &self.inner
@@ -46,10 +37,7 @@ impl From<tenantd_core::FieldError> for ApiError {
 
 impl From<Error> for ApiError {
     fn from(inner: Error) -> Self {
-        Self {
-            inner,
-            retry_after: None,
-        }
+        Self { inner }
     }
 }
 
@@ -73,17 +61,7 @@ pub fn problem(status: StatusCode, code: &str, detail: &str, extras: Value) -> R
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Some(secs) = self.retry_after {
-            let mut r = problem(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                "rate limit reached for this tenant; retry later",
-                json!({ "retry_after": secs }),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return r;
-        }
+        let mut retry_after = None;
         let (status, code, detail, extras) = match self.inner {
             Error::Unauthenticated(why) => (
                 StatusCode::UNAUTHORIZED,
@@ -111,15 +89,13 @@ impl IntoResponse for ApiError {
                 json!({}),
             ),
             Error::TenantMigrating => {
-                let mut r = problem(
+                retry_after = Some(5);
+                (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "TENANT_MIGRATING",
-                    "the tenant is being moved; retry shortly",
+                    "the tenant is being moved; retry shortly".to_owned(),
                     json!({}),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(5));
-                return r;
+                )
             }
             Error::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -136,8 +112,8 @@ impl IntoResponse for ApiError {
             Error::Conflict { field, message } => (
                 StatusCode::CONFLICT,
                 "CONFLICT",
-                message,
-                json!({ "errors": [{ "field": field, "message": "already taken" }] }),
+                message.clone(),
+                json!({ "errors": [{ "field": field, "message": message }] }),
             ),
             Error::PreconditionFailed => (
                 StatusCode::PRECONDITION_FAILED,
@@ -162,28 +138,40 @@ impl IntoResponse for ApiError {
                 format!("the {plan} plan does not include {feature}"),
                 json!({ "feature": feature, "plan": plan }),
             ),
+            Error::RateLimited { retry_after: secs } => {
+                retry_after = Some(secs);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    "rate limit reached; retry later".to_owned(),
+                    json!({ "retry_after": secs }),
+                )
+            }
             Error::Unavailable => {
-                let mut r = problem(
+                retry_after = Some(2);
+                (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "UNAVAILABLE",
-                    "a database this request needs is unavailable; retry shortly",
+                    "a database this request needs is unavailable; retry shortly".to_owned(),
                     json!({}),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(2));
-                return r;
+                )
             }
             Error::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
-                return problem(
+                (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "INTERNAL",
-                    "internal error",
+                    "internal error".to_owned(),
                     json!({}),
-                );
+                )
             }
         };
-        problem(status, code, &detail, extras)
+        let mut r = problem(status, code, &detail, extras);
+        if let Some(secs) = retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
     }
 }
 

@@ -14,8 +14,9 @@ use governor::{Quota, RateLimiter};
 use tenantd_core::ids::TenantId;
 
 type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
-/// The buckets by (tenant, action), each with the allowance it was made for.
-type Buckets = HashMap<(TenantId, &'static str), (u32, Arc<Bucket>)>;
+/// The buckets by key (`<tenant>:<action>`, or an address or account for sign-in
+/// throttling), each with the allowance it was made for.
+type Buckets = HashMap<String, (u32, Arc<Bucket>)>;
 
 /// What a check reports, for the `RateLimit-*` headers.
 #[derive(Debug, Clone, Copy)]
@@ -31,15 +32,37 @@ pub struct RateInfo {
 }
 
 /// The in-process limiter.
-#[derive(Default)]
 pub struct Limiter {
     buckets: Mutex<Buckets>,
     clock: DefaultClock,
+    /// Past this many keys the map is cleared (a spray of distinct keys cannot grow memory
+    /// without bound; the cost is a fresh allowance for everyone at that moment).
+    max_keys: usize,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Self::with_max_keys(usize::MAX)
+    }
 }
 
 impl Limiter {
+    /// A limiter that keeps at most `max_keys` buckets.
+    pub fn with_max_keys(max_keys: usize) -> Self {
+        Self {
+            buckets: Mutex::default(),
+            clock: DefaultClock::default(),
+            max_keys,
+        }
+    }
+
     /// Takes one request from the tenant's bucket for `action`, allowing `per_minute`.
     pub fn check(&self, tenant: TenantId, action: &'static str, per_minute: u32) -> RateInfo {
+        self.check_key(&format!("{tenant}:{action}"), per_minute)
+    }
+
+    /// Takes one request from the bucket of `key`, allowing `per_minute`.
+    pub fn check_key(&self, key: &str, per_minute: u32) -> RateInfo {
         let Some(n) = NonZeroU32::new(per_minute) else {
             return RateInfo {
                 limit: 0,
@@ -50,8 +73,11 @@ impl Limiter {
         };
         let bucket = {
             let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= self.max_keys && !map.contains_key(key) {
+                map.clear();
+            }
             let entry = map
-                .entry((tenant, action))
+                .entry(key.to_owned())
                 .or_insert_with(|| (per_minute, new_bucket(n)));
             if entry.0 != per_minute {
                 *entry = (per_minute, new_bucket(n));

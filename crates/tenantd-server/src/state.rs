@@ -39,6 +39,8 @@ pub struct Inner {
     pub passwords: PasswordHashing,
     /// Rate limits.
     pub limiter: Limiter,
+    /// Sign-in throttling by client address and by account.
+    pub sign_in: Limiter,
     /// The `free` plan, for a tenant whose plan left the plans file.
     pub fallback_plan: Plan,
     /// The platform tenant.
@@ -104,12 +106,18 @@ impl AppState {
         }
         let catalog: Arc<dyn CatalogStore> = match &config.catalog {
             DbLocation::Sqlite(path) => Arc::new(tenantd_store::sqlite::open_catalog(path).await?),
+            DbLocation::Postgres(loc) => {
+                Arc::new(tenantd_store::postgres::open_catalog(loc).await?)
+            }
         };
         let mut cells: HashMap<String, Arc<dyn CellStore>> = HashMap::new();
         for c in &config.cells {
             let cell: Arc<dyn CellStore> = match &c.location {
                 DbLocation::Sqlite(path) => {
                     Arc::new(tenantd_store::sqlite::open_cell(&c.name, path).await?)
+                }
+                DbLocation::Postgres(loc) => {
+                    Arc::new(tenantd_store::postgres::open_cell(&c.name, loc).await?)
                 }
             };
             cells.insert(c.name.clone(), cell);
@@ -125,6 +133,7 @@ impl AppState {
             keys,
             passwords,
             limiter: Limiter::default(),
+            sign_in: Limiter::with_max_keys(100_000),
             fallback_plan: plans
                 .get("free")
                 .cloned()

@@ -11,6 +11,8 @@
 /// The store, written once, expanded per backend.
 #[macro_use]
 mod shared;
+/// PostgreSQL: catalog and cells, row-level security on tenant tables.
+pub mod postgres;
 /// The embedded SQLite backend.
 pub mod sqlite;
 
@@ -36,7 +38,7 @@ pub fn classify(e: sqlx::Error) -> Error {
             };
             Error::conflict(field, format!("this {field} is already taken"))
         }
-        sqlx::Error::Database(db) if is_busy(db.code().as_deref()) => Error::Unavailable,
+        sqlx::Error::Database(db) if is_retryable(db.as_ref()) => Error::Unavailable,
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             Error::Unavailable
         }
@@ -45,11 +47,19 @@ pub fn classify(e: sqlx::Error) -> Error {
     }
 }
 
-/// SQLite's BUSY and LOCKED (primary and extended codes): the database is held by another
-/// process for longer than the busy timeout.
-fn is_busy(code: Option<&str>) -> bool {
-    code.and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+/// Errors a client should retry, answered 503: SQLite's BUSY and LOCKED (the file is held by
+/// another process past the busy timeout); PostgreSQL's connection failures (class 08),
+/// serialization failures and deadlocks, shutdowns and too many connections.
+fn is_retryable(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        return code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    code.starts_with("08")
+        || matches!(
+            code.as_ref(),
+            "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300"
+        )
 }
 
 /// One embedded migration.

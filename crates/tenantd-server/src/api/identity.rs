@@ -85,7 +85,7 @@ async fn remove_member(
     ctx: Ctx,
     Path(user_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.require(&state, Permission::MembersRead).await?;
+    // Anyone may leave; removing someone else needs members:write (checked by the service).
     let user = path_id(&user_id, UserId::parse)?;
     svc::remove_member(&state, &ctx, user).await?;
     Ok(StatusCode::NO_CONTENT)

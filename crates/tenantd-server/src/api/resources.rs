@@ -1,7 +1,8 @@
 //! `/v1/{kind}` and `/v1/{kind}/{id}` for the seven resource kinds.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, RawPathParams, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -17,7 +18,7 @@ use utoipa_axum::routes;
 use crate::api::cursor;
 use crate::api::dto::{Page, ResourceResponse};
 use crate::context::Ctx;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiQuery};
 use crate::services::resources::{self as svc, SharingInput};
 use crate::state::AppState;
@@ -28,13 +29,43 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get, update, delete))
 }
 
-/// A kind in a path; an unknown one is a route that does not exist.
-fn kind(s: &str) -> Result<ResourceKind, Error> {
-    ResourceKind::parse(s, "kind").map_err(|_| Error::NotFound)
+/// The kind (and id) a path names. An unknown kind is a route that does not exist and a
+/// malformed id an item that does not exist: both 404, answered before authentication like
+/// any other unknown route.
+struct Target {
+    kind: ResourceKind,
+    id: Option<ResourceId>,
 }
 
-fn id(s: &str) -> Result<ResourceId, Error> {
-    ResourceId::parse(s, "id").map_err(|_| Error::NotFound)
+impl Target {
+    fn id(&self) -> Result<ResourceId, Error> {
+        self.id.ok_or(Error::NotFound)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Error::NotFound)?;
+        let mut kind = None;
+        let mut id = None;
+        for (name, value) in &params {
+            match name {
+                "kind" => {
+                    kind = Some(ResourceKind::parse(value, "kind").map_err(|_| Error::NotFound)?)
+                }
+                "id" => id = Some(ResourceId::parse(value, "id").map_err(|_| Error::NotFound)?),
+                _ => {}
+            }
+        }
+        Ok(Target {
+            kind: kind.ok_or(Error::NotFound)?,
+            id,
+        })
+    }
 }
 
 fn with_etag(status: StatusCode, r: Resource) -> Response {
@@ -70,11 +101,11 @@ pub struct CreateResourceRequest {
     security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
+    t: Target,
     ctx: Ctx,
-    Path(k): Path<String>,
     ApiJson(req): ApiJson<CreateResourceRequest>,
 ) -> ApiResult<Response> {
-    let kind = kind(&k)?;
+    let kind = t.kind;
     let g = ctx.require(&state, Permission::ResourcesWrite).await?;
     let input = svc::CreateInput {
         name: req.name,
@@ -106,11 +137,11 @@ pub struct ListParams {
     responses((status = 200, body = Page<ResourceResponse>)), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
+    t: Target,
     ctx: Ctx,
-    Path(k): Path<String>,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<ResourceResponse>>> {
-    let kind = kind(&k)?;
+    let kind = t.kind;
     let g = ctx.require(&state, Permission::ResourcesRead).await?;
     let limit = cursor::limit(q.limit)?;
     let shared = match q.shared.as_deref() {
@@ -141,12 +172,8 @@ async fn list(
 /// One item (owned or shared with the tenant); another tenant's id is a 404.
 #[utoipa::path(get, path = "/v1/{kind}/{id}", tag = "resources", params(("kind" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = ResourceResponse, headers(("ETag" = String))), (status = 404)), security(("bearer" = [])))]
-async fn get(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path((k, i)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let (kind, id) = (kind(&k)?, id(&i)?);
+async fn get(State(state): State<AppState>, t: Target, ctx: Ctx) -> ApiResult<Response> {
+    let (kind, id) = (t.kind, t.id()?);
     let g = ctx.require(&state, Permission::ResourcesRead).await?;
     Ok(with_etag(
         StatusCode::OK,
@@ -169,12 +196,12 @@ pub struct PatchResourceRequest {
     responses((status = 200, body = ResourceResponse), (status = 403), (status = 404), (status = 412)), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
+    t: Target,
     ctx: Ctx,
-    Path((k, i)): Path<(String, String)>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<PatchResourceRequest>,
 ) -> ApiResult<Response> {
-    let (kind, id) = (kind(&k)?, id(&i)?);
+    let (kind, id) = (t.kind, t.id()?);
     let g = ctx.require(&state, Permission::ResourcesWrite).await?;
     let if_match = headers
         .get(header::IF_MATCH)
@@ -197,12 +224,8 @@ async fn update(
 /// Deletes an item the tenant owns.
 #[utoipa::path(delete, path = "/v1/{kind}/{id}", tag = "resources", params(("kind" = String, Path), ("id" = String, Path)),
     responses((status = 204), (status = 403), (status = 404)), security(("bearer" = [])))]
-async fn delete(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path((k, i)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    let (kind, id) = (kind(&k)?, id(&i)?);
+async fn delete(State(state): State<AppState>, t: Target, ctx: Ctx) -> ApiResult<StatusCode> {
+    let (kind, id) = (t.kind, t.id()?);
     let g = ctx.require(&state, Permission::ResourcesWrite).await?;
     svc::delete(&state, &ctx, g, kind, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -32,6 +32,9 @@ pub struct Claims {
     pub iat: i64,
     /// Token id.
     pub jti: String,
+    /// The refresh generation it was minted at (0 at login, +1 per refresh).
+    #[serde(default)]
+    pub r#gen: i64,
 }
 
 /// PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): a fixed 16-byte prefix, then the seed.
@@ -171,7 +174,14 @@ impl KeyRing {
     }
 
     /// Signs an access token.
-    pub fn issue(&self, sub: &str, tid: &str, role: &str, sid: &str) -> Result<String, Error> {
+    pub fn issue(
+        &self,
+        sub: &str,
+        tid: &str,
+        role: &str,
+        sid: &str,
+        generation: i64,
+    ) -> Result<String, Error> {
         let inner = self
             .inner
             .read()
@@ -191,6 +201,7 @@ impl KeyRing {
             exp: now + self.ttl,
             iat: now,
             jti: uuid::Uuid::now_v7().to_string(),
+            r#gen: generation,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.clone());

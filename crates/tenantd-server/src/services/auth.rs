@@ -29,6 +29,29 @@ pub struct Tokens {
     pub expires_in: i64,
 }
 
+/// Throttles sign-in attempts by client address and, where one is named, by account, so
+/// passwords cannot be guessed at speed (`429 RATE_LIMITED` with `Retry-After`).
+pub(crate) fn throttle(state: &AppState, meta: &RequestMeta, account: Option<&str>) -> Result<()> {
+    let limited = |key: String, per_minute: u32| match state
+        .sign_in
+        .check_key(&key, per_minute)
+        .retry_after
+    {
+        Some(retry_after) => Err(Error::RateLimited { retry_after }),
+        None => Ok(()),
+    };
+    if let Some(ip) = &meta.ip {
+        limited(format!("ip:{ip}"), state.config.auth_rate_per_ip)?;
+    }
+    if let Some(a) = account {
+        limited(
+            format!("account:{}", a.trim().to_lowercase()),
+            state.config.auth_rate_per_account,
+        )?;
+    }
+    Ok(())
+}
+
 /// A new session: its row and the tokens that go with it.
 pub(crate) struct Issued {
     pub session: NewSession,
@@ -49,6 +72,7 @@ pub(crate) fn issue(
         &tenant.to_string(),
         role.as_str(),
         &sid.to_string(),
+        0,
     )?;
     Ok(Issued {
         session: NewSession {
@@ -95,6 +119,7 @@ pub async fn signup(
     if !state.config.signup {
         return Err(Error::Forbidden("self-serve signup is switched off".into()));
     }
+    throttle(state, meta, None)?;
     let mut v = tenantd_core::error::Validator::default();
     let email = v.check(Email::parse(&input.email, "email"));
     let password = v.check(Password::parse(&input.password, "password"));
@@ -228,6 +253,7 @@ pub async fn login(
     tenant: Option<&str>,
 ) -> Result<(Tenant, Tokens)> {
     let invalid = Error::Unauthenticated("invalid email, password or tenant");
+    throttle(state, meta, Some(email))?;
     let user = match Email::parse(email, "email") {
         Ok(e) => state.catalog.find_user_by_email(e.as_str()).await?,
         Err(_) => None,
@@ -328,8 +354,17 @@ pub(crate) async fn append_now(
 /// Refresh-token rotation with reuse detection.
 pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Result<Tokens> {
     let invalid = Error::Unauthenticated("invalid, expired or revoked refresh token");
+    throttle(state, meta, None)?;
     if token.is_empty() || token.len() > 512 {
         return Err(invalid);
+    }
+    // A tenant that is not serving refuses the refresh without spending the token, so it
+    // works again after a reactivation.
+    let hash = hash_secret(token);
+    if let Some(s) = state.catalog.find_refresh_session(&hash).await?
+        && let Some(t) = state.catalog.find_tenant(s.tenant_id).await?
+    {
+        t.ensure_serving()?;
     }
     let next = refresh_token()?;
     let next_row = NewRefreshToken {
@@ -356,7 +391,10 @@ pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Resul
             append_now(state, s.tenant_id, ev).await;
             Err(invalid)
         }
-        RefreshOutcome::Rotated(s) => {
+        RefreshOutcome::Rotated {
+            session: s,
+            generation,
+        } => {
             let m = state
                 .catalog
                 .find_membership(s.tenant_id, s.user_id)
@@ -372,6 +410,7 @@ pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Resul
                 &s.tenant_id.to_string(),
                 m.role.as_str(),
                 &s.id.to_string(),
+                generation,
             )?;
             Ok(Tokens {
                 access_token: access,

@@ -110,7 +110,7 @@ pub async fn invite(
         role,
         token_hash: hash_secret(&token),
         expires_at: time::now() + Duration::seconds(state.config.invitation_ttl_secs),
-        created_by: ctx.caller.actor.user_id(),
+        created_by: ctx.caller.actor.accountable_user(),
     };
     let ev = ctx.event(
         "invitations.create",
@@ -163,28 +163,42 @@ pub async fn accept_invitation(
     if token.is_empty() || token.len() > 512 {
         return Err(Error::NotFound);
     }
+    crate::services::auth::throttle(state, meta, None)?;
     let inv = state
         .catalog
         .find_pending_invitation(&hash_secret(token))
         .await?
         .ok_or(Error::NotFound)?;
+    // Password attempts through an invitation count against the invited account, like logins.
+    crate::services::auth::throttle(state, meta, Some(&inv.email))?;
     let tenant = state
         .catalog
         .find_tenant(inv.tenant_id)
         .await?
         .ok_or(Error::NotFound)?;
     tenant.ensure_serving()?;
+    // The password is checked for form first, the same way whether or not the invited email
+    // has an account, so the answer does not tell which it is.
+    let password = Password::parse(password.unwrap_or(""), "password")?;
     let existing = state.catalog.find_user_by_email(&inv.email).await?;
     let (joiner, user_id) = match existing {
         Some(u) => {
-            let pw = password.ok_or_else(|| {
-                Error::invalid("password", "this email has an account: give its password")
-            })?;
             if !state
                 .passwords
-                .verify(pw, u.password_hash.as_deref())
+                .verify(password.expose(), u.password_hash.as_deref())
                 .await?
             {
+                let ev = event(
+                    meta,
+                    "anonymous".into(),
+                    tenant.id,
+                    "invitations.accept",
+                    "invitations",
+                    Some(inv.id.to_string()),
+                    "failure",
+                    json!({"reason": "wrong password for the invited account"}),
+                );
+                crate::services::auth::append_now(state, tenant.id, ev).await;
                 return Err(Error::Unauthenticated(
                     "wrong password for the invited account",
                 ));
@@ -193,7 +207,7 @@ pub async fn accept_invitation(
         }
         None => {
             let mut v = tenantd_core::error::Validator::default();
-            let pw = v.check(Password::parse(password.unwrap_or(""), "password"));
+            let pw = Some(password);
             let name = v.check(DisplayName::parse(name.unwrap_or(&inv.email), "name"));
             let email = v.check(Email::parse(&inv.email, "email"));
             v.finish()?;
@@ -286,7 +300,7 @@ pub async fn create_api_key(
         role,
         prefix,
         key_hash: hash_secret(&key),
-        created_by: ctx.caller.actor.user_id(),
+        created_by: ctx.caller.actor.accountable_user(),
         expires_at: expires,
     };
     let ev = ctx.event(

@@ -208,6 +208,9 @@ pub async fn update(
     input: PatchInput,
 ) -> Result<Tenant> {
     let t = visible(state, caller, id).await?;
+    if t.status == TenantStatus::Deleted {
+        return Err(Error::TenantDeleted);
+    }
     if !role_over(caller, &t).has(Permission::TenantWrite) {
         return Err(Error::Forbidden(format!(
             "the {} role lacks tenant:write",
@@ -426,6 +429,9 @@ pub async fn set_plan(
 ) -> Result<Tenant> {
     require_platform_admin(caller)?;
     let t = visible(state, caller, id).await?;
+    if t.status == TenantStatus::Deleted {
+        return Err(Error::TenantDeleted);
+    }
     let new = state.plans.parse(plan, "plan")?;
     if !force {
         let u = usage_of(state, &t).await?;

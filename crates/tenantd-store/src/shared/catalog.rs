@@ -1,8 +1,6 @@
 //! The catalog store, written once for every backend.
 
 /// Expands to the shared implementation for one backend.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! catalog_impl {
     ($Store:ident, $Row:ty, $Conn:ty) => {
         use async_trait::async_trait;
@@ -19,7 +17,7 @@ macro_rules! catalog_impl {
 
         use super::Db;
         use super::rows::{self, fmt, release_slot, take_slot};
-        use crate::classify;
+        use $crate::classify;
 
         /// The catalog.
         #[derive(Clone, Debug)]
@@ -121,23 +119,35 @@ macro_rules! catalog_impl {
                 .execute(&mut *conn)
                 .await
                 .map_err(classify)?;
-            insert_refresh(conn, s.id, &s.refresh).await
+            insert_refresh(conn, s.id, &s.refresh, 0).await
         }
 
         async fn insert_refresh(
             conn: &mut $Conn,
             session: SessionId,
             r: &NewRefreshToken,
+            generation: i64,
         ) -> Result<()> {
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at, generation) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&r.token_hash)
                 .bind(session.to_string())
                 .bind(fmt(time::now()))
                 .bind(fmt(r.expires_at))
+                .bind(generation)
                 .execute(&mut *conn)
                 .await
                 .map_err(classify)?;
             Ok(())
+        }
+
+        fn session_of(r: &$Row, id_col: &str) -> Result<Session> {
+            Ok(Session {
+                id: SessionId(rows::uuid(r, id_col)?),
+                user_id: UserId(rows::uuid(r, "user_id")?),
+                tenant_id: TenantId(rows::uuid(r, "tenant_id")?),
+                revoked_at: rows::opt_ts(r, "revoked_at")?,
+                revoked_after_gen: r.try_get::<Option<i64>, _>("revoked_after_gen").map_err(classify)?,
+            })
         }
 
         async fn tenant_in(conn: &mut $Conn, id: TenantId) -> Result<Tenant> {
@@ -758,8 +768,15 @@ macro_rules! catalog_impl {
             ) -> Result<RefreshOutcome> {
                 let mut tx = self.db.begin().await?;
                 let now = time::now();
+                // Lock the token's row first (PostgreSQL), so two presentations of one token
+                // queue here and the second sees it spent.
+                sqlx::query("UPDATE refresh_tokens SET spent_at = spent_at WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
                 let row = sqlx::query(
-                    "SELECT r.session_id, r.expires_at, r.spent_at, s.user_id, s.tenant_id, s.revoked_at, s.refresh_revoked_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
+                    "SELECT r.session_id, r.expires_at, r.spent_at, r.generation, s.user_id, s.tenant_id, s.revoked_at, s.refresh_revoked_at, s.revoked_after_gen FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&mut *tx)
@@ -768,12 +785,8 @@ macro_rules! catalog_impl {
                 let Some(row) = row else {
                     return Ok(RefreshOutcome::Invalid);
                 };
-                let session = Session {
-                    id: SessionId(rows::uuid(&row, "session_id")?),
-                    user_id: UserId(rows::uuid(&row, "user_id")?),
-                    tenant_id: TenantId(rows::uuid(&row, "tenant_id")?),
-                    revoked_at: rows::opt_ts(&row, "revoked_at")?,
-                };
+                let session = session_of(&row, "session_id")?;
+                let generation = rows::int(&row, "generation")?;
                 if session.revoked_at.is_some()
                     || rows::opt(&row, "refresh_revoked_at")?.is_some()
                     || rows::ts(&row, "expires_at")? <= now
@@ -781,13 +794,17 @@ macro_rules! catalog_impl {
                     return Ok(RefreshOutcome::Invalid);
                 }
                 if rows::opt(&row, "spent_at")?.is_some() {
-                    // A spent token presented again: someone holds a copy. Revoke the family.
-                    sqlx::query("UPDATE sessions SET refresh_revoked_at = $1 WHERE id = $2")
-                        .bind(fmt(now))
-                        .bind(session.id.to_string())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(classify)?;
+                    // A spent token presented again: someone holds a copy. The family can no
+                    // longer refresh, and access tokens minted from this token on stop working.
+                    sqlx::query(
+                        "UPDATE sessions SET refresh_revoked_at = $1, revoked_after_gen = CASE WHEN revoked_after_gen IS NULL OR revoked_after_gen > $2 THEN $2 ELSE revoked_after_gen END WHERE id = $3",
+                    )
+                    .bind(fmt(now))
+                    .bind(generation)
+                    .bind(session.id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
                     tx.commit().await.map_err(classify)?;
                     return Ok(RefreshOutcome::Reused(session));
                 }
@@ -803,27 +820,31 @@ macro_rules! catalog_impl {
                 if n != 1 {
                     return Ok(RefreshOutcome::Invalid);
                 }
-                insert_refresh(&mut tx, session.id, &next).await?;
+                insert_refresh(&mut tx, session.id, &next, generation + 1).await?;
                 tx.commit().await.map_err(classify)?;
-                Ok(RefreshOutcome::Rotated(session))
+                Ok(RefreshOutcome::Rotated { session, generation: generation + 1 })
             }
 
             async fn find_session(&self, id: SessionId) -> Result<Option<Session>> {
-                let row =
-                    sqlx::query("SELECT id, user_id, tenant_id, revoked_at FROM sessions WHERE id = $1")
-                        .bind(id.to_string())
-                        .fetch_optional(&self.db.read)
-                        .await
-                        .map_err(classify)?;
-                row.map(|r| {
-                    Ok(Session {
-                        id: SessionId(rows::uuid(&r, "id")?),
-                        user_id: UserId(rows::uuid(&r, "user_id")?),
-                        tenant_id: TenantId(rows::uuid(&r, "tenant_id")?),
-                        revoked_at: rows::opt_ts(&r, "revoked_at")?,
-                    })
-                })
-                .transpose()
+                let row = sqlx::query(
+                    "SELECT id, user_id, tenant_id, revoked_at, revoked_after_gen FROM sessions WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&self.db.read)
+                .await
+                .map_err(classify)?;
+                row.as_ref().map(|r| session_of(r, "id")).transpose()
+            }
+
+            async fn find_refresh_session(&self, token_hash: &str) -> Result<Option<Session>> {
+                let row = sqlx::query(
+                    "SELECT s.id, s.user_id, s.tenant_id, s.revoked_at, s.revoked_after_gen FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.db.read)
+                .await
+                .map_err(classify)?;
+                row.as_ref().map(|r| session_of(r, "id")).transpose()
             }
 
             async fn revoke_session(&self, id: SessionId, outbox: Vec<AuditDraft>) -> Result<()> {

@@ -1,8 +1,6 @@
 //! The cell store, written once for every backend.
 
 /// Expands to the shared implementation for one backend.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! cell_impl {
     ($Store:ident, $Row:ty, $Conn:ty) => {
         use std::collections::BTreeMap;
@@ -17,7 +15,7 @@ macro_rules! cell_impl {
 
         use super::Db;
         use super::rows::{self, fmt, release_slot, take_slot};
-        use crate::classify;
+        use $crate::classify;
 
         /// A cell.
         #[derive(Clone, Debug)]
@@ -100,18 +98,21 @@ macro_rules! cell_impl {
 
         async fn replace_shares(
             conn: &mut $Conn,
+            owner: TenantId,
             id: ResourceId,
             sharing: &Sharing,
         ) -> Result<()> {
-            sqlx::query("DELETE FROM resource_shares WHERE resource_id = $1")
+            sqlx::query("DELETE FROM resource_shares WHERE resource_id = $1 AND owner_tenant_id = $2")
                 .bind(id.to_string())
+                .bind(owner.to_string())
                 .execute(&mut *conn)
                 .await
                 .map_err(classify)?;
             if sharing.mode == SharingMode::Selective {
                 for t in &sharing.tenants {
-                    sqlx::query("INSERT INTO resource_shares (resource_id, tenant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    sqlx::query("INSERT INTO resource_shares (resource_id, owner_tenant_id, tenant_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                         .bind(id.to_string())
+                        .bind(owner.to_string())
                         .bind(t.to_string())
                         .execute(&mut *conn)
                         .await
@@ -221,7 +222,7 @@ macro_rules! cell_impl {
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
-                replace_shares(&mut tx, new.id, &new.sharing).await?;
+                replace_shares(&mut tx, tenant, new.id, &new.sharing).await?;
                 append(&mut tx, tenant, vec![audit]).await?;
                 let sql = "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.id = $1 AND r.tenant_id = $2";
                 let row = sqlx::query(sql)
@@ -347,7 +348,7 @@ macro_rules! cell_impl {
                 .await
                 .map_err(classify)?;
                 if let Some(sharing) = &patch.sharing {
-                    replace_shares(&mut tx, id, sharing).await?;
+                    replace_shares(&mut tx, tenant, id, sharing).await?;
                 }
                 append(&mut tx, tenant, vec![audit]).await?;
                 let row = sqlx::query(sql)

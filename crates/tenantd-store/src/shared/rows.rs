@@ -1,8 +1,6 @@
 //! Row decoding and the counter statements, written once for every backend.
 
 /// Expands to the shared implementation for one backend.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! rows_impl {
     ($Row:ty, $Conn:ty) => {
         // Row decoding and the statements that catalog and cell share (quota counters).
@@ -19,7 +17,7 @@ macro_rules! rows_impl {
         use tenantd_core::{Error, Result, time};
         use uuid::Uuid;
 
-        use crate::classify;
+        use $crate::classify;
 
         pub(crate) fn bad(what: &str) -> Error {
             Error::Internal(format!("undecodable stored {what}"))

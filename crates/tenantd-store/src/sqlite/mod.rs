@@ -5,17 +5,17 @@
 //! lets them run beside the writer).
 
 mod rows {
-    crate::rows_impl!(sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
+    rows_impl!(sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
 }
 mod catalog {
-    crate::catalog_impl!(
+    catalog_impl!(
         SqliteCatalog,
         sqlx::sqlite::SqliteRow,
         sqlx::SqliteConnection
     );
 }
 mod cell {
-    crate::cell_impl!(SqliteCell, sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
+    cell_impl!(SqliteCell, sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
 }
 
 use std::path::Path;

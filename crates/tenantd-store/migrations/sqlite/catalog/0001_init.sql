@@ -84,7 +84,10 @@ CREATE TABLE sessions (
     revoked_at TEXT,
     -- A spent refresh token was presented again: the family can no longer refresh; its
     -- short-lived access tokens run out on their own.
-    refresh_revoked_at TEXT
+    refresh_revoked_at TEXT,
+    -- After a reuse: access tokens of later generations (minted from the stolen token
+    -- onwards) stop working; earlier ones belong to whoever held the family before.
+    revoked_after_gen  INTEGER
 );
 CREATE INDEX sessions_by_member ON sessions (tenant_id, user_id);
 
@@ -93,7 +96,9 @@ CREATE TABLE refresh_tokens (
     session_id TEXT NOT NULL REFERENCES sessions (id),
     created_at TEXT NOT NULL,
     expires_at TEXT NOT NULL,
-    spent_at   TEXT
+    spent_at   TEXT,
+    -- 0 for the first token of a session, +1 per rotation; access tokens carry it as `gen`.
+    generation INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);
 

@@ -18,8 +18,10 @@ CREATE INDEX resources_global ON resources (kind, id) WHERE sharing_mode = 'glob
 
 -- Tenants a `selective` resource is shared with.
 CREATE TABLE resource_shares (
-    resource_id TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
-    tenant_id   TEXT NOT NULL,
+    resource_id     TEXT NOT NULL REFERENCES resources (id) ON DELETE CASCADE,
+    -- The resource's owner, so the share rows' own visibility rule needs no join.
+    owner_tenant_id TEXT NOT NULL,
+    tenant_id       TEXT NOT NULL,
     PRIMARY KEY (resource_id, tenant_id)
 );
 CREATE INDEX resource_shares_by_tenant ON resource_shares (tenant_id, resource_id);

@@ -1,0 +1,260 @@
+//! PostgreSQL: the production backend.
+//!
+//! Migrations run as the owner role (`migrate_url`); tenantd serves as another role, a
+//! member of `tenantd_app`, that must not be a superuser, have `BYPASSRLS`, or own the
+//! tables — [`check_serving_role`] refuses to start otherwise. Every cell transaction sets
+//! `app.tenant_id` with `set_config(…, true)` (transaction-local), which the row-level
+//! security policies of the cell tables read.
+
+mod rows {
+    rows_impl!(sqlx::postgres::PgRow, sqlx::PgConnection);
+}
+mod catalog {
+    catalog_impl!(PgCatalog, sqlx::postgres::PgRow, sqlx::PgConnection);
+}
+mod cell {
+    cell_impl!(PgCell, sqlx::postgres::PgRow, sqlx::PgConnection);
+}
+
+use std::time::Duration;
+
+pub use catalog::PgCatalog;
+pub use cell::PgCell;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Postgres, Row, Transaction};
+use tenantd_core::tenant::TenantScope;
+use tenantd_core::{Error, Result};
+
+use crate::{Migration, classify};
+
+const CATALOG_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/postgres/catalog/0001_init.sql"),
+}];
+
+const CELL_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/postgres/cell/0001_init.sql"),
+}];
+
+/// Where a PostgreSQL database is, and who may do what there.
+#[derive(Clone)]
+pub struct PgLocation {
+    /// The serving role's URL.
+    pub url: String,
+    /// The owner role's URL, for migrations (`None`: migrations are not run by tenantd).
+    pub migrate_url: Option<String>,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for PgLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLocation")
+            .field("url", &redact(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A PostgreSQL database: one pool of the serving role (reads and writes share it).
+#[derive(Clone, Debug)]
+pub(crate) struct Db {
+    write: PgPool,
+    read: PgPool,
+}
+
+impl Db {
+    async fn open(loc: &PgLocation, migrations: &[Migration], what: &str) -> Result<Self> {
+        if let Some(m) = &loc.migrate_url {
+            migrate(m, migrations, &loc.url).await.map_err(|e| {
+                Error::Internal(format!("{what}: migrations as {}: {e}", redact(m)))
+            })?;
+        }
+        let opts: PgConnectOptions = loc
+            .url
+            .parse()
+            .map_err(|e| Error::Internal(format!("{what}: {}: {e}", redact(&loc.url))))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(loc.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts.log_statements(tracing::log::LevelFilter::Trace))
+            .await
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "{what}: cannot connect to {}: {e}",
+                    redact(&loc.url)
+                ))
+            })?;
+        check_serving_role(&pool)
+            .await
+            .map_err(|e| Error::Internal(format!("{what} ({}): {e}", redact(&loc.url))))?;
+        Ok(Self {
+            write: pool.clone(),
+            read: pool,
+        })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        self.write.begin().await.map_err(classify)
+    }
+
+    /// A transaction bound to the scope's tenant: the RLS policies see `app.tenant_id`.
+    async fn begin_scoped(&self, scope: &TenantScope) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(scope.tenant_id().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        Ok(tx)
+    }
+
+    async fn read_scoped(&self, scope: &TenantScope) -> Result<Transaction<'static, Postgres>> {
+        self.begin_scoped(scope).await
+    }
+}
+
+/// Applies migrations as the owner role, one migrator at a time (an advisory lock), and lets
+/// the serving role in through `tenantd_app`.
+async fn migrate(
+    url: &str,
+    migrations: &[Migration],
+    serving_url: &str,
+) -> std::result::Result<(), String> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7260124351)")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS _tenantd_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM _tenantd_migrations")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter_map(|r| r.try_get::<i64, _>(0).ok())
+        .collect();
+    for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
+        sqlx::raw_sql(m.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| format!("migration {} {}: {e}", m.version, m.name))?;
+        sqlx::query(
+            "INSERT INTO _tenantd_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(tenantd_core::time::format(tenantd_core::time::now()))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+    }
+    // The serving role joins tenantd_app. Its name comes from the operator's configuration,
+    // never from a request, and is checked to be a plain identifier before it is quoted.
+    let serving: PgConnectOptions = serving_url
+        .parse()
+        .map_err(|e: sqlx::Error| e.to_string())?;
+    let role = serving.get_username();
+    let owner: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    if role != owner {
+        if role.is_empty()
+            || role.len() > 63
+            || !role
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(format!(
+                "the serving role name {role:?} must be a plain lower-case identifier"
+            ));
+        }
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(role)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| e.to_string())?;
+        if exists {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "GRANT tenantd_app TO \"{role}\""
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| format!("cannot grant tenantd_app to {role}: {e}"))?;
+        }
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Refuses a serving role that could see past row-level security.
+pub async fn check_serving_role(pool: &PgPool) -> std::result::Result<(), String> {
+    let row = sqlx::query(
+        "SELECT r.rolname::text AS name, r.rolsuper AS sup, r.rolbypassrls AS bypass, (SELECT COUNT(*) FROM pg_tables t WHERE t.schemaname = current_schema() AND t.tableowner = current_user AND t.tablename NOT LIKE '\\_%') AS owned FROM pg_roles r WHERE r.rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| format!("cannot inspect the serving role: {e}"))?;
+    let name: String = row.try_get("name").unwrap_or_default();
+    let sup: bool = row.try_get("sup").unwrap_or(true);
+    let bypass: bool = row.try_get("bypass").unwrap_or(true);
+    let owned: i64 = row.try_get("owned").unwrap_or(1);
+    if sup {
+        return Err(format!(
+            "refusing to serve as {name}: it is a superuser, which row-level security does not bind; serve as a plain role and give the owner role in migrate_url"
+        ));
+    }
+    if bypass {
+        return Err(format!(
+            "refusing to serve as {name}: it has BYPASSRLS; serve as a role without it"
+        ));
+    }
+    if owned > 0 {
+        return Err(format!(
+            "refusing to serve as {name}: it owns {owned} of the tables; serve as another role (tenantd_app member) and migrate as the owner"
+        ));
+    }
+    Ok(())
+}
+
+/// Opens a catalog: migrates as the owner (when `migrate_url` is given), then connects as
+/// the serving role and checks it.
+pub async fn open_catalog(loc: &PgLocation) -> Result<PgCatalog> {
+    Ok(PgCatalog::new(
+        Db::open(loc, CATALOG_MIGRATIONS, "catalog").await?,
+    ))
+}
+
+/// Opens a cell the same way.
+pub async fn open_cell(name: &str, loc: &PgLocation) -> Result<PgCell> {
+    Ok(PgCell::new(
+        name,
+        Db::open(loc, CELL_MIGRATIONS, &format!("cell {name}")).await?,
+    ))
+}
