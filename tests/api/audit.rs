@@ -77,7 +77,7 @@ async fn an_edited_row_is_reported_at_its_seq() {
     let a = tenant_with_events(&app).await;
     raw(
         &app,
-        "UPDATE audit_events SET actor = 'user:nobody' WHERE tenant_id = ? AND seq = 3",
+        "UPDATE audit_events SET actor = 'user:nobody' WHERE tenant_id = $1 AND seq = 3",
         &a.tenant_id,
     )
     .await;
@@ -95,7 +95,7 @@ async fn a_deleted_row_is_reported_at_its_seq() {
     let a = tenant_with_events(&app).await;
     raw(
         &app,
-        "DELETE FROM audit_events WHERE tenant_id = ? AND seq = 4",
+        "DELETE FROM audit_events WHERE tenant_id = $1 AND seq = 4",
         &a.tenant_id,
     )
     .await;
@@ -112,7 +112,7 @@ async fn a_deleted_last_row_is_reported_too() {
     let app = TestApp::spawn().await;
     let a = tenant_with_events(&app).await;
     let n = verify(&app, &a.tenant_id).await["events"].as_i64().unwrap();
-    raw(&app, "DELETE FROM audit_events WHERE tenant_id = ? AND seq = (SELECT MAX(seq) FROM audit_events)", &a.tenant_id).await;
+    raw(&app, "DELETE FROM audit_events WHERE tenant_id = $1 AND seq = (SELECT MAX(seq) FROM audit_events)", &a.tenant_id).await;
     // Reading the audit appends a crossing event first, so the gap is where the last row was.
     assert_eq!(verify(&app, &a.tenant_id).await["first_bad_seq"], n);
 }
@@ -121,10 +121,10 @@ async fn a_deleted_last_row_is_reported_too() {
 async fn swapped_rows_are_reported_at_the_first_of_them() {
     let app = TestApp::spawn().await;
     let a = tenant_with_events(&app).await;
-    raw(&app, "UPDATE audit_events SET seq = CASE seq WHEN 2 THEN -5 WHEN 5 THEN 2 END WHERE tenant_id = ? AND seq IN (2, 5)", &a.tenant_id).await;
+    raw(&app, "UPDATE audit_events SET seq = CASE seq WHEN 2 THEN -5 WHEN 5 THEN 2 END WHERE tenant_id = $1 AND seq IN (2, 5)", &a.tenant_id).await;
     raw(
         &app,
-        "UPDATE audit_events SET seq = 5 WHERE tenant_id = ? AND seq = -5",
+        "UPDATE audit_events SET seq = 5 WHERE tenant_id = $1 AND seq = -5",
         &a.tenant_id,
     )
     .await;

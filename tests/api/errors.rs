@@ -73,12 +73,12 @@ async fn unknown_routes_and_methods_are_problems() {
 async fn a_broken_database_answers_500_without_internal_detail() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
-    app.raw_cell("DROP TABLE resource_shares", None).await;
-    app.raw_cell("DROP TABLE resources", None).await;
+    app.raw_cell("DROP TABLE audit_heads", None).await;
     let r = app.create(&a.token, "agents", "x").await;
     r.assert_problem(500, "INTERNAL");
     for leak in [
         "resources",
+        "audit_heads",
         "SQL",
         "sqlite",
         "no such table",

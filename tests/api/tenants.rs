@@ -218,8 +218,21 @@ async fn platform_admins_create_and_list_tenants_and_members_see_only_their_own(
         .await;
     assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
     assert!(all.body["next_cursor"].is_string());
-    let r = app.call("POST", "/v1/tenants", Some(&app.admin_token), Some(json!({"name": "Eu", "slug": "eu-co", "plan": "free", "owner_email": "e@eu.test", "region": "eu"}))).await;
+    // A region no cell serves is refused, never placed elsewhere; one a cell serves lands there.
+    let r = app.call("POST", "/v1/tenants", Some(&app.admin_token), Some(json!({"name": "Ap", "slug": "ap-co", "plan": "free", "owner_email": "e@ap.test", "region": "ap"}))).await;
     r.assert_problem(422, "VALIDATION_FAILED");
+    let r = app.call("POST", "/v1/tenants", Some(&app.admin_token), Some(json!({"name": "Eu", "slug": "eu-co", "plan": "free", "owner_email": "e@eu.test", "region": "eu"}))).await;
+    if app.pg.is_some() {
+        // The PostgreSQL suite runs a catalog and two cells: `local` (us) and `eu-1` (eu).
+        assert_eq!(
+            (r.status, r.body["cell"].as_str(), r.body["region"].as_str()),
+            (201, Some("eu-1"), Some("eu")),
+            "{}",
+            r.text
+        );
+    } else {
+        r.assert_problem(422, "VALIDATION_FAILED");
+    }
 }
 
 #[tokio::test]

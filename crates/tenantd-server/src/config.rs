@@ -289,17 +289,19 @@ impl Config {
             Some(v) => Ok(v),
             None => Ok(default),
         };
+        let pool = raw.db_max_connections.unwrap_or(16);
+        if pool == 0 {
+            return Err("db_max_connections: must be positive".into());
+        }
         let catalog = match raw.catalog.as_ref().and_then(|c| c.url.as_deref()) {
-            Some(url) => parse_url("catalog.url", url)?,
+            Some(url) => parse_url(
+                "catalog",
+                url,
+                raw.catalog.as_ref().and_then(|c| c.migrate_url.as_deref()),
+                pool,
+            )?,
             None => DbLocation::Sqlite(data_dir.join("catalog.db")),
         };
-        if raw.catalog.as_ref().is_some_and(|c| {
-            c.migrate_url
-                .as_deref()
-                .is_some_and(|u| !u.starts_with("sqlite://"))
-        }) {
-            return Err("catalog.migrate_url: only sqlite:// is supported by this build".into());
-        }
         let cells = match raw.cells {
             None => vec![CellConfig {
                 name: "local".into(),
@@ -329,12 +331,13 @@ impl Config {
                         }
                     };
                     let url = c.url.ok_or(format!("cells[{i}].url: missing"))?;
-                    let _ = c.migrate_url;
+                    let location =
+                        parse_url(&format!("cells[{i}]"), &url, c.migrate_url.as_deref(), pool)?;
                     out.push(CellConfig {
                         name,
                         region: c.region,
                         dedicated,
-                        location: parse_url(&format!("cells[{i}].url"), &url)?,
+                        location,
                     });
                 }
                 out
@@ -383,18 +386,36 @@ impl Config {
     }
 }
 
-fn parse_url(key: &str, url: &str) -> Result<DbLocation, String> {
+fn parse_url(
+    key: &str,
+    url: &str,
+    migrate_url: Option<&str>,
+    max_connections: u32,
+) -> Result<DbLocation, String> {
+    let is_pg = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
-            return Err(format!("{key}: sqlite:// needs a path"));
+            return Err(format!("{key}.url: sqlite:// needs a path"));
+        }
+        if migrate_url.is_some_and(|m| m != url) {
+            return Err(format!(
+                "{key}.migrate_url: a SQLite database is migrated through its url"
+            ));
         }
         Ok(DbLocation::Sqlite(PathBuf::from(path)))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(format!(
-            "{key}: PostgreSQL is not supported by this build yet; use sqlite://PATH"
-        ))
+    } else if is_pg(url) {
+        if migrate_url.is_some_and(|m| !is_pg(m)) {
+            return Err(format!("{key}.migrate_url: expected postgres://"));
+        }
+        Ok(DbLocation::Postgres(tenantd_store::postgres::PgLocation {
+            url: url.to_owned(),
+            migrate_url: migrate_url.map(str::to_owned),
+            max_connections,
+        }))
     } else {
-        Err(format!("{key}: expected sqlite://PATH"))
+        Err(format!(
+            "{key}.url: expected sqlite://PATH or postgres://USER@HOST/DB"
+        ))
     }
 }
 

@@ -172,45 +172,58 @@ async fn migrate(
         .map_err(|e| e.to_string())?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
     }
-    // The serving role joins tenantd_app. Its name comes from the operator's configuration,
-    // never from a request, and is checked to be a plain identifier before it is quoted.
+    tx.commit().await.map_err(|e| e.to_string())?;
+    let granted = grant_serving_role(&pool, serving_url).await;
+    pool.close().await;
+    granted
+}
+
+/// The serving role joins `tenantd_app`. Its name comes from the operator's configuration,
+/// never from a request, and is checked to be a plain identifier before it is quoted.
+async fn grant_serving_role(pool: &PgPool, serving_url: &str) -> std::result::Result<(), String> {
     let serving: PgConnectOptions = serving_url
         .parse()
         .map_err(|e: sqlx::Error| e.to_string())?;
     let role = serving.get_username();
     let owner: String = sqlx::query_scalar("SELECT current_user::text")
-        .fetch_one(&mut *tx)
+        .fetch_one(pool)
         .await
         .map_err(|e| e.to_string())?;
-    if role != owner {
-        if role.is_empty()
-            || role.len() > 63
-            || !role
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(format!(
-                "the serving role name {role:?} must be a plain lower-case identifier"
-            ));
-        }
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(role)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| e.to_string())?;
-        if exists {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "GRANT tenantd_app TO \"{role}\""
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| format!("cannot grant tenantd_app to {role}: {e}"))?;
-        }
+    if role == owner {
+        // Serving as the owner is refused at connect time, with a clear message.
+        return Ok(());
     }
-    tx.commit().await.map_err(|e| e.to_string())?;
-    pool.close().await;
-    Ok(())
+    if role.is_empty()
+        || role.len() > 63
+        || !role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(format!(
+            "the serving role name {role:?} must be a plain lower-case identifier"
+        ));
+    }
+    let (exists, member): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'tenantd_app' AND u.rolname = $1)",
+    )
+    .bind(role)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    if !exists || member {
+        return Ok(());
+    }
+    match sqlx::query(sqlx::AssertSqlSafe(format!(
+        "GRANT tenantd_app TO \"{role}\""
+    )))
+    .execute(pool)
+    .await
+    {
+        Ok(_) => Ok(()),
+        // Another migrator of the same cluster granted it at the same moment.
+        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => Ok(()),
+        Err(e) => Err(format!("cannot grant tenantd_app to {role}: {e}")),
+    }
 }
 
 /// Refuses a serving role that could see past row-level security.
