@@ -10,6 +10,21 @@ use tokio::sync::oneshot;
 
 pub const ADMIN_EMAIL: &str = "root@platform.test";
 
+/// The PostgreSQL server for the tests that need one whatever the backend: `TENANTD_TEST_PG`.
+/// Without it they say they were skipped; under `CI=true` that is a failure.
+pub fn require_postgres(test: &str) -> Option<String> {
+    match std::env::var("TENANTD_TEST_PG") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: TENANTD_TEST_PG is not set, and CI=true does not allow skipping")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED {test}: no PostgreSQL (set TENANTD_TEST_PG to a superuser URL)");
+            None
+        }
+    }
+}
+
 /// Which backend the suite runs on: `TENANTD_TEST_BACKEND=postgres` runs every test against
 /// PostgreSQL (catalog and two cells on the server `TENANTD_TEST_PG` names, as a superuser
 /// URL used only to create throwaway databases and roles); otherwise SQLite.
@@ -38,7 +53,7 @@ fn with_db(url: &str, user: &str, db: &str) -> String {
 }
 
 impl PgTest {
-    async fn create(admin: &str) -> Self {
+    pub async fn create(admin: &str) -> Self {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .connect(admin)

@@ -8,6 +8,7 @@ mod auth;
 mod durability;
 mod errors;
 mod isolation;
+mod postgres;
 mod quotas;
 mod ratelimit;
 mod resources;

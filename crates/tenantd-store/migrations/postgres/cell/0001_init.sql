@@ -78,11 +78,16 @@ ALTER TABLE audit_heads FORCE ROW LEVEL SECURITY;
 -- Resources: a tenant sees its own rows, global rows, and rows shared with it; it inserts,
 -- changes and deletes only its own (shared rows are read-only to the tenants they reach).
 CREATE POLICY resources_select ON resources FOR SELECT USING (
-    tenant_id = (SELECT current_setting('app.tenant_id', true))
-    OR sharing_mode = 'global'
-    OR (sharing_mode = 'selective' AND EXISTS (
-        SELECT 1 FROM resource_shares s
-        WHERE s.resource_id = resources.id AND s.tenant_id = (SELECT current_setting('app.tenant_id', true))))
+    -- No tenant bound (the setting was never made, or reverted to '' after a transaction):
+    -- nothing at all, not even global rows.
+    COALESCE((SELECT current_setting('app.tenant_id', true)), '') <> ''
+    AND (
+        tenant_id = (SELECT current_setting('app.tenant_id', true))
+        OR sharing_mode = 'global'
+        OR (sharing_mode = 'selective' AND EXISTS (
+            SELECT 1 FROM resource_shares s
+            WHERE s.resource_id = resources.id AND s.tenant_id = (SELECT current_setting('app.tenant_id', true))))
+    )
 );
 CREATE POLICY resources_insert ON resources FOR INSERT
     WITH CHECK (tenant_id = (SELECT current_setting('app.tenant_id', true)));

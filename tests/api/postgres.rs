@@ -1,0 +1,233 @@
+//! PostgreSQL's own guarantees: row-level security holds with the application's filter
+//! removed, and tenantd refuses to serve as a role that RLS would not bind.
+
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use tenantd_store::postgres::{PgLocation, open_cell};
+
+use crate::helpers::{PgTest, require_postgres};
+
+async fn pool(url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+/// Runs `sql` as the serving role inside a transaction bound to `tenant`.
+async fn as_tenant(pool: &PgPool, tenant: &str, sql: &str) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    let n = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(n)
+}
+
+async fn visible_names(pool: &PgPool, tenant: Option<&str>) -> Vec<String> {
+    let mut tx = pool.begin().await.unwrap();
+    if let Some(t) = tenant {
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(t)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    // No tenant filter at all: only the policies decide.
+    let rows = sqlx::query("SELECT name FROM resources ORDER BY name")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    rows.iter().map(|r| r.get::<String, _>("name")).collect()
+}
+
+const A: &str = "0190a000-0000-7000-8000-00000000000a";
+const B: &str = "0190a000-0000-7000-8000-00000000000b";
+const C: &str = "0190a000-0000-7000-8000-00000000000c";
+
+fn insert(tenant: &str, id: &str, name: &str, mode: &str) -> String {
+    format!(
+        "INSERT INTO resources (id, tenant_id, kind, name, spec, sharing_mode, version, created_at, updated_at, created_by) VALUES ('{id}', '{tenant}', 'agents', '{name}', '{{}}', '{mode}', 1, 'now', 'now', 'test')"
+    )
+}
+
+#[tokio::test]
+async fn row_level_security_alone_keeps_tenants_apart() {
+    let Some(admin) = require_postgres("row_level_security_alone_keeps_tenants_apart") else {
+        return;
+    };
+    let pg = PgTest::create(&admin).await;
+    let loc = PgLocation {
+        url: pg.app_url(1),
+        migrate_url: Some(pg.owner_url(1)),
+        max_connections: 2,
+    };
+    open_cell("c1", &loc)
+        .await
+        .expect("migrate and open the cell");
+    let app = pool(&pg.app_url(1)).await;
+
+    assert_eq!(
+        as_tenant(&app, A, &insert(A, "r-a1", "a-private", "private"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        as_tenant(&app, A, &insert(A, "r-a2", "a-global", "global"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        as_tenant(&app, A, &insert(A, "r-a3", "a-for-b", "selective"))
+            .await
+            .unwrap(),
+        1
+    );
+    as_tenant(&app, A, &format!("INSERT INTO resource_shares (resource_id, owner_tenant_id, tenant_id) VALUES ('r-a3', '{A}', '{B}')")).await.unwrap();
+    assert_eq!(
+        as_tenant(&app, B, &insert(B, "r-b1", "b-private", "private"))
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Reads: own rows, global rows, rows shared with you; nothing without a tenant.
+    assert_eq!(
+        visible_names(&app, Some(A)).await,
+        ["a-for-b", "a-global", "a-private"]
+    );
+    assert_eq!(
+        visible_names(&app, Some(B)).await,
+        ["a-for-b", "a-global", "b-private"]
+    );
+    assert_eq!(visible_names(&app, Some(C)).await, ["a-global"]);
+    assert!(visible_names(&app, None).await.is_empty());
+
+    // Writes across tenants: refused or matching nothing, with no WHERE tenant_id at all.
+    let err = as_tenant(&app, B, &insert(A, "r-x", "smuggled", "private"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    assert_eq!(
+        as_tenant(&app, B, "UPDATE resources SET name = name || '-stolen'")
+            .await
+            .unwrap(),
+        1,
+        "only B's own row"
+    );
+    assert_eq!(
+        as_tenant(&app, B, "DELETE FROM resources WHERE name LIKE 'a-%'")
+            .await
+            .unwrap(),
+        0
+    );
+    let moved = as_tenant(
+        &app,
+        B,
+        &format!("UPDATE resources SET tenant_id = '{A}' WHERE id = 'r-b1'"),
+    )
+    .await;
+    assert!(moved.is_err(), "a row cannot be handed to another tenant");
+    assert_eq!(
+        visible_names(&app, Some(A)).await,
+        ["a-for-b", "a-global", "a-private"]
+    );
+    // B cannot share A's item onward, nor see A's share list beyond its own entry.
+    assert!(as_tenant(&app, B, &format!("INSERT INTO resource_shares (resource_id, owner_tenant_id, tenant_id) VALUES ('r-a1', '{A}', '{C}')")).await.is_err());
+
+    // Counters and the audit chain are scoped the same way; audit rows are append-only.
+    as_tenant(
+        &app,
+        A,
+        &format!("INSERT INTO quota_counters (tenant_id, quota, used) VALUES ('{A}', 'agents', 3)"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        as_tenant(&app, B, "UPDATE quota_counters SET used = 0")
+            .await
+            .unwrap(),
+        0
+    );
+    as_tenant(&app, A, &format!("INSERT INTO audit_events (tenant_id, seq, id, actor, action, resource, outcome, at, details, prev_hash, hash) VALUES ('{A}', 1, 'e1', 'x', 'y', 'z', 'success', 'now', '{{}}', 'p', 'h')")).await.unwrap();
+    let tamper = as_tenant(&app, A, "UPDATE audit_events SET actor = 'evil'")
+        .await
+        .unwrap_err();
+    assert!(tamper.to_string().contains("permission denied"), "{tamper}");
+    assert!(
+        as_tenant(&app, A, "DELETE FROM audit_events")
+            .await
+            .is_err()
+    );
+    app.close().await;
+}
+
+#[tokio::test]
+async fn tenantd_refuses_to_serve_as_a_role_that_rls_does_not_bind() {
+    let Some(admin) = require_postgres("tenantd_refuses_to_serve_as_a_role_that_rls_does_not_bind")
+    else {
+        return;
+    };
+    let pg = PgTest::create(&admin).await;
+    let superuser = PgLocation {
+        url: pg.superuser_url(1),
+        migrate_url: Some(pg.owner_url(1)),
+        max_connections: 2,
+    };
+    let e = open_cell("c1", &superuser)
+        .await
+        .err()
+        .expect("a superuser is refused")
+        .to_string();
+    assert!(e.contains("superuser"), "{e}");
+    let owner = PgLocation {
+        url: pg.owner_url(1),
+        migrate_url: Some(pg.owner_url(1)),
+        max_connections: 2,
+    };
+    let e = open_cell("c1", &owner)
+        .await
+        .err()
+        .expect("the tables' owner is refused")
+        .to_string();
+    assert!(e.contains("owns"), "{e}");
+    let ok = PgLocation {
+        url: pg.app_url(1),
+        migrate_url: Some(pg.owner_url(1)),
+        max_connections: 2,
+    };
+    assert!(open_cell("c1", &ok).await.is_ok());
+
+    // The same through the binary: a clear one-line reason and a non-zero exit.
+    let dir = crate::helpers::temp_dir();
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[catalog]\nurl = \"{}\"\nmigrate_url = \"{}\"\n",
+            pg.superuser_url(0),
+            pg.owner_url(0)
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd"))
+        .args(["migrate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("superuser"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
