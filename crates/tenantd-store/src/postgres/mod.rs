@@ -222,7 +222,9 @@ async fn grant_serving_role(pool: &PgPool, serving_url: &str) -> std::result::Re
         Ok(_) => Ok(()),
         // Another migrator of the same cluster granted it at the same moment.
         Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => Ok(()),
-        Err(e) => Err(format!("cannot grant tenantd_app to {role}: {e}")),
+        Err(e) => Err(format!(
+            "cannot grant tenantd_app to {role} ({e}); as a superuser run `GRANT tenantd_app TO {role}` once, or `GRANT tenantd_app TO {owner} WITH ADMIN OPTION`"
+        )),
     }
 }
 
