@@ -8,6 +8,7 @@ mod auth;
 mod durability;
 mod errors;
 mod isolation;
+mod nodes;
 mod postgres;
 mod quotas;
 mod ratelimit;

@@ -144,6 +144,10 @@ async fn row_level_security_alone_keeps_tenants_apart() {
     // B cannot share A's item onward, nor see A's share list beyond its own entry.
     assert!(as_tenant(&app, B, &format!("INSERT INTO resource_shares (resource_id, owner_tenant_id, tenant_id) VALUES ('r-a1', '{A}', '{C}')")).await.is_err());
 
+    // ...nor by claiming to own it.
+    assert!(as_tenant(&app, B, &format!("INSERT INTO resource_shares (resource_id, owner_tenant_id, tenant_id) VALUES ('r-a3', '{B}', '{C}')")).await.is_err());
+    assert_eq!(visible_names(&app, Some(C)).await, ["a-global"]);
+
     // Counters and the audit chain are scoped the same way; audit rows are append-only.
     as_tenant(
         &app,
@@ -185,8 +189,7 @@ async fn tenantd_refuses_to_serve_as_a_role_that_rls_does_not_bind() {
     };
     let e = open_cell("c1", &superuser)
         .await
-        .err()
-        .expect("a superuser is refused")
+        .expect_err("a superuser is refused")
         .to_string();
     assert!(e.contains("superuser"), "{e}");
     let owner = PgLocation {
@@ -196,8 +199,7 @@ async fn tenantd_refuses_to_serve_as_a_role_that_rls_does_not_bind() {
     };
     let e = open_cell("c1", &owner)
         .await
-        .err()
-        .expect("the tables' owner is refused")
+        .expect_err("the tables' owner is refused")
         .to_string();
     assert!(e.contains("owns"), "{e}");
     let ok = PgLocation {

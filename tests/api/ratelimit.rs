@@ -29,3 +29,40 @@ async fn a_tenant_at_its_limit_gets_429_while_a_neighbour_stays_200() {
     assert_eq!(nb.status, 200);
     assert_eq!(nb.header("ratelimit-remaining"), Some("99"));
 }
+
+#[tokio::test]
+async fn without_redis_limits_fall_back_to_the_node_and_readyz_says_degraded() {
+    // Nothing listens on port 1: every shared check fails and falls back, never to "no limit".
+    let app = TestApp::spawn_with(|c| c.redis_url = Some("redis://127.0.0.1:1".into())).await;
+    let a = app.signup("acme", None).await;
+    let mut limited = false;
+    for _ in 0..110 {
+        if app
+            .call("GET", "/v1/tenant", Some(&a.token), None)
+            .await
+            .status
+            == 429
+        {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the in-process fallback still limits");
+    let ready = app.call("GET", "/readyz", None, None).await;
+    assert_eq!(
+        (
+            ready.status,
+            ready.body["status"].as_str(),
+            ready.body["rate_limits"].as_str()
+        ),
+        (200, Some("degraded"), Some("degraded"))
+    );
+    let metrics = app.call("GET", "/metrics", None, None).await;
+    let fallbacks: u64 = metrics
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("tenantd_rate_limit_fallbacks_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(fallbacks >= 100, "{}", metrics.text);
+}

@@ -86,6 +86,8 @@ pub struct Config {
     pub catalog: DbLocation,
     /// The cells; the first takes new tenants by default.
     pub cells: Vec<CellConfig>,
+    /// Redis for rate limits shared by every API node.
+    pub redis_url: Option<String>,
     /// The tenant `mode = "single"` serves (created at first start).
     pub default_tenant: String,
     /// First-start platform admin email.
@@ -278,11 +280,12 @@ impl Config {
                 ));
             }
         };
-        if raw.redis_url.is_some() {
-            return Err(
-                "redis_url: Redis is not supported by this build yet (rate limits are in process)"
-                    .into(),
-            );
+        if let Some(r) = raw.redis_url.as_deref().filter(|r| !r.is_empty())
+            && !(r.starts_with("redis://")
+                || r.starts_with("rediss://")
+                || r.starts_with("unix://"))
+        {
+            return Err("redis_url: expected redis://HOST:PORT".into());
         }
         let positive = |name: &str, v: Option<i64>, default: i64| match v {
             Some(v) if v <= 0 => Err(format!("{name}: must be positive")),
@@ -368,6 +371,7 @@ impl Config {
             catalog,
             cells,
             default_tenant: raw.default_tenant.unwrap_or_else(|| "main".into()),
+            redis_url: raw.redis_url.filter(|r| !r.is_empty()),
             admin_email: raw.admin_email,
             admin_password: raw.admin_password,
             data_dir,

@@ -401,12 +401,15 @@ fn named_tenants(state: &AppState, parts: &Parts) -> Result<(Option<String>, Vec
     Ok((header, others))
 }
 
-fn rate_limit(state: &AppState, parts: &Parts, tenant: &Tenant) -> Result<(), ApiError> {
+async fn rate_limit(state: &AppState, parts: &Parts, tenant: &Tenant) -> Result<(), ApiError> {
     let plan = state.plan_of(tenant);
     let Some(per_minute) = plan.rate_per_minute("api_requests") else {
         return Ok(());
     };
-    let info = state.limiter.check(tenant.id, "api_requests", per_minute);
+    let info = state
+        .limiter
+        .check(tenant.id, "api_requests", per_minute)
+        .await;
     if let Some(slot) = parts.extensions.get::<FactsSlot>()
         && let Ok(mut f) = slot.lock()
     {
@@ -450,7 +453,7 @@ impl FromRequestParts<AppState> for Caller {
             return Err(Error::TenantMismatch.into());
         }
         record_tenant(parts, caller.home.id);
-        rate_limit(state, parts, &caller.home)?;
+        rate_limit(state, parts, &caller.home).await?;
         Ok(caller)
     }
 }
@@ -506,7 +509,7 @@ impl FromRequestParts<AppState> for Ctx {
                 .await?;
             state.cell(&scope)?.append_audit(&scope, vec![inn]).await?;
         }
-        rate_limit(state, parts, &target)?;
+        rate_limit(state, parts, &target).await?;
         let plan = state.plan_of(&target).clone();
         let role = if crossing { Role::Owner } else { caller.role };
         Ok(Ctx {

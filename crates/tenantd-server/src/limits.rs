@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -114,6 +116,200 @@ fn new_bucket(n: NonZeroU32) -> Arc<Bucket> {
     Arc::new(
         RateLimiter::direct(Quota::per_minute(n)).with_middleware::<StateInformationMiddleware>(),
     )
+}
+
+/// The GCRA of [`Limiter`] as one atomic Redis script, so every API node draws from the same
+/// bucket. Time is Redis's own (`TIME`), so nodes with drifting clocks still agree.
+/// Returns `{allowed, retry_after_ms, remaining, reset_ms}`.
+const GCRA_LUA: &str = r#"
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local period = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local t = period / limit
+local tat = tonumber(redis.call('GET', KEYS[1]) or now_ms)
+if tat < now_ms then tat = now_ms end
+local new_tat = tat + t
+local allow_at = new_tat - period
+if now_ms < allow_at then
+  return {0, math.ceil(allow_at - now_ms), 0, math.ceil(tat - now_ms)}
+end
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now_ms) + 1000)
+return {1, 0, math.floor((now_ms - allow_at) / t), math.ceil(new_tat - now_ms)}
+"#;
+
+/// How long one Redis check may take before the node falls back to its own buckets.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// How often a node without a Redis connection tries to make one.
+const RECONNECT_EVERY: Duration = Duration::from_secs(2);
+
+struct Shared {
+    client: redis::Client,
+    conn: tokio::sync::RwLock<Option<redis::aio::ConnectionManager>>,
+    last_attempt: Mutex<Option<Instant>>,
+    script: redis::Script,
+}
+
+/// Per-(tenant, action) rate limits: shared through Redis when `redis_url` is set, in process
+/// otherwise. When Redis does not answer, each node falls back to its own buckets — never to
+/// "no limit" — counts the fallback, and reports itself degraded until Redis answers again.
+pub struct RateLimits {
+    local: Limiter,
+    shared: Option<Shared>,
+    fallbacks: AtomicU64,
+    limited: AtomicU64,
+    last_failure: Mutex<Option<Instant>>,
+}
+
+impl RateLimits {
+    /// In-process limits only.
+    pub fn local() -> Self {
+        Self {
+            local: Limiter::default(),
+            shared: None,
+            fallbacks: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    /// Limits shared through the Redis at `url` (checked for form now, connected lazily).
+    pub fn redis(url: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("redis_url: {e}"))?;
+        Ok(Self {
+            shared: Some(Shared {
+                client,
+                conn: tokio::sync::RwLock::new(None),
+                last_attempt: Mutex::new(None),
+                script: redis::Script::new(GCRA_LUA),
+            }),
+            ..Self::local()
+        })
+    }
+
+    /// Whether limits are meant to be shared (a `redis_url` is configured).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Whether the last few seconds saw a fall back to in-process buckets.
+    pub fn degraded(&self) -> bool {
+        self.shared.is_some()
+            && self
+                .last_failure
+                .lock()
+                .map(|l| l.is_some_and(|t| t.elapsed() < Duration::from_secs(5)))
+                .unwrap_or(true)
+    }
+
+    /// How many checks fell back to in-process buckets.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// How many requests were refused.
+    pub fn refused(&self) -> u64 {
+        self.limited.load(Ordering::Relaxed)
+    }
+
+    /// Asks Redis whether it answers (for `/readyz`); a failure marks the limits degraded.
+    pub async fn probe(&self) {
+        let Some(shared) = &self.shared else { return };
+        let result = async {
+            let mut conn = self.connection(shared).await?;
+            tokio::time::timeout(
+                REDIS_TIMEOUT,
+                redis::cmd("PING").query_async::<String>(&mut conn),
+            )
+            .await
+            .map_err(|_| "redis timed out".to_owned())?
+            .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Ok(mut l) = self.last_failure.lock() {
+            *l = match result {
+                Ok(_) => None,
+                Err(_) => Some(Instant::now()),
+            };
+        }
+    }
+
+    /// Takes one request from the tenant's bucket for `action`.
+    pub async fn check(&self, tenant: TenantId, action: &'static str, per_minute: u32) -> RateInfo {
+        let info = match &self.shared {
+            Some(shared) if per_minute > 0 => {
+                match self.check_redis(shared, tenant, action, per_minute).await {
+                    Ok(info) => info,
+                    Err(e) => {
+                        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut l) = self.last_failure.lock() {
+                            *l = Some(Instant::now());
+                        }
+                        tracing::warn!(error = %e, "redis rate limit unavailable; using this node's buckets");
+                        self.local.check(tenant, action, per_minute)
+                    }
+                }
+            }
+            _ => self.local.check(tenant, action, per_minute),
+        };
+        if info.retry_after.is_some() {
+            self.limited.fetch_add(1, Ordering::Relaxed);
+        }
+        info
+    }
+
+    async fn connection(&self, shared: &Shared) -> Result<redis::aio::ConnectionManager, String> {
+        if let Some(c) = shared.conn.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        {
+            let mut last = shared.last_attempt.lock().map_err(|_| "lock".to_owned())?;
+            if last.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
+                return Err("no connection to redis yet".into());
+            }
+            *last = Some(Instant::now());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1);
+        let c = tokio::time::timeout(
+            REDIS_TIMEOUT * 4,
+            redis::aio::ConnectionManager::new_with_config(shared.client.clone(), config),
+        )
+        .await
+        .map_err(|_| "redis connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+        *shared.conn.write().await = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn check_redis(
+        &self,
+        shared: &Shared,
+        tenant: TenantId,
+        action: &'static str,
+        per_minute: u32,
+    ) -> Result<RateInfo, String> {
+        let mut conn = self.connection(shared).await?;
+        let mut inv = shared.script.key(format!("tenantd:rl:{tenant}:{action}"));
+        inv.arg(60_000u64).arg(per_minute);
+        let (allowed, retry_ms, remaining, reset_ms): (i64, i64, i64, i64) =
+            tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async(&mut conn))
+                .await
+                .map_err(|_| "redis timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+        if let Ok(mut l) = self.last_failure.lock() {
+            *l = None;
+        }
+        let secs = |ms: i64| (ms.max(0) as u64).div_ceil(1000);
+        Ok(RateInfo {
+            limit: per_minute,
+            remaining: remaining.clamp(0, i64::from(per_minute)) as u32,
+            reset: secs(reset_ms),
+            retry_after: (allowed == 0).then(|| secs(retry_ms).max(1)),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, Notify};
 use crate::auth::keys::KeyRing;
 use crate::auth::password::PasswordHashing;
 use crate::config::{Config, DbLocation, Mode};
-use crate::limits::Limiter;
+use crate::limits::{Limiter, RateLimits};
 
 /// Shared state: cheap to clone.
 #[derive(Clone)]
@@ -37,8 +37,8 @@ pub struct Inner {
     pub keys: KeyRing,
     /// Password hashing.
     pub passwords: PasswordHashing,
-    /// Rate limits.
-    pub limiter: Limiter,
+    /// Rate limits (shared through Redis when configured).
+    pub limiter: RateLimits,
     /// Sign-in throttling by client address and by account.
     pub sign_in: Limiter,
     /// The `free` plan, for a tenant whose plan left the plans file.
@@ -125,6 +125,7 @@ impl AppState {
         let keys = KeyRing::load(catalog.as_ref(), &config.issuer, config.access_ttl_secs).await?;
         let passwords = PasswordHashing::new(config.password_cost)?;
         let (platform, boot) = bootstrap(&config, catalog.as_ref(), &passwords).await?;
+        let config_redis = config.redis_url.clone();
         let state = AppState(Arc::new(Inner {
             config,
             catalog,
@@ -132,7 +133,10 @@ impl AppState {
             plans: plans.clone(),
             keys,
             passwords,
-            limiter: Limiter::default(),
+            limiter: match &config_redis {
+                Some(url) => RateLimits::redis(url).map_err(Error::Internal)?,
+                None => RateLimits::local(),
+            },
             sign_in: Limiter::with_max_keys(100_000),
             fallback_plan: plans
                 .get("free")

@@ -14,6 +14,44 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+/// Prometheus text: rate-limit refusals, fallbacks from Redis to in-process buckets.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    let lines = [
+        (
+            "tenantd_rate_limited_total",
+            "counter",
+            "Requests refused by a rate limit.",
+            state.limiter.refused(),
+        ),
+        (
+            "tenantd_rate_limit_fallbacks_total",
+            "counter",
+            "Rate-limit checks answered by this node's own buckets because Redis did not answer.",
+            state.limiter.fallbacks(),
+        ),
+        (
+            "tenantd_rate_limits_degraded",
+            "gauge",
+            "1 while shared rate limits have fallen back to in-process buckets.",
+            u64::from(state.limiter.degraded()),
+        ),
+    ];
+    let mut body = String::new();
+    for (name, kind, help, value) in lines {
+        body.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
 }
 
 /// Alive.
@@ -33,7 +71,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
         all &= ok;
         cells.insert(name.clone(), json!(if ok { "ok" } else { "unreachable" }));
     }
-    let body = json!({"status": if all { "ready" } else { "unavailable" }, "catalog": if catalog { "ok" } else { "unreachable" }, "cells": cells, "rate_limits": "in-process"});
+    state.limiter.probe().await;
+    let limits = match (state.limiter.is_shared(), state.limiter.degraded()) {
+        (false, _) => "in-process",
+        (true, false) => "redis",
+        (true, true) => "degraded",
+    };
+    let word = if !all {
+        "unavailable"
+    } else if limits == "degraded" {
+        "degraded"
+    } else {
+        "ready"
+    };
+    let body = json!({"status": word, "catalog": if catalog { "ok" } else { "unreachable" }, "cells": cells, "rate_limits": limits});
     let status = if all {
         StatusCode::OK
     } else {

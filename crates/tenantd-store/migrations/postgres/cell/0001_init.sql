@@ -105,6 +105,19 @@ CREATE POLICY shares_select ON resource_shares FOR SELECT USING (
 );
 CREATE POLICY shares_insert ON resource_shares FOR INSERT
     WITH CHECK (owner_tenant_id = (SELECT current_setting('app.tenant_id', true)));
+
+-- ...and the claimed owner must be the real one, so a tenant an item is shared with cannot
+-- pass it on. (A trigger, not a policy: a policy on resource_shares that reads resources
+-- would make the two tables' policies recursive.)
+CREATE FUNCTION resource_shares_owner_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = NEW.resource_id AND r.tenant_id = NEW.owner_tenant_id) THEN
+        RAISE EXCEPTION 'only the owner of a resource shares it' USING ERRCODE = '42501';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER resource_shares_owner BEFORE INSERT OR UPDATE ON resource_shares
+    FOR EACH ROW EXECUTE FUNCTION resource_shares_owner_check();
 CREATE POLICY shares_delete ON resource_shares FOR DELETE
     USING (owner_tenant_id = (SELECT current_setting('app.tenant_id', true)));
 
