@@ -61,3 +61,7 @@ id_type!(
     /// An audit event.
     EventId
 );
+id_type!(
+    /// A stored file.
+    FileId
+);

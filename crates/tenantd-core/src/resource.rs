@@ -195,3 +195,46 @@ pub struct ListQuery {
     /// Shared items.
     pub shared: SharedFilter,
 }
+
+/// A stored file's metadata (the bytes live in the object store).
+#[derive(Debug, Clone, Serialize)]
+pub struct FileMeta {
+    /// Its id.
+    pub id: crate::ids::FileId,
+    /// The owner tenant.
+    pub tenant_id: TenantId,
+    /// Its name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// sha256 of the bytes, hex.
+    pub sha256: String,
+    /// The content type it was uploaded with.
+    pub content_type: String,
+    /// Upload time.
+    pub created_at: DateTime<Utc>,
+    /// The uploading actor.
+    pub created_by: String,
+}
+
+/// A file about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// Its id.
+    pub id: crate::ids::FileId,
+    /// Its name.
+    pub name: ResourceName,
+    /// Size in bytes.
+    pub size: i64,
+    /// sha256, hex.
+    pub sha256: String,
+    /// Content type.
+    pub content_type: String,
+    /// The uploading actor.
+    pub created_by: String,
+}
+
+/// The object-store key of a file: always under its tenant's prefix.
+pub fn blob_key(tenant: TenantId, file: crate::ids::FileId) -> String {
+    format!("tenants/{tenant}/files/{file}")
+}

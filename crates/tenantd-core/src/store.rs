@@ -17,8 +17,12 @@ use crate::identity::{
     ApiKey, Invitation, Membership, NewInvitation, NewRefreshToken, NewUser, RefreshOutcome,
     Session, User,
 };
-use crate::ids::{ApiKeyId, EventId, InvitationId, ResourceId, SessionId, TenantId, UserId};
-use crate::resource::{ListQuery, NewResource, Resource, ResourceKind, ResourcePatch};
+use crate::ids::{
+    ApiKeyId, EventId, FileId, InvitationId, ResourceId, SessionId, TenantId, UserId,
+};
+use crate::resource::{
+    FileMeta, ListQuery, NewFile, NewResource, Resource, ResourceKind, ResourcePatch,
+};
 use crate::tenant::{NewTenant, Tenant, TenantPatch, TenantScope, TenantStatus};
 
 /// Who owns a tenant being created.
@@ -297,6 +301,42 @@ pub trait CellStore: Send + Sync + 'static {
         id: ResourceId,
         audit: AuditDraft,
     ) -> Result<()>;
+    /// Reserves a file's bytes against `storage_bytes` (full → `QuotaExceeded`) and records
+    /// it as pending, first releasing this tenant's pending uploads older than
+    /// `stale_before` (a crash left them); returns those, whose blobs the caller removes.
+    async fn reserve_file(
+        &self,
+        scope: &TenantScope,
+        new: &NewFile,
+        limit: Option<i64>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Vec<FileId>>;
+    /// Marks a reserved file stored, with its audit event.
+    async fn complete_file(
+        &self,
+        scope: &TenantScope,
+        id: FileId,
+        audit: AuditDraft,
+    ) -> Result<FileMeta>;
+    /// Drops a reservation whose blob could not be stored, releasing its bytes.
+    async fn abort_file(&self, scope: &TenantScope, id: FileId) -> Result<()>;
+    /// A stored file of the tenant.
+    async fn get_file(&self, scope: &TenantScope, id: FileId) -> Result<FileMeta>;
+    /// A page of the tenant's stored files, by id.
+    async fn list_files(
+        &self,
+        scope: &TenantScope,
+        after: Option<FileId>,
+        limit: u32,
+    ) -> Result<Vec<FileMeta>>;
+    /// Deletes a stored file's record and releases its bytes; the caller removes the blob.
+    async fn delete_file(
+        &self,
+        scope: &TenantScope,
+        id: FileId,
+        audit: AuditDraft,
+    ) -> Result<FileMeta>;
+
     /// The tenant's quota counters in this cell.
     async fn counters(&self, scope: &TenantScope) -> Result<BTreeMap<String, i64>>;
 

@@ -75,6 +75,10 @@ pub struct Config {
     pub retention_days: i64,
     /// Largest accepted request body, bytes.
     pub body_limit_bytes: usize,
+    /// Largest accepted file upload, bytes.
+    pub file_limit_bytes: usize,
+    /// Directory of the local object store for file contents.
+    pub blob_dir: PathBuf,
     /// Sign-in attempts (signup, login, refresh, invitation accept) per client address and
     /// minute.
     pub auth_rate_per_ip: u32,
@@ -147,6 +151,8 @@ struct RawConfig {
     retention_days: Option<i64>,
     body_limit_bytes: Option<usize>,
     db_max_connections: Option<u32>,
+    file_limit_bytes: Option<usize>,
+    blob_dir: Option<String>,
     auth_rate_per_ip: Option<u32>,
     auth_rate_per_account: Option<u32>,
     password_hashing: Option<String>,
@@ -174,6 +180,8 @@ const ENV_KEYS: &[&str] = &[
     "body_limit_bytes",
     "db_max_connections",
     "auth_rate_per_ip",
+    "file_limit_bytes",
+    "blob_dir",
     "auth_rate_per_account",
     "password_hashing",
     "default_tenant",
@@ -365,6 +373,11 @@ impl Config {
             )?,
             retention_days: positive("retention_days", raw.retention_days, 30)?,
             body_limit_bytes: raw.body_limit_bytes.unwrap_or(1024 * 1024),
+            file_limit_bytes: raw.file_limit_bytes.unwrap_or(100 * 1024 * 1024),
+            blob_dir: raw
+                .blob_dir
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("blobs")),
             auth_rate_per_ip: raw.auth_rate_per_ip.unwrap_or(300),
             auth_rate_per_account: raw.auth_rate_per_account.unwrap_or(20),
             password_cost,
@@ -451,6 +464,8 @@ fn set_key(raw: &mut RawConfig, key: &str, v: &str) -> Result<(), String> {
         "body_limit_bytes" => raw.body_limit_bytes = Some(int(v)? as usize),
         "db_max_connections" => raw.db_max_connections = Some(int(v)? as u32),
         "auth_rate_per_ip" => raw.auth_rate_per_ip = Some(int(v)? as u32),
+        "file_limit_bytes" => raw.file_limit_bytes = Some(int(v)? as usize),
+        "blob_dir" => raw.blob_dir = s.clone(),
         "auth_rate_per_account" => raw.auth_rate_per_account = Some(int(v)? as u32),
         "password_hashing" => raw.password_hashing = s,
         "default_tenant" => raw.default_tenant = s,

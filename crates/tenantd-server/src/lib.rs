@@ -45,11 +45,12 @@ use tower_http::timeout::TimeoutLayer;
 
 /// The whole application as a router (tests call it in process).
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api::routes();
+    let (api, doc) = api::routes(state.config.file_limit_bytes);
     let doc: Arc<str> = serde_json::to_string(&doc)
         .unwrap_or_else(|_| "{}".into())
         .into();
     let limit = state.config.body_limit_bytes;
+    let file_limit = state.config.file_limit_bytes;
     api.route(
         "/openapi.json",
         get(move || {
@@ -65,7 +66,9 @@ pub fn router(state: AppState) -> Router {
     // response — including a panic's 500 and a too-large body's 413 — leaves through it
     // and is problem+json with the request id.
     .layer(DefaultBodyLimit::max(limit))
-    .layer(RequestBodyLimitLayer::new(limit))
+    // The hard cap is the larger of the JSON and file limits; each route's extractor enforces
+    // its own (DefaultBodyLimit) and answers 413 either way.
+    .layer(RequestBodyLimitLayer::new(limit.max(file_limit)))
     .layer(CatchPanicLayer::new())
     .layer(TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -33,6 +33,8 @@ pub struct Inner {
     pub cells: HashMap<String, Arc<dyn CellStore>>,
     /// The plans.
     pub plans: Plans,
+    /// File contents (keys under `tenants/<tenant_id>/`).
+    pub blobs: Arc<dyn object_store::ObjectStore>,
     /// Signing keys.
     pub keys: KeyRing,
     /// Password hashing.
@@ -122,6 +124,13 @@ impl AppState {
             };
             cells.insert(c.name.clone(), cell);
         }
+        std::fs::create_dir_all(&config.blob_dir)
+            .map_err(|e| Error::Internal(format!("blob_dir {}: {e}", config.blob_dir.display())))?;
+        let blobs: Arc<dyn object_store::ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(&config.blob_dir).map_err(
+                |e| Error::Internal(format!("blob_dir {}: {e}", config.blob_dir.display())),
+            )?,
+        );
         let keys = KeyRing::load(catalog.as_ref(), &config.issuer, config.access_ttl_secs).await?;
         let passwords = PasswordHashing::new(config.password_cost)?;
         let (platform, boot) = bootstrap(&config, catalog.as_ref(), &passwords).await?;
@@ -130,6 +139,7 @@ impl AppState {
             config,
             catalog,
             cells,
+            blobs,
             plans: plans.clone(),
             keys,
             passwords,

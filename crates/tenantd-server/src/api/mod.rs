@@ -6,6 +6,8 @@ pub mod audit;
 pub mod auth;
 /// Response bodies.
 pub mod dto;
+/// Files.
+pub mod files;
 /// Members, invitations, API keys.
 pub mod identity;
 /// Health, readiness, OpenAPI, docs, console.
@@ -22,12 +24,13 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 
 /// Every API route, and the OpenAPI document describing them.
-pub fn routes() -> (axum::Router<AppState>, OpenApi) {
+pub fn routes(file_limit: usize) -> (axum::Router<AppState>, OpenApi) {
     let (router, mut doc) = OpenApiRouter::new()
         .merge(auth::routes())
         .merge(tenants::routes())
         .merge(identity::routes())
         .merge(audit::routes())
+        .merge(files::routes(file_limit))
         .merge(resources::routes())
         .merge(ops::routes())
         .split_for_parts();

@@ -33,11 +33,18 @@ const CATALOG_MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/postgres/catalog/0001_init.sql"),
 }];
 
-const CELL_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/postgres/cell/0001_init.sql"),
-}];
+const CELL_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/postgres/cell/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "files",
+        sql: include_str!("../../migrations/postgres/cell/0002_files.sql"),
+    },
+];
 
 /// Where a PostgreSQL database is, and who may do what there.
 #[derive(Clone)]

@@ -163,6 +163,17 @@ macro_rules! catalog_impl {
                 .ok_or(Error::NotFound)
         }
 
+        /// Serialises changes to one tenant's membership (PostgreSQL row lock; SQLite's writer
+        /// is single anyway), so two concurrent demotions cannot leave it without an owner.
+        async fn lock_tenant(conn: &mut $Conn, tenant: TenantId) -> Result<()> {
+            sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
+                .bind(tenant.to_string())
+                .execute(&mut *conn)
+                .await
+                .map_err(classify)?;
+            Ok(())
+        }
+
         async fn owner_count(conn: &mut $Conn, tenant: TenantId) -> Result<i64> {
             sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = 'owner'")
                 .bind(tenant.to_string())
@@ -474,6 +485,7 @@ macro_rules! catalog_impl {
                 outbox: Vec<AuditDraft>,
             ) -> Result<Membership> {
                 let mut tx = self.db.begin().await?;
+                lock_tenant(&mut tx, tenant).await?;
                 let current = member_role(&mut tx, tenant, user).await?;
                 if current == Role::Owner && role != Role::Owner && owner_count(&mut tx, tenant).await? <= 1
                 {
@@ -507,6 +519,7 @@ macro_rules! catalog_impl {
                 outbox: Vec<AuditDraft>,
             ) -> Result<()> {
                 let mut tx = self.db.begin().await?;
+                lock_tenant(&mut tx, tenant).await?;
                 let current = member_role(&mut tx, tenant, user).await?;
                 if current == Role::Owner && owner_count(&mut tx, tenant).await? <= 1 {
                     return Err(Error::conflict(
@@ -550,6 +563,7 @@ macro_rules! catalog_impl {
                 outbox: Vec<AuditDraft>,
             ) -> Result<Invitation> {
                 let mut tx = self.db.begin().await?;
+                lock_tenant(&mut tx, inv.tenant_id).await?;
                 let member: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 AND u.email = $2",
                 )

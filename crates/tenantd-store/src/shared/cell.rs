@@ -7,7 +7,7 @@ macro_rules! cell_impl {
 
         use async_trait::async_trait;
         use tenantd_core::audit::{AuditDraft, AuditEvent, AuditFilter, GENESIS_HASH};
-        use tenantd_core::ids::{ResourceId, TenantId};
+        use tenantd_core::ids::{FileId, ResourceId, TenantId};
         use tenantd_core::resource::*;
         use tenantd_core::store::CellStore;
         use tenantd_core::tenant::TenantScope;
@@ -59,6 +59,13 @@ macro_rules! cell_impl {
                 if seen.is_some() {
                     continue;
                 }
+                // Lock the head row first (PostgreSQL; SQLite's writer is single anyway), so
+                // concurrent appends to one tenant's chain queue here and each sees the last.
+                sqlx::query("UPDATE audit_heads SET seq = seq WHERE tenant_id = $1")
+                    .bind(&t)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(classify)?;
                 let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
                     .bind(&t)
                     .fetch_one(&mut *conn)
@@ -180,6 +187,32 @@ macro_rules! cell_impl {
                 Ok(false) => Error::NotFound,
                 Err(e) => e,
             }
+        }
+
+        fn file_row(r: &$Row) -> Result<FileMeta> {
+            Ok(FileMeta {
+                id: FileId(rows::uuid(r, "id")?),
+                tenant_id: TenantId(rows::uuid(r, "tenant_id")?),
+                name: rows::s(r, "name")?,
+                size: rows::int(r, "size")?,
+                sha256: rows::s(r, "sha256")?,
+                content_type: rows::s(r, "content_type")?,
+                created_at: rows::ts(r, "created_at")?,
+                created_by: rows::s(r, "created_by")?,
+            })
+        }
+
+        async fn file_in(conn: &mut $Conn, scope: &TenantScope, id: FileId) -> Result<FileMeta> {
+            let row = sqlx::query(
+                "SELECT id, tenant_id, name, size, sha256, content_type, created_at, created_by FROM files WHERE id = $1 AND tenant_id = $2 AND state = 'stored'",
+            )
+            .bind(id.to_string())
+            .bind(scope.tenant_id().to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(classify)?
+            .ok_or(Error::NotFound)?;
+            file_row(&row)
         }
 
         #[async_trait]
@@ -393,6 +426,125 @@ macro_rules! cell_impl {
                 release_slot(&mut tx, tenant, kind.as_str(), 1).await?;
                 append(&mut tx, tenant, vec![audit]).await?;
                 tx.commit().await.map_err(classify)
+            }
+
+            async fn reserve_file(
+                &self,
+                scope: &TenantScope,
+                new: &NewFile,
+                limit: Option<i64>,
+                stale_before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<FileId>> {
+                let mut tx = self.db.begin_scoped(scope).await?;
+                let tenant = scope.tenant_id();
+                let stale = sqlx::query(
+                    "SELECT id, size FROM files WHERE tenant_id = $1 AND state = 'pending' AND created_at < $2",
+                )
+                .bind(tenant.to_string())
+                .bind(fmt(stale_before))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
+                let mut released = Vec::with_capacity(stale.len());
+                for row in &stale {
+                    let id = rows::s(row, "id")?;
+                    sqlx::query("DELETE FROM files WHERE id = $1 AND tenant_id = $2 AND state = 'pending'")
+                        .bind(&id)
+                        .bind(tenant.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                    release_slot(&mut tx, tenant, "storage_bytes", rows::int(row, "size")?).await?;
+                    released.push(FileId(uuid::Uuid::try_parse(&id).map_err(|_| rows::bad("id"))?));
+                }
+                take_slot(&mut tx, tenant, "storage_bytes", limit, new.size).await?;
+                sqlx::query(
+                    "INSERT INTO files (id, tenant_id, name, size, sha256, content_type, state, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
+                )
+                .bind(new.id.to_string())
+                .bind(tenant.to_string())
+                .bind(new.name.as_str())
+                .bind(new.size)
+                .bind(&new.sha256)
+                .bind(&new.content_type)
+                .bind(fmt(time::now()))
+                .bind(&new.created_by)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+                tx.commit().await.map_err(classify)?;
+                Ok(released)
+            }
+
+            async fn complete_file(&self, scope: &TenantScope, id: FileId, audit: AuditDraft) -> Result<FileMeta> {
+                let mut tx = self.db.begin_scoped(scope).await?;
+                let n = sqlx::query("UPDATE files SET state = 'stored' WHERE id = $1 AND tenant_id = $2 AND state = 'pending'")
+                    .bind(id.to_string())
+                    .bind(scope.tenant_id().to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?
+                    .rows_affected();
+                if n != 1 {
+                    return Err(Error::NotFound);
+                }
+                append(&mut tx, scope.tenant_id(), vec![audit]).await?;
+                let meta = file_in(&mut tx, scope, id).await?;
+                tx.commit().await.map_err(classify)?;
+                Ok(meta)
+            }
+
+            async fn abort_file(&self, scope: &TenantScope, id: FileId) -> Result<()> {
+                let mut tx = self.db.begin_scoped(scope).await?;
+                let size: Option<i64> = sqlx::query_scalar(
+                    "DELETE FROM files WHERE id = $1 AND tenant_id = $2 AND state = 'pending' RETURNING size",
+                )
+                .bind(id.to_string())
+                .bind(scope.tenant_id().to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+                if let Some(size) = size {
+                    release_slot(&mut tx, scope.tenant_id(), "storage_bytes", size).await?;
+                }
+                tx.commit().await.map_err(classify)
+            }
+
+            async fn get_file(&self, scope: &TenantScope, id: FileId) -> Result<FileMeta> {
+                let mut tx = self.db.read_scoped(scope).await?;
+                let meta = file_in(&mut tx, scope, id).await?;
+                tx.commit().await.map_err(classify)?;
+                Ok(meta)
+            }
+
+            async fn list_files(&self, scope: &TenantScope, after: Option<FileId>, limit: u32) -> Result<Vec<FileMeta>> {
+                let mut tx = self.db.read_scoped(scope).await?;
+                let rows = sqlx::query(
+                    "SELECT id, tenant_id, name, size, sha256, content_type, created_at, created_by FROM files WHERE tenant_id = $1 AND state = 'stored' AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                )
+                .bind(scope.tenant_id().to_string())
+                .bind(after.map(|a| a.to_string()))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
+                tx.commit().await.map_err(classify)?;
+                rows.iter().map(file_row).collect()
+            }
+
+            async fn delete_file(&self, scope: &TenantScope, id: FileId, audit: AuditDraft) -> Result<FileMeta> {
+                let mut tx = self.db.begin_scoped(scope).await?;
+                let meta = file_in(&mut tx, scope, id).await?;
+                sqlx::query("DELETE FROM files WHERE id = $1 AND tenant_id = $2 AND state = 'stored'")
+                    .bind(id.to_string())
+                    .bind(scope.tenant_id().to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                release_slot(&mut tx, scope.tenant_id(), "storage_bytes", meta.size).await?;
+                append(&mut tx, scope.tenant_id(), vec![audit]).await?;
+                tx.commit().await.map_err(classify)?;
+                Ok(meta)
             }
 
             async fn counters(&self, scope: &TenantScope) -> Result<BTreeMap<String, i64>> {

@@ -38,11 +38,18 @@ const CATALOG_MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/sqlite/catalog/0001_init.sql"),
 }];
 
-const CELL_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/sqlite/cell/0001_init.sql"),
-}];
+const CELL_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/sqlite/cell/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "files",
+        sql: include_str!("../../migrations/sqlite/cell/0002_files.sql"),
+    },
+];
 
 /// A SQLite database: a writer pool of one connection and a reader pool.
 #[derive(Clone, Debug)]

@@ -1,0 +1,223 @@
+//! Files: isolation, exact storage quota under concurrency, limits.
+
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+const PLANS: &str = "plans:
+  free:
+    name: Free
+    self_serve: true
+    quotas: {users: 1, storage_bytes: 1000}
+    rate_limits: {api_requests: 10000}
+  enterprise:
+    name: Enterprise
+    quotas: {}
+    features: [audit_logs]
+    rate_limits: {api_requests: 10000}
+";
+
+#[tokio::test]
+async fn files_round_trip_and_stay_inside_their_tenant() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    let b = app.signup("bolt", None).await;
+    let up = app
+        .raw(
+            "POST",
+            "/v1/files?name=notes.txt",
+            Some(&a.token),
+            b"hello tenants".to_vec(),
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_eq!(up.status, 201, "{}", up.text);
+    assert_eq!(up.body["size"], 13);
+    use sha2::Digest;
+    assert_eq!(
+        up.body["sha256"].as_str(),
+        Some(hex_of(&sha2::Sha256::digest(b"hello tenants")).as_str())
+    );
+    assert_eq!(up.body["content_type"], "text/plain");
+    let id = up.body["id"].as_str().unwrap();
+    let got = app
+        .client
+        .get(format!("{}/v1/files/{id}/content", app.base))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.headers()["content-disposition"], "attachment");
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"hello tenants");
+    for path in [format!("/v1/files/{id}"), format!("/v1/files/{id}/content")] {
+        app.call("GET", &path, Some(&b.token), None)
+            .await
+            .assert_problem(404, "NOT_FOUND");
+    }
+    app.call("DELETE", &format!("/v1/files/{id}"), Some(&b.token), None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    assert!(
+        app.call("GET", "/v1/files", Some(&b.token), None)
+            .await
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        app.call("GET", "/v1/files", Some(&a.token), None)
+            .await
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let usage = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/usage", a.tenant_id),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 13);
+    assert_eq!(
+        app.call("DELETE", &format!("/v1/files/{id}"), Some(&a.token), None)
+            .await
+            .status,
+        204
+    );
+    let usage = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/usage", a.tenant_id),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 0);
+    // The blob is gone from the tenant's prefix too.
+    let blobs = app
+        .state
+        .config
+        .blob_dir
+        .join("tenants")
+        .join(&a.tenant_id)
+        .join("files");
+    assert_eq!(std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[tokio::test]
+async fn storage_quota_is_exact_under_concurrent_uploads() {
+    let app = TestApp::spawn_with(|c| {
+        let path = c.data_dir.join("plans.yaml");
+        std::fs::create_dir_all(&c.data_dir).unwrap();
+        std::fs::write(&path, PLANS).unwrap();
+        c.plans_file = Some(path);
+    })
+    .await;
+    let a = app.signup("acme", None).await;
+    let paths: Vec<String> = (0..25).map(|i| format!("/v1/files?name=f{i}")).collect();
+    let calls = paths.iter().map(|p| {
+        app.raw(
+            "POST",
+            p,
+            Some(&a.token),
+            vec![b'x'; 100],
+            &[("content-type", "application/octet-stream")],
+        )
+    });
+    let results = futures::future::join_all(calls).await;
+    assert_eq!(
+        results.iter().filter(|r| r.status == 201).count(),
+        10,
+        "{:?}",
+        results
+            .iter()
+            .map(|r| (r.status, r.body["detail"].clone()))
+            .collect::<Vec<_>>()
+    );
+    for r in results.iter().filter(|r| r.status != 201) {
+        r.assert_problem(403, "QUOTA_EXCEEDED");
+        assert_eq!(
+            (r.body["resource"].as_str(), r.body["requested"].as_i64()),
+            (Some("storage_bytes"), Some(100))
+        );
+    }
+    let usage = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/usage", a.tenant_id),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        usage.body["quotas"]["storage_bytes"],
+        json!({"used": 1000, "limit": 1000})
+    );
+    let listed: i64 = app
+        .call("GET", "/v1/files?limit=200", Some(&a.token), None)
+        .await
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["size"].as_i64().unwrap())
+        .sum();
+    assert_eq!(listed, 1000, "nothing counted that is not stored");
+    let blobs = app
+        .state
+        .config
+        .blob_dir
+        .join("tenants")
+        .join(&a.tenant_id)
+        .join("files");
+    assert_eq!(
+        std::fs::read_dir(&blobs).unwrap().count(),
+        10,
+        "nothing stored that is not counted"
+    );
+}
+
+#[tokio::test]
+async fn an_upload_over_the_file_limit_is_413() {
+    let app = TestApp::spawn_with(|c| c.file_limit_bytes = 1024).await;
+    let a = app.signup("acme", None).await;
+    app.raw(
+        "POST",
+        "/v1/files?name=big",
+        Some(&a.token),
+        vec![0u8; 4096],
+        &[("content-type", "application/octet-stream")],
+    )
+    .await
+    .assert_problem(413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(
+        app.raw(
+            "POST",
+            "/v1/files?name=ok",
+            Some(&a.token),
+            vec![0u8; 512],
+            &[]
+        )
+        .await
+        .status,
+        201
+    );
+    let usage = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/usage", a.tenant_id),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 512);
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
