@@ -297,24 +297,21 @@ macro_rules! cell_impl {
                 kind: ResourceKind,
                 q: &ListQuery,
             ) -> Result<Vec<Resource>> {
-                // One statement per filter, each fully static; $1 tenant, $2 kind, $3 name, $4 after, $5 limit.
+                // One static statement per filter; $1 tenant, $2 kind, $3 name, $4 after ('' for
+                // the first page), $5 limit. The three sources (own, global, shared with the
+                // tenant) are separate branches so each can use its own index instead of one
+                // OR that scans every tenant's rows.
                 let sql = match q.shared {
-                    SharedFilter::Exclude => {
-                        "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.tenant_id = $1 AND r.kind = $2 AND ($3 IS NULL OR r.name = $3) AND ($4 IS NULL OR r.id > $4) ORDER BY r.id LIMIT $5"
-                    }
-                    SharedFilter::Only => {
-                        "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.tenant_id <> $1 AND (r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = $1))) AND r.kind = $2 AND ($3 IS NULL OR r.name = $3) AND ($4 IS NULL OR r.id > $4) ORDER BY r.id LIMIT $5"
-                    }
-                    SharedFilter::Include => {
-                        "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE (r.tenant_id = $1 OR r.sharing_mode = 'global' OR (r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = $1))) AND r.kind = $2 AND ($3 IS NULL OR r.name = $3) AND ($4 IS NULL OR r.id > $4) ORDER BY r.id LIMIT $5"
-                    }
+                    SharedFilter::Exclude => "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.tenant_id = $1 AND r.kind = $2 AND r.id > $4 AND ($3 IS NULL OR r.name = $3) ORDER BY r.id LIMIT $5",
+                    SharedFilter::Only => "SELECT * FROM (SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.sharing_mode = 'global' AND r.kind = $2 AND r.id > $4 AND r.tenant_id <> $1 AND ($3 IS NULL OR r.name = $3) UNION ALL SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resource_shares s JOIN resources r ON r.id = s.resource_id WHERE s.tenant_id = $1 AND r.sharing_mode = 'selective' AND r.kind = $2 AND r.id > $4 AND r.tenant_id <> $1 AND ($3 IS NULL OR r.name = $3)) u ORDER BY u.id LIMIT $5",
+                    SharedFilter::Include => "SELECT * FROM (SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.tenant_id = $1 AND r.kind = $2 AND r.id > $4 AND ($3 IS NULL OR r.name = $3) UNION ALL SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resources r WHERE r.sharing_mode = 'global' AND r.kind = $2 AND r.id > $4 AND r.tenant_id <> $1 AND ($3 IS NULL OR r.name = $3) UNION ALL SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by FROM resource_shares s JOIN resources r ON r.id = s.resource_id WHERE s.tenant_id = $1 AND r.sharing_mode = 'selective' AND r.kind = $2 AND r.id > $4 AND r.tenant_id <> $1 AND ($3 IS NULL OR r.name = $3)) u ORDER BY u.id LIMIT $5",
                 };
                 let mut conn = self.db.read_scoped(scope).await?;
                 let rows = sqlx::query(sql)
                     .bind(scope.tenant_id().to_string())
                     .bind(kind.as_str())
                     .bind(q.name.as_deref())
-                    .bind(q.after.map(|a| a.to_string()))
+                    .bind(q.after.map(|a| a.to_string()).unwrap_or_default())
                     .bind(i64::from(q.limit))
                     .fetch_all(&mut *conn)
                     .await
