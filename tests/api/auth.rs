@@ -601,3 +601,94 @@ async fn accepting_an_invitation_does_not_reveal_whether_the_email_has_an_accoun
         .await;
     assert_eq!(ok.status, 201, "{}", ok.text);
 }
+
+#[tokio::test]
+async fn a_removed_members_keys_stay_dead_after_a_new_invitation() {
+    let app = TestApp::spawn().await;
+    let s = app.signup("team", Some("starter")).await;
+    let invite = |email: &'static str| {
+        app.call(
+            "POST",
+            "/v1/invitations",
+            Some(&s.token),
+            Some(json!({"email": email, "role": "admin"})),
+        )
+    };
+    let inv = invite("ad@team.test").await;
+    let acc = app
+        .call(
+            "POST",
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": inv.body["token"], "name": "Ad", "password": "admin-pass-1234"})),
+        )
+        .await;
+    let admin = acc.body["access_token"].as_str().unwrap().to_owned();
+    let key = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&admin),
+            Some(json!({"name": "k", "role": "admin"})),
+        )
+        .await
+        .body["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin_id = app
+        .call("GET", "/v1/members", Some(&s.token), None)
+        .await
+        .body["items"][1]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/v1/members/{admin_id}"),
+            Some(&s.token),
+            None
+        )
+        .await
+        .status,
+        204
+    );
+    let again = invite("ad@team.test").await;
+    let acc = app
+        .call(
+            "POST",
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": again.body["token"], "password": "admin-pass-1234"})),
+        )
+        .await;
+    assert_eq!(acc.status, 201, "{}", acc.text);
+    app.call("GET", "/v1/tenant", Some(&key), None)
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
+    let keys = app.call("GET", "/v1/api-keys", Some(&s.token), None).await;
+    assert!(
+        keys.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| !k["revoked_at"].is_null())
+    );
+}
+
+#[tokio::test]
+async fn a_crossing_platform_admin_cannot_mint_keys_inside_a_tenant() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    let r = app
+        .call_h(
+            "POST",
+            "/v1/api-keys",
+            Some(&app.admin_token),
+            Some(json!({"name": "x", "role": "owner"})),
+            &[("x-tenant-id", a.tenant_id.as_str())],
+        )
+        .await;
+    r.assert_problem(403, "FORBIDDEN");
+}

@@ -221,3 +221,73 @@ async fn an_upload_over_the_file_limit_is_413() {
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[tokio::test]
+async fn an_upload_that_cannot_fit_is_refused_before_its_body_is_read() {
+    let app = TestApp::spawn_with(|c| {
+        let path = c.data_dir.join("plans.yaml");
+        std::fs::create_dir_all(&c.data_dir).unwrap();
+        std::fs::write(&path, PLANS).unwrap();
+        c.plans_file = Some(path);
+    })
+    .await;
+    let a = app.signup("acme", None).await;
+    // Declares 5,000 bytes against a 1,000-byte quota and never sends them: the answer must
+    // not wait for the body.
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/files?name=x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n",
+        a.token
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        text.starts_with("HTTP/1.1 403") && text.contains("QUOTA_EXCEEDED"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_deletes_of_one_file_release_its_bytes_once() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    let keep = app
+        .raw(
+            "POST",
+            "/v1/files?name=keep",
+            Some(&a.token),
+            vec![1u8; 300],
+            &[],
+        )
+        .await;
+    assert_eq!(keep.status, 201);
+    let up = app
+        .raw(
+            "POST",
+            "/v1/files?name=gone",
+            Some(&a.token),
+            vec![1u8; 200],
+            &[],
+        )
+        .await;
+    let path = format!("/v1/files/{}", up.body["id"].as_str().unwrap());
+    let calls = (0..8).map(|_| app.call("DELETE", &path, Some(&a.token), None));
+    let results = futures::future::join_all(calls).await;
+    assert_eq!(results.iter().filter(|r| r.status == 204).count(), 1);
+    let usage = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/usage", a.tenant_id),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 300);
+}

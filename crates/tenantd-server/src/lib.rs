@@ -59,7 +59,9 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .route("/docs", get(api::ops::docs))
+    .route("/docs/app.js", get(api::ops::docs_js))
     .route("/console", get(api::ops::console))
+    .route("/console/app.js", get(api::ops::console_js))
     .fallback(|| async { error::problem_for_status(axum::http::StatusCode::NOT_FOUND) })
     .with_state(state)
     // Layers run bottom-up on the way in: the request context is outermost, so every

@@ -47,6 +47,8 @@ pub struct Inner {
     pub fallback_plan: Plan,
     /// The platform tenant.
     pub platform: TenantId,
+    /// Uploads being read at once (each may hold up to `file_limit_bytes` in memory).
+    pub uploads: tokio::sync::Semaphore,
     /// Serialises audit relay flushes.
     pub relay_lock: Mutex<()>,
     /// Wakes the relay.
@@ -153,6 +155,7 @@ impl AppState {
                 .cloned()
                 .ok_or(Error::Internal("plans_file: no free plan".into()))?,
             platform,
+            uploads: tokio::sync::Semaphore::new(4),
             relay_lock: Mutex::new(()),
             relay_kick: Notify::new(),
         }));

@@ -116,7 +116,7 @@ async fn login(
     Extension(meta): Extension<RequestMeta>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let (tenant, tokens) = svc::login(
+    let (user, tenant, tokens) = svc::login(
         &state,
         &meta,
         &req.email,
@@ -124,7 +124,11 @@ async fn login(
         req.tenant.as_deref(),
     )
     .await?;
-    Ok(Json(TokenResponse::new(None, tenant.into(), tokens)))
+    Ok(Json(TokenResponse::new(
+        Some(user.into()),
+        tenant.into(),
+        tokens,
+    )))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -1,7 +1,7 @@
 //! `/v1/files*`: raw uploads counted against `storage_bytes`.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -79,7 +79,7 @@ async fn upload(
     ctx: Ctx,
     ApiQuery(q): ApiQuery<UploadParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<impl IntoResponse> {
     let g = ctx.require(&state, Permission::ResourcesWrite).await?;
     let ct = headers
@@ -89,8 +89,35 @@ async fn upload(
                 .map_err(|_| Error::invalid("content-type", "not ASCII"))
         })
         .transpose()?;
-    let meta = svc::upload(&state, &ctx, g, q.name.as_deref(), ct, body).await?;
-    Ok((StatusCode::CREATED, Json(FileResponse::from(meta))))
+    // Refuse what cannot fit before reading a byte: a declared length over the limit or over
+    // the tenant's remaining storage. Then read at most the limit, a few uploads at a time.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.file_limit_bytes as u64) {
+        return Ok(crate::error::problem_for_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ));
+    }
+    if let Some(n) = declared {
+        svc::precheck(&state, &ctx, n).await?;
+    }
+    let _permit = state
+        .uploads
+        .acquire()
+        .await
+        .map_err(|_| Error::Unavailable)?;
+    let bytes = match axum::body::to_bytes(body, state.config.file_limit_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Ok(crate::error::problem_for_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ));
+        }
+    };
+    let meta = svc::upload(&state, &ctx, g, q.name.as_deref(), ct, bytes).await?;
+    Ok((StatusCode::CREATED, Json(FileResponse::from(meta))).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -251,7 +251,7 @@ pub async fn login(
     email: &str,
     password: &str,
     tenant: Option<&str>,
-) -> Result<(Tenant, Tokens)> {
+) -> Result<(User, Tenant, Tokens)> {
     let invalid = Error::Unauthenticated("invalid email, password or tenant");
     throttle(state, meta, Some(email))?;
     let user = match Email::parse(email, "email") {
@@ -327,7 +327,7 @@ pub async fn login(
         .await?;
     state.catalog.set_user_last_tenant(user.id, t.id).await?;
     state.relay_now().await;
-    Ok((t, issued.tokens))
+    Ok((user, t, issued.tokens))
 }
 
 /// Appends one event straight to a tenant's chain (events with no change to commit with).

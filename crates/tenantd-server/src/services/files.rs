@@ -90,6 +90,27 @@ pub async fn upload(
     }
 }
 
+/// Refuses an upload of `declared` bytes that cannot fit the tenant's remaining storage,
+/// before its body is read (the reservation still decides, exactly, under concurrency).
+pub async fn precheck(state: &AppState, ctx: &Ctx, declared: u64) -> Result<()> {
+    let Some(limit) = ctx.plan.limit("storage_bytes") else {
+        return Ok(());
+    };
+    let used = state
+        .cell(&ctx.scope)?
+        .counters(&ctx.scope)
+        .await?
+        .get("storage_bytes")
+        .copied()
+        .unwrap_or(0);
+    tenantd_core::plans::check_quota(
+        "storage_bytes",
+        used,
+        Some(limit),
+        declared.min(i64::MAX as u64) as i64,
+    )
+}
+
 /// A file's metadata.
 pub async fn get(state: &AppState, ctx: &Ctx, _: Granted, id: FileId) -> Result<FileMeta> {
     state.cell(&ctx.scope)?.get_file(&ctx.scope, id).await

@@ -56,6 +56,22 @@ pub async fn update_member(
         .catalog
         .update_member_role(ctx.tenant.id, user, role, vec![ev])
         .await?;
+    // Keys the member made that now outrank them are revoked (they would stop working
+    // anyway; revoking keeps the list honest and a later promotion from reviving them).
+    for key in state.catalog.list_api_keys(ctx.tenant.id).await? {
+        if key.created_by == Some(user) && key.revoked_at.is_none() && !key.role.within(role) {
+            let ev = ctx.event(
+                "api_keys.revoke",
+                "api_keys",
+                Some(key.id.to_string()),
+                json!({"reason": "creator demoted"}),
+            );
+            state
+                .catalog
+                .revoke_api_key(ctx.tenant.id, key.id, vec![ev])
+                .await?;
+        }
+    }
     state.relay_now().await;
     Ok(m)
 }
@@ -286,6 +302,9 @@ pub async fn create_api_key(
     let (Some(name), Some(role)) = (name, role) else {
         return Err(Error::Internal("validator".into()));
     };
+    if ctx.crossing {
+        return Err(Error::Forbidden("a platform admin acting in another tenant cannot make its API keys: a key acts for a member".into()));
+    }
     if !role.within(ctx.role) || !ctx.role.may_assign(role) {
         return Err(Error::Forbidden(format!(
             "the {} role cannot make a key with the {role} role",

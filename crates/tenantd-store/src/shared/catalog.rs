@@ -540,6 +540,15 @@ macro_rules! catalog_impl {
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
+                // Their API keys die with the membership, for good: a later re-invitation does
+                // not bring them back.
+                sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND created_by = $3 AND revoked_at IS NULL")
+                    .bind(fmt(time::now()))
+                    .bind(tenant.to_string())
+                    .bind(user.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
                 release_slot(&mut tx, tenant, "users", 1).await?;
                 insert_outbox(&mut tx, &outbox).await?;
                 tx.commit().await.map_err(classify)

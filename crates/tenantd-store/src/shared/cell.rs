@@ -445,13 +445,16 @@ macro_rules! cell_impl {
                 let mut released = Vec::with_capacity(stale.len());
                 for row in &stale {
                     let id = rows::s(row, "id")?;
-                    sqlx::query("DELETE FROM files WHERE id = $1 AND tenant_id = $2 AND state = 'pending'")
-                        .bind(&id)
-                        .bind(tenant.to_string())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(classify)?;
-                    release_slot(&mut tx, tenant, "storage_bytes", rows::int(row, "size")?).await?;
+                    let removed: Option<i64> = sqlx::query_scalar(
+                        "DELETE FROM files WHERE id = $1 AND tenant_id = $2 AND state = 'pending' RETURNING size",
+                    )
+                    .bind(&id)
+                    .bind(tenant.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                    let Some(size) = removed else { continue };
+                    release_slot(&mut tx, tenant, "storage_bytes", size).await?;
                     released.push(FileId(uuid::Uuid::try_parse(&id).map_err(|_| rows::bad("id"))?));
                 }
                 take_slot(&mut tx, tenant, "storage_bytes", limit, new.size).await?;
@@ -532,13 +535,18 @@ macro_rules! cell_impl {
             async fn delete_file(&self, scope: &TenantScope, id: FileId, audit: AuditDraft) -> Result<FileMeta> {
                 let mut tx = self.db.begin_scoped(scope).await?;
                 let meta = file_in(&mut tx, scope, id).await?;
-                sqlx::query("DELETE FROM files WHERE id = $1 AND tenant_id = $2 AND state = 'stored'")
-                    .bind(id.to_string())
-                    .bind(scope.tenant_id().to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                release_slot(&mut tx, scope.tenant_id(), "storage_bytes", meta.size).await?;
+                // Release exactly what this statement removed: a concurrent delete of the same
+                // file removes nothing here and releases nothing.
+                let size: Option<i64> = sqlx::query_scalar(
+                    "DELETE FROM files WHERE id = $1 AND tenant_id = $2 AND state = 'stored' RETURNING size",
+                )
+                .bind(id.to_string())
+                .bind(scope.tenant_id().to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+                let size = size.ok_or(Error::NotFound)?;
+                release_slot(&mut tx, scope.tenant_id(), "storage_bytes", size).await?;
                 append(&mut tx, scope.tenant_id(), vec![audit]).await?;
                 tx.commit().await.map_err(classify)?;
                 Ok(meta)
