@@ -126,9 +126,19 @@ async fn the_openapi_document_and_docs_page_are_served() {
     // The pages load only their own scripts, and those are served.
     for (page, script) in [("/docs", "/docs/app.js"), ("/console", "/console/app.js")] {
         let p = app.call("GET", page, None, None).await;
-        assert!(p.text.contains(&format!("src=\"{script}\"")) && p.header("content-security-policy").is_some_and(|c| c.contains("script-src 'self'")));
+        assert!(
+            p.text.contains(&format!("src=\"{script}\""))
+                && p.header("content-security-policy")
+                    .is_some_and(|c| c.contains("script-src 'self'"))
+        );
         let js = app.call("GET", script, None, None).await;
-        assert!(js.status == 200 && js.header("content-type").is_some_and(|c| c.starts_with("text/javascript")), "{script}");
+        assert!(
+            js.status == 200
+                && js
+                    .header("content-type")
+                    .is_some_and(|c| c.starts_with("text/javascript")),
+            "{script}"
+        );
     }
     let r = app.call("GET", "/healthz", None, None).await;
     assert!(r.header("x-request-id").is_some());
