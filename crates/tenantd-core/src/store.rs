@@ -232,6 +232,9 @@ pub trait CatalogStore: Send + Sync + 'static {
     ) -> Result<RefreshOutcome>;
     /// A session.
     async fn find_session(&self, id: SessionId) -> Result<Option<Session>>;
+    /// What an access token's request path needs, in one read: the session, the user's live
+    /// role in the session's tenant, and that tenant. `None` when any of them is gone.
+    async fn find_session_context(&self, id: SessionId) -> Result<Option<(Session, Role, Tenant)>>;
     /// The session a refresh token belongs to, without spending it.
     async fn find_refresh_session(&self, token_hash: &str) -> Result<Option<Session>>;
     /// Revokes a session and its refresh tokens.

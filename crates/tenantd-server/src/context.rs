@@ -299,23 +299,18 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
     let user = UserId::parse(&claims.sub, "sub").map_err(|_| invalid())?;
     let tenant = TenantId::parse(&claims.tid, "tid").map_err(|_| invalid())?;
     let sid = SessionId::parse(&claims.sid, "sid").map_err(|_| invalid())?;
-    let session = state.catalog.find_session(sid).await?.ok_or_else(invalid)?;
+    // One catalog read for the session, the live membership and the tenant.
+    let (session, role, home) = state
+        .catalog
+        .find_session_context(sid)
+        .await?
+        .ok_or_else(invalid)?;
     if session.revoked_at.is_some() || session.user_id != user || session.tenant_id != tenant {
         return Err(invalid());
     }
     if session.revoked_after_gen.is_some_and(|g| claims.r#gen > g) {
         return Err(invalid());
     }
-    let membership = state
-        .catalog
-        .find_membership(tenant, user)
-        .await?
-        .ok_or_else(invalid)?;
-    let home = state
-        .catalog
-        .find_tenant(tenant)
-        .await?
-        .ok_or_else(invalid)?;
     home.ensure_serving()?;
     Ok(Caller {
         actor: Actor::User {
@@ -323,7 +318,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
             session: sid,
         },
         home,
-        role: membership.role,
+        role,
         meta,
     })
 }

@@ -859,6 +859,18 @@ macro_rules! catalog_impl {
                 row.as_ref().map(|r| session_of(r, "id")).transpose()
             }
 
+            async fn find_session_context(&self, id: SessionId) -> Result<Option<(Session, Role, Tenant)>> {
+                let row = sqlx::query(
+                    "SELECT s.id AS session_id, s.user_id, s.tenant_id, s.revoked_at, s.revoked_after_gen, m.role AS member_role, t.id, t.slug, t.name, t.type, t.plan, t.status, t.status_reason, t.region, t.cell, t.settings, t.branding, t.created_at, t.updated_at, t.deleted_at, t.purge_after FROM sessions s JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id JOIN tenants t ON t.id = s.tenant_id WHERE s.id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&self.db.read)
+                .await
+                .map_err(classify)?;
+                let Some(r) = row else { return Ok(None) };
+                Ok(Some((session_of(&r, "session_id")?, rows::role(&r, "member_role")?, rows::tenant(&r)?)))
+            }
+
             async fn find_refresh_session(&self, token_hash: &str) -> Result<Option<Session>> {
                 let row = sqlx::query(
                     "SELECT s.id, s.user_id, s.tenant_id, s.revoked_at, s.revoked_after_gen FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
