@@ -221,23 +221,7 @@ async fn api_keys_work_until_deleted_and_never_outrank_their_creator() {
         .await
         .assert_problem(401, "UNAUTHENTICATED");
     // Invite an admin; an admin cannot mint owner keys.
-    let inv = app
-        .call(
-            "POST",
-            "/v1/invitations",
-            Some(&a.token),
-            Some(json!({"email": "ad@acme.test", "role": "admin"})),
-        )
-        .await;
-    let acc = app
-        .call(
-            "POST",
-            "/v1/invitations/accept",
-            None,
-            Some(json!({"token": inv.body["token"], "name": "Ad", "password": "admin-pass-1234"})),
-        )
-        .await;
-    let admin = acc.body["access_token"].as_str().unwrap();
+    let admin = &app.join(&a.token, "ad@acme.test", "admin").await;
     app.call(
         "POST",
         "/v1/api-keys",
@@ -384,23 +368,7 @@ async fn failed_logins_are_audited_and_answer_like_unknown_users() {
 async fn an_api_key_dies_with_its_creators_membership_or_role() {
     let app = TestApp::spawn().await;
     let s = app.signup("team", Some("starter")).await;
-    let inv = app
-        .call(
-            "POST",
-            "/v1/invitations",
-            Some(&s.token),
-            Some(json!({"email": "ad@team.test", "role": "admin"})),
-        )
-        .await;
-    let acc = app
-        .call(
-            "POST",
-            "/v1/invitations/accept",
-            None,
-            Some(json!({"token": inv.body["token"], "name": "Ad", "password": "admin-pass-1234"})),
-        )
-        .await;
-    let admin = acc.body["access_token"].as_str().unwrap().to_owned();
+    let admin = app.join(&s.token, "ad@team.test", "admin").await;
     let admin_id = app
         .call("GET", "/v1/members", Some(&s.token), None)
         .await

@@ -393,6 +393,25 @@ impl TestApp {
         }
     }
 
+    /// Invites `email` as `role` (with `owner`'s token), accepts as a new account, and returns
+    /// the new member's access token.
+    pub async fn join(&self, owner: &str, email: &str, role: &str) -> String {
+        let inv = self
+            .call(
+                "POST",
+                "/v1/invitations",
+                Some(owner),
+                Some(json!({"email": email, "role": role})),
+            )
+            .await;
+        assert_eq!(inv.status, 201, "invite {email}: {}", inv.text);
+        let acc = self
+            .call("POST", "/v1/invitations/accept", None, Some(json!({"token": inv.body["token"], "name": "Member", "password": "member-pass-1234"})))
+            .await;
+        assert_eq!(acc.status, 201, "accept {email}: {}", acc.text);
+        acc.body["access_token"].as_str().expect("token").to_owned()
+    }
+
     pub async fn create(&self, token: &str, kind: &str, name: &str) -> Resp {
         self.call(
             "POST",

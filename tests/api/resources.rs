@@ -135,23 +135,7 @@ async fn viewers_read_and_cannot_write() {
     let app = TestApp::spawn().await;
     let s = app.signup("team", Some("starter")).await;
     app.create(&s.token, "agents", "a").await;
-    let inv = app
-        .call(
-            "POST",
-            "/v1/invitations",
-            Some(&s.token),
-            Some(json!({"email": "v@team.test", "role": "viewer"})),
-        )
-        .await;
-    let acc = app
-        .call(
-            "POST",
-            "/v1/invitations/accept",
-            None,
-            Some(json!({"token": inv.body["token"], "name": "V", "password": "viewer-pass-1"})),
-        )
-        .await;
-    let v = acc.body["access_token"].as_str().unwrap();
+    let v = &app.join(&s.token, "v@team.test", "viewer").await;
     assert_eq!(
         app.call("GET", "/v1/agents", Some(v), None).await.body["items"]
             .as_array()

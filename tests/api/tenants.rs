@@ -279,23 +279,7 @@ async fn the_last_owner_cannot_leave_or_be_demoted() {
     app.call("DELETE", &path, Some(&s.token), None)
         .await
         .assert_problem(409, "CONFLICT");
-    let inv = app
-        .call(
-            "POST",
-            "/v1/invitations",
-            Some(&s.token),
-            Some(json!({"email": "m@team.test", "role": "member"})),
-        )
-        .await;
-    let acc = app
-        .call(
-            "POST",
-            "/v1/invitations/accept",
-            None,
-            Some(json!({"token": inv.body["token"], "name": "M", "password": "member-pass-1"})),
-        )
-        .await;
-    let member = acc.body["access_token"].as_str().unwrap();
+    let member = &app.join(&s.token, "m@team.test", "member").await;
     app.call("DELETE", &path, Some(member), None)
         .await
         .assert_problem(403, "FORBIDDEN");
