@@ -100,10 +100,11 @@ struct PlansFile {
     plans: BTreeMap<String, Plan>,
 }
 
-/// The set of plans tenantd serves.
+/// The set of plans tenantd serves. Plans are shared (`Arc`), so a request can hold its
+/// tenant's plan without copying it.
 #[derive(Debug, Clone)]
 pub struct Plans {
-    plans: BTreeMap<String, Plan>,
+    plans: BTreeMap<String, std::sync::Arc<Plan>>,
 }
 
 impl Plans {
@@ -126,7 +127,7 @@ impl Plans {
                     return Err(format!("plan {id}: unknown rate-limit action {a}"));
                 }
             }
-            plans.insert(id, plan);
+            plans.insert(id, std::sync::Arc::new(plan));
         }
         if !plans.contains_key("free") {
             return Err("the plans file must define a `free` plan".to_owned());
@@ -140,13 +141,13 @@ impl Plans {
     }
 
     /// A plan by id.
-    pub fn get(&self, id: &str) -> Option<&Plan> {
+    pub fn get(&self, id: &str) -> Option<&std::sync::Arc<Plan>> {
         self.plans.get(id)
     }
 
     /// A plan by id, or a 422 naming `field`.
     pub fn parse(&self, id: &str, field: &str) -> Result<&Plan> {
-        self.get(id).ok_or_else(|| {
+        self.get(id).map(|p| p.as_ref()).ok_or_else(|| {
             let names: Vec<&str> = self.plans.keys().map(String::as_str).collect();
             Error::invalid(field, format!("unknown plan; one of: {}", names.join(", ")))
         })
@@ -154,7 +155,7 @@ impl Plans {
 
     /// Every plan.
     pub fn all(&self) -> impl Iterator<Item = &Plan> {
-        self.plans.values()
+        self.plans.values().map(|p| p.as_ref())
     }
 }
 

@@ -162,7 +162,7 @@ pub struct Ctx {
     /// The tenant the request acts in.
     pub tenant: Tenant,
     /// Its plan.
-    pub plan: Plan,
+    pub plan: std::sync::Arc<Plan>,
     /// The scope for its data.
     pub scope: TenantScope,
     /// The effective role in that tenant (a crossing platform admin acts as `owner`).

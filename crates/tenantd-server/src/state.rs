@@ -44,7 +44,7 @@ pub struct Inner {
     /// Sign-in throttling by client address and by account.
     pub sign_in: Limiter,
     /// The `free` plan, for a tenant whose plan left the plans file.
-    pub fallback_plan: Plan,
+    pub fallback_plan: Arc<Plan>,
     /// The platform tenant.
     pub platform: TenantId,
     /// Uploads being read at once (each may hold up to `file_limit_bytes` in memory).
@@ -78,7 +78,7 @@ impl AppState {
     }
 
     /// A tenant's plan (a tenant on a plan that left the plans file gets `free` limits).
-    pub fn plan_of(&self, tenant: &Tenant) -> &Plan {
+    pub fn plan_of(&self, tenant: &Tenant) -> &Arc<Plan> {
         self.plans.get(&tenant.plan).unwrap_or(&self.fallback_plan)
     }
 
