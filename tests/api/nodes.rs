@@ -139,6 +139,42 @@ async fn call(
     (s, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Waits until the node hears the invalidation channel.
+async fn wait_subscribed(c: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let (_, ready) = call(c, base, "GET", "/readyz", None, None).await;
+        if ready["cache_invalidation"] == "redis" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{base} never subscribed to the invalidation channel");
+}
+
+/// Polls `GET /v1/tenant` with `token` until it answers `status`; how long that took.
+async fn refused_within(c: &reqwest::Client, base: &str, token: &str, status: u16) -> Duration {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(6) {
+        if call(c, base, "GET", "/v1/tenant", Some(token), None)
+            .await
+            .0
+            == status
+        {
+            return t0.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{base} never answered {status}");
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 const PLANS: &str = "plans:
   free:
     name: Free
@@ -175,7 +211,9 @@ async fn two_nodes_share_quotas_rate_limits_suspensions_and_revocations() {
     std::fs::write(dir.join("plans.yaml"), PLANS).unwrap();
     let config = dir.join("tenantd.toml");
     let toml = format!(
-        "plans_file = \"{}\"\nredis_url = \"{}\"\n{}",
+        // A cache TTL of 5 s: a refusal within 1 s on the other node can only come from the
+        // invalidation announced through Redis.
+        "plans_file = \"{}\"\nredis_url = \"{}\"\nauth_cache_ttl_ms = 5000\n{}",
         dir.join("plans.yaml").display(),
         redis.url,
         pg.toml()
@@ -187,6 +225,9 @@ async fn two_nodes_share_quotas_rate_limits_suspensions_and_revocations() {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
+    for node in [&a, &b] {
+        wait_subscribed(&c, &node.base).await;
+    }
 
     // Quota: 1,000 concurrent creates split across both nodes admit exactly 100.
     let (s, up) = call(&c, &a.base, "POST", "/v1/auth/signup", None, Some(json!({"email": "o@q.test", "password": "owner-pass-123", "name": "O", "tenant": {"name": "Q", "slug": "quota-co"}}))).await;
@@ -236,7 +277,8 @@ async fn two_nodes_share_quotas_rate_limits_suspensions_and_revocations() {
         "admitted {ok} of 80 against a shared 50/min"
     );
 
-    // A suspension on node A is refused on node B at once; so is a key deleted on A.
+    // A key deleted and a tenant suspended on node A are refused on node B within 1 s, although
+    // node B had both in its cache.
     let (_, key) = call(
         &c,
         &a.base,
@@ -266,12 +308,10 @@ async fn two_nodes_share_quotas_rate_limits_suspensions_and_revocations() {
         .0,
         204
     );
-    let t0 = Instant::now();
-    assert_eq!(
-        call(&c, &b.base, "GET", "/v1/tenant", Some(&secret), None)
-            .await
-            .0,
-        401
+    let took = refused_within(&c, &b.base, &secret, 401).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "deleted key still served after {took:?}"
     );
     let (_, adm) = call(
         &c,
@@ -292,6 +332,19 @@ async fn two_nodes_share_quotas_rate_limits_suspensions_and_revocations() {
     assert_eq!(
         call(
             &c,
+            &b.base,
+            "GET",
+            "/v1/projects?limit=1",
+            Some(&token),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &c,
             &a.base,
             "POST",
             &format!("/v1/tenants/{qid}/suspend"),
@@ -302,9 +355,25 @@ async fn two_nodes_share_quotas_rate_limits_suspensions_and_revocations() {
         .0,
         200
     );
+    let took = refused_within(&c, &b.base, &token, 403).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "suspended tenant still served after {took:?}"
+    );
     let (s, body) = call(&c, &b.base, "GET", "/v1/projects", Some(&token), None).await;
     assert_eq!((s, body["code"].as_str()), (403, Some("TENANT_SUSPENDED")));
-    assert!(t0.elapsed() < Duration::from_secs(1) || s == 403);
+    let metrics = c
+        .get(format!("{}/metrics", b.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(&metrics, "tenantd_auth_cache_hits_total") > 0,
+        "node B never used its cache, so the test proved nothing: {metrics}"
+    );
     drop((a, b));
     let _ = std::fs::remove_dir_all(dir);
 }

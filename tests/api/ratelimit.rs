@@ -53,9 +53,10 @@ async fn without_redis_limits_fall_back_to_the_node_and_readyz_says_degraded() {
         (
             ready.status,
             ready.body["status"].as_str(),
-            ready.body["rate_limits"].as_str()
+            ready.body["rate_limits"].as_str(),
+            ready.body["cache_invalidation"].as_str()
         ),
-        (200, Some("degraded"), Some("degraded"))
+        (200, Some("degraded"), Some("degraded"), Some("degraded"))
     );
     let metrics = app.call("GET", "/metrics", None, None).await;
     let fallbacks: u64 = metrics

@@ -90,8 +90,13 @@ pub struct Config {
     pub catalog: DbLocation,
     /// The cells; the first takes new tenants by default.
     pub cells: Vec<CellConfig>,
-    /// Redis for rate limits shared by every API node.
+    /// Redis for rate limits shared by every API node and cache invalidation between them.
     pub redis_url: Option<String>,
+    /// How long a node may reuse a resolved credential (session or API key, with its tenant
+    /// and role) without reading the catalog; 0 turns the cache off. Changes made through this
+    /// node, or announced by another through Redis, take effect at once; the TTL bounds the
+    /// rest (a lost invalidation, a change made with the CLI).
+    pub auth_cache_ttl_ms: u64,
     /// The tenant `mode = "single"` serves (created at first start).
     pub default_tenant: String,
     /// First-start platform admin email.
@@ -144,6 +149,7 @@ struct RawConfig {
     signup: Option<bool>,
     plans_file: Option<String>,
     redis_url: Option<String>,
+    auth_cache_ttl_ms: Option<i64>,
     issuer: Option<String>,
     access_ttl_secs: Option<i64>,
     refresh_ttl_secs: Option<i64>,
@@ -172,6 +178,7 @@ const ENV_KEYS: &[&str] = &[
     "signup",
     "plans_file",
     "redis_url",
+    "auth_cache_ttl_ms",
     "issuer",
     "access_ttl_secs",
     "refresh_ttl_secs",
@@ -385,6 +392,16 @@ impl Config {
             cells,
             default_tenant: raw.default_tenant.unwrap_or_else(|| "main".into()),
             redis_url: raw.redis_url.filter(|r| !r.is_empty()),
+            auth_cache_ttl_ms: match raw.auth_cache_ttl_ms {
+                None => 1000,
+                Some(ms @ 0..=5000) => ms as u64,
+                Some(_) => {
+                    return Err(
+                        "auth_cache_ttl_ms: 0 (off) to 5000; a revocation must take effect within seconds"
+                            .into(),
+                    );
+                }
+            },
             admin_email: raw.admin_email,
             admin_password: raw.admin_password,
             data_dir,
@@ -456,6 +473,7 @@ fn set_key(raw: &mut RawConfig, key: &str, v: &str) -> Result<(), String> {
         }
         "plans_file" => raw.plans_file = s,
         "redis_url" => raw.redis_url = s,
+        "auth_cache_ttl_ms" => raw.auth_cache_ttl_ms = Some(int(v)?),
         "issuer" => raw.issuer = s,
         "access_ttl_secs" => raw.access_ttl_secs = Some(int(v)?),
         "refresh_ttl_secs" => raw.refresh_ttl_secs = Some(int(v)?),

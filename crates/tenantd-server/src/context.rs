@@ -14,6 +14,7 @@ use tenantd_core::tenant::{Tenant, TenantScope, TenantType};
 use tenantd_core::{Error, time};
 
 use crate::auth::secrets::{hash_secret, looks_like_api_key};
+use crate::cache::KeyContext;
 use crate::error::ApiError;
 use crate::http::{FactsSlot, RequestMeta};
 use crate::state::AppState;
@@ -247,38 +248,32 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
     let meta = meta(parts);
     let invalid = || Error::Unauthenticated("invalid or revoked credentials");
     if looks_like_api_key(token) {
-        let key = state
-            .catalog
-            .find_api_key_by_hash(&hash_secret(token))
+        let hash = hash_secret(token);
+        let resolved = state
+            .auth_cache
+            .key(&hash, resolve_key(state, &hash))
             .await?
             .ok_or_else(invalid)?;
+        let KeyContext {
+            key,
+            tenant: home,
+            creator_role,
+        } = resolved.as_ref();
         if !key.is_live(time::now()) {
             return Err(invalid());
         }
-        let home = state
-            .catalog
-            .find_tenant(key.tenant_id)
-            .await?
-            .ok_or_else(invalid)?;
         home.ensure_serving()?;
         // A key acts for the person who made it: once they leave, or hold less than the key's
         // role, the key stops working.
-        if let Some(creator) = key.created_by {
-            let m = state
-                .catalog
-                .find_membership(key.tenant_id, creator)
-                .await?
-                .ok_or_else(invalid)?;
-            if !key.role.within(m.role) {
-                return Err(invalid());
-            }
+        if key.created_by.is_some() && !creator_role.is_some_and(|r| key.role.within(r)) {
+            return Err(invalid());
         }
         return Ok(Caller {
             actor: Actor::ApiKey {
                 id: key.id,
                 created_by: key.created_by,
             },
-            home,
+            home: home.clone(),
             role: key.role,
             meta,
         });
@@ -299,12 +294,14 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
     let user = UserId::parse(&claims.sub, "sub").map_err(|_| invalid())?;
     let tenant = TenantId::parse(&claims.tid, "tid").map_err(|_| invalid())?;
     let sid = SessionId::parse(&claims.sid, "sid").map_err(|_| invalid())?;
-    // One catalog read for the session, the live membership and the tenant.
-    let (session, role, home) = state
-        .catalog
-        .find_session_context(sid)
+    // One catalog read for the session, the live membership and the tenant (or none, while
+    // this node's cache holds them).
+    let resolved = state
+        .auth_cache
+        .session(sid, state.catalog.find_session_context(sid))
         .await?
         .ok_or_else(invalid)?;
+    let (session, role, home) = resolved.as_ref();
     if session.revoked_at.is_some() || session.user_id != user || session.tenant_id != tenant {
         return Err(invalid());
     }
@@ -317,10 +314,36 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
             id: user,
             session: sid,
         },
-        home,
-        role,
+        home: home.clone(),
+        role: *role,
         meta,
     })
+}
+
+/// Reads what an API key resolves to: the key, its tenant and its creator's live role.
+async fn resolve_key(state: &AppState, hash: &str) -> Result<Option<KeyContext>, Error> {
+    let Some(key) = state.catalog.find_api_key_by_hash(hash).await? else {
+        return Ok(None);
+    };
+    let Some(tenant) = state.catalog.find_tenant(key.tenant_id).await? else {
+        return Ok(None);
+    };
+    let creator_role = match key.created_by {
+        Some(creator) => match state
+            .catalog
+            .find_membership(key.tenant_id, creator)
+            .await?
+        {
+            Some(m) => Some(m.role),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    Ok(Some(KeyContext {
+        key,
+        tenant,
+        creator_role,
+    }))
 }
 
 /// The tenant named by a header, subdomain or cookie value (id or slug).

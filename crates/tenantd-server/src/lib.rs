@@ -11,6 +11,8 @@
 pub mod api;
 /// Credentials.
 pub mod auth;
+/// The per-node cache of resolved credentials and its invalidation.
+pub mod cache;
 /// Configuration.
 pub mod config;
 /// From credentials to a tenant-bound request context.
@@ -92,6 +94,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     relay::spawn(state.clone());
+    if let Some(url) = state.config.redis_url.clone() {
+        tokio::spawn(cache::subscribe(
+            url,
+            state.auth_cache.clone(),
+            state.invalidations_subscribed.clone(),
+        ));
+    }
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);

@@ -16,6 +16,7 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::auth::keys::KeyRing;
 use crate::auth::password::PasswordHashing;
+use crate::cache::{Announcer, AuthCache, InvalidatingCatalog};
 use crate::config::{Config, DbLocation, Mode};
 use crate::limits::{Limiter, RateLimits};
 
@@ -27,8 +28,14 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// The validated configuration.
     pub config: Config,
-    /// The catalog.
+    /// The catalog (its changes invalidate [`Inner::auth_cache`] here and on other nodes).
     pub catalog: Arc<dyn CatalogStore>,
+    /// Resolved credentials, reused for `auth_cache_ttl_ms`.
+    pub auth_cache: Arc<AuthCache>,
+    /// Announces this node's invalidations through Redis, when configured.
+    pub announcer: Option<Arc<Announcer>>,
+    /// Whether this node hears the other nodes' invalidations now.
+    pub invalidations_subscribed: Arc<std::sync::atomic::AtomicBool>,
     /// The cells, by name.
     pub cells: HashMap<String, Arc<dyn CellStore>>,
     /// The plans.
@@ -133,6 +140,18 @@ impl AppState {
                 |e| Error::Internal(format!("blob_dir {}: {e}", config.blob_dir.display())),
             )?,
         );
+        let auth_cache = Arc::new(AuthCache::new(std::time::Duration::from_millis(
+            config.auth_cache_ttl_ms,
+        )));
+        let announcer = match &config.redis_url {
+            Some(url) => Some(Arc::new(Announcer::new(url).map_err(Error::Internal)?)),
+            None => None,
+        };
+        let catalog: Arc<dyn CatalogStore> = Arc::new(InvalidatingCatalog::new(
+            catalog,
+            auth_cache.clone(),
+            announcer.clone(),
+        ));
         let keys = KeyRing::load(catalog.as_ref(), &config.issuer, config.access_ttl_secs).await?;
         let passwords = PasswordHashing::new(config.password_cost)?;
         let (platform, boot) = bootstrap(&config, catalog.as_ref(), &passwords).await?;
@@ -140,6 +159,9 @@ impl AppState {
         let state = AppState(Arc::new(Inner {
             config,
             catalog,
+            auth_cache,
+            announcer,
+            invalidations_subscribed: Arc::default(),
             cells,
             blobs,
             plans: plans.clone(),

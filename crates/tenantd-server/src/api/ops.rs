@@ -17,9 +17,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
-/// Prometheus text: rate-limit refusals, fallbacks from Redis to in-process buckets.
+/// Prometheus text: rate-limit refusals, fallbacks from Redis to in-process buckets, the
+/// credential cache and its invalidation channel.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
+    let (hits, misses, invalidations) = state.auth_cache.stats();
     let lines = [
         (
             "tenantd_rate_limited_total",
@@ -38,6 +40,40 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "gauge",
             "1 while shared rate limits have fallen back to in-process buckets.",
             u64::from(state.limiter.degraded()),
+        ),
+        (
+            "tenantd_auth_cache_hits_total",
+            "counter",
+            "Credentials resolved from this node's cache, without a catalog read.",
+            hits,
+        ),
+        (
+            "tenantd_auth_cache_misses_total",
+            "counter",
+            "Credentials resolved by reading the catalog.",
+            misses,
+        ),
+        (
+            "tenantd_auth_cache_invalidations_total",
+            "counter",
+            "Tenants (or everything) dropped from this node's credential cache after a change.",
+            invalidations,
+        ),
+        (
+            "tenantd_cache_invalidation_publish_failures_total",
+            "counter",
+            "Invalidations that could not be announced to other nodes through Redis.",
+            state.announcer.as_ref().map_or(0, |a| a.failures()),
+        ),
+        (
+            "tenantd_cache_invalidations_subscribed",
+            "gauge",
+            "1 while this node hears other nodes' invalidations through Redis.",
+            u64::from(
+                state
+                    .invalidations_subscribed
+                    .load(std::sync::atomic::Ordering::SeqCst),
+            ),
         ),
     ];
     let mut body = String::new();
@@ -77,14 +113,25 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (true, false) => "redis",
         (true, true) => "degraded",
     };
+    // Without the channel, other nodes' changes reach this one only as its cache expires.
+    let invalidation = match (
+        state.announcer.is_some(),
+        state
+            .invalidations_subscribed
+            .load(std::sync::atomic::Ordering::SeqCst),
+    ) {
+        (false, _) => "local",
+        (true, true) => "redis",
+        (true, false) => "degraded",
+    };
     let word = if !all {
         "unavailable"
-    } else if limits == "degraded" {
+    } else if limits == "degraded" || invalidation == "degraded" {
         "degraded"
     } else {
         "ready"
     };
-    let body = json!({"status": word, "catalog": if catalog { "ok" } else { "unreachable" }, "cells": cells, "rate_limits": limits});
+    let body = json!({"status": word, "catalog": if catalog { "ok" } else { "unreachable" }, "cells": cells, "rate_limits": limits, "cache_invalidation": invalidation});
     let status = if all {
         StatusCode::OK
     } else {
