@@ -164,6 +164,7 @@ pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
                     plan,
                     kind,
                     region,
+                    settings: None,
                     owner_email,
                 },
             )

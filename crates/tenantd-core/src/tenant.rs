@@ -299,6 +299,9 @@ pub struct NewTenant {
     pub region: Option<Region>,
     /// The cell chosen for it.
     pub cell: String,
+    /// Whether the cell is dedicated: it is claimed for this tenant alone, and creation fails
+    /// with `Conflict{cell}` if another tenant holds it.
+    pub dedicated: bool,
     /// Settings object.
     pub settings: Value,
 }

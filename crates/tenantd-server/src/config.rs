@@ -358,6 +358,12 @@ impl Config {
                         location,
                     });
                 }
+                if out.iter().all(|c| c.dedicated) {
+                    return Err(
+                        "cells: at least one must be pooled (the platform tenant and every plan without dedicated isolation live there)"
+                            .into(),
+                    );
+                }
                 out
             }
         };
@@ -492,4 +498,30 @@ fn set_key(raw: &mut RawConfig, key: &str, v: &str) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deployment_needs_a_pooled_cell_and_a_bounded_cache() {
+        let raw = RawConfig {
+            cells: Some(vec![RawCell {
+                name: Some("d".into()),
+                mode: Some("dedicated".into()),
+                url: Some("sqlite:///tmp/x.db".into()),
+                ..RawCell::default()
+            }]),
+            ..RawConfig::default()
+        };
+        let e = Config::validate(raw).unwrap_err();
+        assert!(e.contains("at least one must be pooled"), "{e}");
+        let raw = RawConfig {
+            auth_cache_ttl_ms: Some(60_000),
+            ..RawConfig::default()
+        };
+        let e = Config::validate(raw).unwrap_err();
+        assert!(e.starts_with("auth_cache_ttl_ms"), "{e}");
+    }
 }

@@ -243,11 +243,14 @@ async fn bootstrap(
         kind: TenantType::Platform,
         plan: "enterprise".into(),
         region: None,
+        // Pooled: the platform's global resources are read by the tenants of its cell.
         cell: config
             .cells
-            .first()
+            .iter()
+            .find(|c| !c.dedicated)
             .map(|c| c.name.clone())
-            .ok_or(Error::Internal("no cell".into()))?,
+            .ok_or(Error::Internal("no pooled cell".into()))?,
+        dedicated: false,
         settings: serde_json::json!({}),
     };
     let user = NewUser {
@@ -299,9 +302,16 @@ async fn ensure_default_tenant(state: &AppState) -> Result<()> {
         kind: TenantType::Client,
         plan: "enterprise".into(),
         region: None,
-        cell: state.config.cells[0].name.clone(),
+        cell: String::new(),
+        dedicated: false,
         settings: serde_json::json!({}),
     };
+    let plan = state
+        .plans
+        .get("enterprise")
+        .cloned()
+        .ok_or(Error::Internal("plans_file: no enterprise plan".into()))?;
+    let placement = crate::services::placement::placement(state, None, &plan, false)?;
     let audit = vec![system_event(
         tenant.id,
         "tenant.create",
@@ -309,9 +319,14 @@ async fn ensure_default_tenant(state: &AppState) -> Result<()> {
         Some(tenant.id.to_string()),
         serde_json::json!({"slug": slug.as_str(), "single_mode_default": true}),
     )];
-    state
-        .catalog
-        .create_tenant(tenant, TenantOwner::Existing(owner.user_id), None, audit)
-        .await?;
+    crate::services::placement::create_placed(
+        state,
+        tenant,
+        &placement,
+        TenantOwner::Existing(owner.user_id),
+        None,
+        audit,
+    )
+    .await?;
     Ok(())
 }

@@ -25,7 +25,9 @@ pub fn classify(e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             let msg = db.message();
-            let field = if msg.contains("slug") {
+            let field = if msg.contains("dedicated_cells") {
+                "cell"
+            } else if msg.contains("slug") {
                 "slug"
             } else if msg.contains("email") {
                 "email"

@@ -42,6 +42,9 @@ pub struct CreateTenantRequest {
     pub kind: Option<String>,
     /// `us`, `eu` or `ap`: placed on a cell of that region.
     pub region: Option<String>,
+    /// Initial settings (a JSON object); `data_residency` (`us`, `eu`, `ap`) chooses the
+    /// region when `region` is absent, and must agree with it when both are given.
+    pub settings: Option<Value>,
     pub owner_email: String,
 }
 
@@ -79,6 +82,7 @@ async fn create(
             plan: req.plan,
             kind: req.kind,
             region: req.region,
+            settings: req.settings,
             owner_email: req.owner_email,
         },
     )

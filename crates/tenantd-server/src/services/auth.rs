@@ -1,3 +1,4 @@
+use crate::services::placement::{create_placed, placement};
 use chrono::Duration;
 use serde::Serialize;
 use serde_json::json;
@@ -152,6 +153,8 @@ pub async fn signup(
             "an account with this email exists; log in and create the tenant from there",
         ));
     }
+    let plan = state.plans.get(&plan_id).cloned().ok_or(Error::NotFound)?;
+    let placement = placement(state, None, &plan, false)?;
     let hash = state.passwords.hash(&password).await?;
     let user = NewUser {
         id: UserId::new(),
@@ -166,7 +169,8 @@ pub async fn signup(
         kind: TenantType::Client,
         plan: plan_id,
         region: None,
-        cell: state.config.cells[0].name.clone(),
+        cell: String::new(),
+        dedicated: false,
         settings: json!({}),
     };
     let issued = issue(state, user.id, tenant.id, Role::Owner)?;
@@ -194,15 +198,15 @@ pub async fn signup(
         ),
     ];
     let uid = user.id;
-    let tenant = state
-        .catalog
-        .create_tenant(
-            tenant,
-            TenantOwner::NewUser(user),
-            Some(issued.session),
-            audit,
-        )
-        .await?;
+    let tenant = create_placed(
+        state,
+        tenant,
+        &placement,
+        TenantOwner::NewUser(user),
+        Some(issued.session),
+        audit,
+    )
+    .await?;
     state.catalog.set_user_last_tenant(uid, tenant.id).await?;
     state.relay_now().await;
     let user = state

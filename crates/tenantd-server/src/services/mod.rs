@@ -9,6 +9,8 @@ pub mod auth;
 pub mod files;
 /// Members, invitations, API keys.
 pub mod identity;
+/// Which cell takes a new tenant.
+pub mod placement;
 /// Tenant-owned resources.
 pub mod resources;
 /// Tenants and their lifecycle.

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::auth::secrets::{hash_secret, invitation_token};
 use crate::context::Caller;
+use crate::services::placement::{create_placed, placement};
 use crate::state::AppState;
 
 fn require_platform_admin(caller: &Caller) -> Result<()> {
@@ -64,6 +65,8 @@ pub struct CreateInput {
     pub plan: String,
     pub kind: Option<String>,
     pub region: Option<String>,
+    /// Initial settings; `data_residency` (us|eu|ap) chooses the region when `region` does not.
+    pub settings: Option<Value>,
     pub owner_email: String,
 }
 
@@ -93,6 +96,34 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Re
         .as_deref()
         .map(|r| v.check(Region::parse(r, "region")))
         .unwrap_or(None);
+    let settings = v
+        .check(object("settings", input.settings).map_err(to_field))
+        .flatten()
+        .unwrap_or_default();
+    let residency = match settings.get("data_residency") {
+        None => None,
+        Some(dr) => {
+            let r = dr
+                .as_str()
+                .and_then(|r| Region::parse(r, "settings.data_residency").ok());
+            if r.is_none() {
+                v.push(FieldError::new(
+                    "settings.data_residency",
+                    "one of: us eu ap",
+                ));
+            }
+            r
+        }
+    };
+    if let (Some(r), Some(dr)) = (region, residency)
+        && r != dr
+    {
+        v.push(FieldError::new(
+            "settings.data_residency",
+            format!("disagrees with region {r}"),
+        ));
+    }
+    let region = region.or(residency);
     let email = v.check(Email::parse(&input.owner_email, "owner_email"));
     if state.plans.get(&input.plan).is_none() {
         v.push(FieldError::new("plan", "unknown plan"));
@@ -101,7 +132,12 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Re
     let (Some(name), Some(slug), Some(kind), Some(email)) = (name, slug, kind, email) else {
         return Err(Error::Internal("validator".into()));
     };
-    let cell = place(state, region)?;
+    let plan = state
+        .plans
+        .get(&input.plan)
+        .cloned()
+        .ok_or(Error::Internal("plan checked above".into()))?;
+    let placement = placement(state, region, &plan, false)?;
     let id = TenantId::new();
     let (owner, invitation) = match state.catalog.find_user_by_email(email.as_str()).await? {
         Some(u) => (TenantOwner::Existing(u.id), None),
@@ -127,8 +163,9 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Re
         kind,
         plan: input.plan.clone(),
         region,
-        cell,
-        settings: json!({}),
+        cell: String::new(),
+        dedicated: false,
+        settings: Value::Object(settings),
     };
     let details =
         json!({"slug": new.slug.as_str(), "plan": new.plan, "owner_email": email.as_str()});
@@ -148,27 +185,12 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Re
             details,
         ),
     ];
-    let tenant = state.catalog.create_tenant(new, owner, None, audit).await?;
+    let tenant = create_placed(state, new, &placement, owner, None, audit).await?;
     state.relay_now().await;
     Ok(Created {
         tenant,
         owner_invitation: invitation,
     })
-}
-
-/// Chooses the cell for a new tenant: one in its region, else the first cell. A region no
-/// cell serves is refused, never silently placed elsewhere.
-fn place(state: &AppState, region: Option<Region>) -> Result<String> {
-    match region {
-        None => Ok(state.config.cells[0].name.clone()),
-        Some(r) => state
-            .config
-            .cells
-            .iter()
-            .find(|c| c.region.as_deref() == Some(r.as_str()))
-            .map(|c| c.name.clone())
-            .ok_or_else(|| Error::invalid("region", format!("no cell serves region {r}"))),
-    }
 }
 
 /// Tenants, by id (platform admins).

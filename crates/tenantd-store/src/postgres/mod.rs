@@ -27,11 +27,18 @@ use tenantd_core::{Error, Result};
 
 use crate::{Migration, classify};
 
-const CATALOG_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/postgres/catalog/0001_init.sql"),
-}];
+const CATALOG_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/postgres/catalog/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "dedicated_cells",
+        sql: include_str!("../../migrations/postgres/catalog/0002_dedicated_cells.sql"),
+    },
+];
 
 const CELL_MIGRATIONS: &[Migration] = &[
     Migration {

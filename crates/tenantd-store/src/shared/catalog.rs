@@ -294,6 +294,14 @@ macro_rules! catalog_impl {
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
+                if t.dedicated {
+                    sqlx::query("INSERT INTO dedicated_cells (cell, tenant_id) VALUES ($1, $2)")
+                        .bind(&t.cell)
+                        .bind(t.id.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                }
                 sqlx::query("INSERT INTO quota_counters (tenant_id, quota, used) VALUES ($1, 'users', 1)")
                     .bind(t.id.to_string())
                     .execute(&mut *tx)
