@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use tenantd_core::Result;
 use tenantd_core::access::Role;
 use tenantd_core::audit::AuditDraft;
@@ -34,6 +35,8 @@ use tenantd_core::store::{
     CatalogStore, Joiner, NewApiKey, NewSession, SigningKeyRecord, TenantOwner,
 };
 use tenantd_core::tenant::{NewTenant, Tenant, TenantPatch, TenantStatus};
+
+use crate::auth::keys::Claims;
 
 /// The Redis channel on which nodes announce changed tenants (payload: a tenant id, or `*`).
 pub const CHANNEL: &str = "tenantd:invalidate";
@@ -67,6 +70,10 @@ struct Entry<T> {
 pub struct AuthCache {
     enabled: bool,
     sessions: moka::sync::Cache<SessionId, Entry<SessionContext>>,
+    /// Access tokens whose signature verified, by sha256 of the token: the claims and until
+    /// when the verdict holds (expiry or the key's retirement). A pure function of the bytes
+    /// and the key ring, so nothing but time invalidates it.
+    verified: moka::sync::Cache<[u8; 32], (Arc<Claims>, i64)>,
     keys: moka::sync::Cache<String, Entry<KeyContext>>,
     stripes: Box<[AtomicU64]>,
     /// Bumped by every invalidation: a read that saw it move is not cached.
@@ -87,6 +94,10 @@ impl AuthCache {
                 .time_to_live(ttl_or_1ms)
                 .build(),
             keys: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl_or_1ms)
+                .build(),
+            verified: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl_or_1ms)
                 .build(),
@@ -120,6 +131,7 @@ impl AuthCache {
         }
         self.sessions.invalidate_all();
         self.keys.invalidate_all();
+        self.verified.invalidate_all();
         self.invalidations.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -134,6 +146,29 @@ impl AuthCache {
             self.misses.load(Ordering::Relaxed),
             self.invalidations.load(Ordering::Relaxed),
         )
+    }
+
+    /// The claims of an access token, from the cache of verified tokens or from `verify`
+    /// (which returns them with the time, in seconds since the epoch, until which they hold).
+    pub fn verified_token(
+        &self,
+        token: &str,
+        verify: impl FnOnce() -> Result<(Claims, i64)>,
+    ) -> Result<Arc<Claims>> {
+        if !self.enabled {
+            return verify().map(|(c, _)| Arc::new(c));
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = tenantd_core::time::now().timestamp();
+        if let Some((claims, until)) = self.verified.get(&digest)
+            && now < until
+        {
+            return Ok(claims);
+        }
+        let (claims, until) = verify()?;
+        let claims = Arc::new(claims);
+        self.verified.insert(digest, (claims.clone(), until));
+        Ok(claims)
     }
 
     /// The session's resolution, from the cache or from `load`.
@@ -610,6 +645,45 @@ mod tests {
         assert!(v.is_some());
         let again = cache.key("ka", async { Ok(None) }).await.unwrap();
         assert!(again.is_none(), "the raced read must not have been cached");
+    }
+
+    #[test]
+    fn a_verified_token_is_reused_only_for_the_same_bytes_and_until_its_verdict_ends() {
+        let cache = AuthCache::new(Duration::from_secs(60));
+        let now = tenantd_core::time::now().timestamp();
+        let claims = |sub: &str| Claims {
+            sub: sub.into(),
+            tid: String::new(),
+            role: "owner".into(),
+            sid: String::new(),
+            iss: "tenantd".into(),
+            aud: "tenantd".into(),
+            exp: now + 60,
+            iat: now,
+            jti: String::new(),
+            r#gen: 0,
+        };
+        let a = cache
+            .verified_token("token-a", || Ok((claims("a"), now + 60)))
+            .unwrap();
+        assert_eq!(a.sub, "a");
+        let again = cache
+            .verified_token("token-a", || panic!("should come from the cache"))
+            .unwrap();
+        assert_eq!(again.sub, "a");
+        // Other bytes are verified on their own, and their failure is not cached.
+        let bad = cache.verified_token("token-b", || {
+            Err(tenantd_core::Error::Unauthenticated("invalid access token"))
+        });
+        assert!(bad.is_err());
+        // A verdict that has ended (expiry, or the key's retirement) is verified again.
+        cache
+            .verified_token("token-c", || Ok((claims("c"), now - 1)))
+            .unwrap();
+        let refused = cache.verified_token("token-c", || {
+            Err(tenantd_core::Error::Unauthenticated("invalid access token"))
+        });
+        assert!(refused.is_err());
     }
 
     #[tokio::test]

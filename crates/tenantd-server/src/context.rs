@@ -278,14 +278,19 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Err
             meta,
         });
     }
-    let claims = match state.keys.verify(token) {
+    let claims = match state
+        .auth_cache
+        .verified_token(token, || state.keys.verify_until(token))
+    {
         Ok(c) => c,
         Err(e) => {
             // A kid we do not know may come from a rotation elsewhere: reload, at most every 5 s.
             let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
             if kid.is_some_and(|k| !state.keys.knows(&k)) && state.keys.older_than(5) {
                 state.keys.reload(state.catalog.as_ref()).await?;
-                state.keys.verify(token)?
+                state
+                    .auth_cache
+                    .verified_token(token, || state.keys.verify_until(token))?
             } else {
                 return Err(e);
             }

@@ -37,6 +37,9 @@ pub struct Claims {
     pub r#gen: i64,
 }
 
+/// Clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 5;
+
 /// PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): a fixed 16-byte prefix, then the seed.
 const PKCS8_ED25519_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
@@ -212,6 +215,12 @@ impl KeyRing {
     /// Verifies an access token: EdDSA only, a known and live `kid`, signature, `exp`,
     /// `iss`, `aud`. Anything else is `UNAUTHENTICATED`.
     pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+        self.verify_until(token).map(|(c, _)| c)
+    }
+
+    /// Verifies an access token, and says until when that verdict holds: its expiry (with the
+    /// leeway) or its key's retirement, whichever is first (seconds since the epoch).
+    pub fn verify_until(&self, token: &str) -> Result<(Claims, i64), Error> {
         let bad = Error::Unauthenticated("invalid access token");
         if token.len() > 8192 {
             return Err(bad);
@@ -239,10 +248,15 @@ impl KeyRing {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 5;
-        jsonwebtoken::decode::<Claims>(token, &v.key, &validation)
+        validation.leeway = LEEWAY_SECS;
+        let claims = jsonwebtoken::decode::<Claims>(token, &v.key, &validation)
             .map(|d| d.claims)
-            .map_err(|_| Error::Unauthenticated("invalid access token"))
+            .map_err(|_| Error::Unauthenticated("invalid access token"))?;
+        let mut until = claims.exp.saturating_add(LEEWAY_SECS as i64);
+        if let Some(u) = v.until {
+            until = until.min(u.timestamp());
+        }
+        Ok((claims, until))
     }
 
     /// The JWKS document of the keys that verify.
