@@ -1,6 +1,7 @@
 -- wrk script: rotates pre-minted tokens of many tenants. Environment:
 --   BENCH_TOKENS  file of lines "<token> <tenant_id> <agent_id> <agent_id> ..."
---   BENCH_MODE    tenantd (Authorization: Bearer) | bare (X-Tenant-ID)
+--                 (login mode: "<email> <password>")
+--   BENCH_MODE    tenantd (Authorization: Bearer) | bare (X-Tenant-ID) | login
 --   BENCH_SCENARIO get | list | create
 --   BENCH_NONCE   makes created names unique across runs
 local lines = {}
@@ -24,6 +25,11 @@ function request()
   i = i + 1
   local p = lines[(i % #lines) + 1]
   local headers = {}
+  if mode == "login" then
+    headers["Content-Type"] = "application/json"
+    return wrk.format("POST", "/v1/auth/login", headers,
+      '{"email":"' .. p[1] .. '","password":"' .. p[2] .. '"}')
+  end
   if mode == "tenantd" then headers["Authorization"] = "Bearer " .. p[1] else headers["X-Tenant-ID"] = p[2] end
   if scenario == "get" then
     return wrk.format("GET", "/v1/agents/" .. p[3 + (i % (#p - 2))], headers)

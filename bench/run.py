@@ -1,22 +1,36 @@
 #!/usr/bin/env python3
 """tenantd benchmarks, measured side by side in one run (see docs/benchmarks.md).
 
+    apt-get install -y wrk                      # the load generator (pgbench comes with PostgreSQL)
     cargo build --release && cargo build --release -p tenantd-server --example bare
     TENANTD_TEST_PG=postgres://postgres@127.0.0.1:5432/postgres python3 bench/run.py
+    python3 bench/report.py                     # the Markdown tables of bench/last-run.json
 
-For each backend (SQLite; PostgreSQL when TENANTD_TEST_PG names a superuser URL): tenantd and
-the bare handler (the same store transactions, no auth/tenancy/limits) serve the same cell;
-wrk rotates pre-minted tokens of many tenants. Rounds are interleaved (tenantd, bare, tenantd,
-...), three of each, and the median is reported, because this machine drifts between runs.
+For each backend (SQLite; PostgreSQL when TENANTD_TEST_PG names a superuser URL):
+
+- tenantd vs the bare handler (the same store transactions, no auth/tenancy/limits) on the
+  same cell; wrk rotates pre-minted tokens of many tenants;
+- rate limiter on vs off; warm vs cold credentials (cold: a node with its credential cache
+  off, so every request verifies its token and reads the catalog, as a token's first use does);
+- on PostgreSQL: RLS on vs off, and the bare handler vs pgbench running the same transaction;
+- 10 tenants vs 100,000 tenants in the catalog (two deployments side by side; the big one
+  gets 99,990 filler tenants with a user, a membership, a session and two agents each,
+  bulk-loaded, plus the same 10 tenants made through the API);
+- login (argon2id at OWASP parameters) alone.
+
+Rounds are interleaved (A, B, A, B, ...), medians reported, because this machine drifts.
 """
 
+import csv
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -28,6 +42,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TENANTS = int(os.environ.get("BENCH_TENANTS", "40"))
+FILLER = int(os.environ.get("BENCH_FILLER_TENANTS", "99990"))
 AGENTS = 20
 PLANS = """plans:
   free: {name: Free, self_serve: true, quotas: {users: 1}, rate_limits: {api_requests: 100}}
@@ -35,6 +50,7 @@ PLANS = """plans:
   nolimit: {name: No limit, self_serve: true, quotas: {}}
   enterprise: {name: Enterprise, quotas: {}, features: [audit_logs], rate_limits: {api_requests: 1000000000}}
 """
+NOW = "2026-01-01T00:00:00.000000Z"
 
 
 def req(base, method, path, body=None, token=None):
@@ -46,10 +62,12 @@ def req(base, method, path, body=None, token=None):
         return json.loads(resp.read() or b"null")
 
 
-def wait(base):
-    for _ in range(300):
+def wait(base, path="/healthz"):
+    for _ in range(600):
         try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
+            urllib.request.urlopen(base + path, timeout=1)
+            return
+        except urllib.error.HTTPError:
             return
         except Exception:
             time.sleep(0.1)
@@ -65,15 +83,160 @@ def port():
     return p
 
 
-def wrk(base, mode, scenario, tokens):
+def wrk(base, mode, scenario, tokens, seconds=None):
     env = dict(os.environ, BENCH_TOKENS=tokens, BENCH_MODE=mode, BENCH_SCENARIO=scenario, BENCH_NONCE=uuid.uuid4().hex[:8])
-    out = subprocess.run(["wrk", "-t2", f"-c{CONNS}", f"-d{SECONDS}s", "-s", LUA, base], env=env, capture_output=True, text=True)
+    out = subprocess.run(["wrk", "-t2", f"-c{CONNS}", f"-d{seconds or SECONDS}s", "-s", LUA, base], env=env, capture_output=True, text=True)
     line = next((l for l in out.stderr.splitlines() if l.startswith("RESULT ")), None)
     if not line:
         raise SystemExit("wrk failed: " + out.stderr[-500:] + out.stdout[-500:])
     r = json.loads(line[7:])
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     return r
+
+
+def pgbench(url, scripts):
+    """pgbench on the given script files (equal weights); the same result shape as wrk."""
+    args = ["pgbench", "-n", "-M", "prepared", "-c", str(CONNS), "-j", "2", "-T", str(SECONDS)]
+    for s in scripts:
+        args += ["-f", s + "@1"]
+    out = subprocess.run(args + [url], capture_output=True, text=True)
+    tps = next((l for l in out.stdout.splitlines() if l.startswith("tps = ")), None)
+    lat = next((l for l in out.stdout.splitlines() if l.startswith("latency average = ")), None)
+    failed = next((l for l in out.stdout.splitlines() if l.startswith("number of failed transactions")), "0")
+    if not tps:
+        raise SystemExit("pgbench failed: " + out.stderr[-800:] + out.stdout[-800:])
+    return {"rps": float(tps.split()[2]), "p50_us": float(lat.split()[3]) * 1000 if lat else 0,
+            "non2xx": int(failed.split(":")[1].split()[0]) if ":" in failed else 0, "socket_errors": 0}
+
+
+def compare(label, runs_a, runs_b, name_a, name_b, out, rounds=None):
+    """Interleaved rounds of two configurations; medians and the ratio a/b."""
+    ra, rb = [], []
+    for _ in range(rounds or ROUNDS):
+        ra.append(runs_a())
+        rb.append(runs_b())
+    ma, mb = statistics.median(r["rps"] for r in ra), statistics.median(r["rps"] for r in rb)
+    bad = sum(r["non2xx"] + r["socket_errors"] for r in ra + rb)
+    row = {"label": label, name_a: round(ma), name_b: round(mb), "ratio": round(ma / mb, 3),
+           "p50_ms": [round(statistics.median(r["p50_us"] for r in ra) / 1000, 2), round(statistics.median(r["p50_us"] for r in rb) / 1000, 2)],
+           "errors": bad, "rounds": [[round(r["rps"]) for r in ra], [round(r["rps"]) for r in rb]]}
+    print(json.dumps(row), flush=True)
+    out.append(row)
+
+
+class Deployment:
+    """A catalog and one cell (SQLite files, or two throwaway PostgreSQL databases) and the
+    tenantd nodes serving them."""
+
+    def __init__(self, kind, password_hashing="insecure-fast-for-tests"):
+        self.kind = kind
+        self.work = tempfile.mkdtemp(prefix="tenantd-bench-")
+        self.admin = os.environ.get("TENANTD_TEST_PG")
+        self.dbs, self.procs, self.by_base = [], [], {}
+        with open(os.path.join(self.work, "plans.yaml"), "w") as f:
+            f.write(PLANS)
+        self.cfg = os.path.join(self.work, "tenantd.toml")
+        with open(self.cfg, "w") as f:
+            f.write(f'plans_file = "{self.work}/plans.yaml"\naccess_ttl_secs = 7200\nauth_rate_per_ip = 100000000\n'
+                    f'auth_rate_per_account = 100000000\npassword_hashing = "{password_hashing}"\n')
+            if kind == "postgres":
+                host = self.admin.split("@", 1)[1].split("/", 1)[0]
+                for sql in ["DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenantd_bench_owner') THEN CREATE ROLE tenantd_bench_owner LOGIN; END IF; END $$",
+                            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenantd_bench_app') THEN CREATE ROLE tenantd_bench_app LOGIN; END IF; END $$",
+                            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenantd_app') THEN CREATE ROLE tenantd_app NOLOGIN; END IF; END $$",
+                            "GRANT tenantd_app TO tenantd_bench_owner WITH ADMIN OPTION"]:
+                    subprocess.run(["psql", self.admin, "-q", "-c", sql], capture_output=True)
+                tag = uuid.uuid4().hex[:10]
+                self.dbs = [f"tdb_{tag}_cat", f"tdb_{tag}_cell"]
+                for db in self.dbs:
+                    subprocess.run(["psql", self.admin, "-q", "-c", f"CREATE DATABASE {db} OWNER tenantd_bench_owner"], check=True, capture_output=True)
+                u = lambda user, db: f"postgres://{user}@{host}/{db}"
+                f.write(f'[catalog]\nurl = "{u("tenantd_bench_app", self.dbs[0])}"\nmigrate_url = "{u("tenantd_bench_owner", self.dbs[0])}"\n'
+                        f'[[cells]]\nname = "bench"\nurl = "{u("tenantd_bench_app", self.dbs[1])}"\nmigrate_url = "{u("tenantd_bench_owner", self.dbs[1])}"\n')
+                self.cell_url = u("tenantd_bench_app", self.dbs[1])
+                self.super_url = lambda i: self.admin.rsplit("/", 1)[0] + "/" + self.dbs[i]
+            else:
+                self.cell_url = "sqlite://" + os.path.join(self.work, "data", "cells", "local.db")
+
+    def node(self, **env_extra):
+        """Starts `tenantd serve` on this deployment; returns its base URL."""
+        p = port()
+        env = dict(os.environ, TENANTD_LISTEN=f"127.0.0.1:{p}", TENANTD_DATA_DIR=os.path.join(self.work, "data"), TENANTD_CONFIG=self.cfg,
+                   TENANTD_ADMIN_EMAIL="root@bench.test", TENANTD_ADMIN_PASSWORD="bench-admin-password", TENANTD_LOG="error", **env_extra)
+        for k in ("TENANTD_TEST_PG", "TENANTD_TEST_BACKEND"):
+            env.pop(k, None)
+        proc = subprocess.Popen([TENANTD, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        base = f"http://127.0.0.1:{p}"
+        self.by_base[base] = proc
+        wait(base)
+        return base
+
+    def stop(self, base):
+        """Stops a node (PostgreSQL allows 100 connections; idle pools hold theirs)."""
+        proc = self.by_base.pop(base)
+        proc.terminate()
+        proc.wait(10)
+        self.procs.remove(proc)
+
+    def bare(self):
+        p = port()
+        self.procs.append(subprocess.Popen([BARE, self.cell_url, f"127.0.0.1:{p}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        base = f"http://127.0.0.1:{p}"
+        wait(base, "/v1/agents")
+        return base
+
+    def token_file(self, name, lines):
+        path = os.path.join(self.work, name + ".txt")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def fill(self, n):
+        """Bulk-loads n filler tenants, each with a user, a membership, a session, its `users`
+        counter, and two agents (with their counter) in the cell."""
+        rows = {"tenants": [], "users": [], "memberships": [], "sessions": [], "quota_counters": []}
+        cell = {"resources": [], "quota_counters": []}
+        cell_name = "bench" if self.kind == "postgres" else "local"
+        for i in range(n):
+            t, u, s = (f"00000000-0000-7000-8000-{i:012x}", f"00000001-0000-7000-8000-{i:012x}", f"00000002-0000-7000-8000-{i:012x}")
+            rows["tenants"].append([t, f"filler-{i}", "Filler", "client", "free", "active", None, None, cell_name, "{}", "{}", NOW, NOW, None, None])
+            rows["users"].append([u, f"filler-{i}@bench.test", "Filler", None, t, NOW])
+            rows["memberships"].append([t, u, "owner", NOW])
+            rows["sessions"].append([s, u, t, NOW, None, None, None])
+            rows["quota_counters"].append([t, "users", 1])
+            for j in range(2):
+                cell["resources"].append([f"00000003-{j:04x}-7000-8000-{i:012x}", t, "agents", f"agent-{j}", '{"model":"small"}', "private", 1, NOW, NOW, "user:" + u])
+            cell["quota_counters"].append([t, "agents", 2])
+        cols = {"tenants": "id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after",
+                "users": "id, email, name, password_hash, last_tenant_id, created_at",
+                "memberships": "tenant_id, user_id, role, created_at",
+                "sessions": "id, user_id, tenant_id, created_at, revoked_at, refresh_revoked_at, revoked_after_gen",
+                "quota_counters": "tenant_id, quota, used",
+                "resources": "id, tenant_id, kind, name, spec, sharing_mode, version, created_at, updated_at, created_by"}
+        for db_index, tables in ((0, rows), (1, cell)):
+            if self.kind == "postgres":
+                for table, data in tables.items():
+                    path = os.path.join(self.work, f"{table}-{db_index}.csv")
+                    with open(path, "w", newline="") as f:
+                        csv.writer(f).writerows([["" if v is None else v for v in r] for r in data])
+                    subprocess.run(["psql", self.super_url(db_index), "-q", "-c", f"\\copy {table} ({cols[table]}) FROM '{path}' WITH (FORMAT csv)"], check=True, capture_output=True)
+                subprocess.run(["psql", self.super_url(db_index), "-q", "-c", "ANALYZE"], check=True, capture_output=True)
+            else:
+                path = os.path.join(self.work, "data", "catalog.db") if db_index == 0 else self.cell_url[len("sqlite://"):]
+                db = sqlite3.connect(path, timeout=60)
+                with db:
+                    for table, data in tables.items():
+                        db.executemany(f"INSERT INTO {table} ({cols[table]}) VALUES ({', '.join('?' * len(data[0]))})", data)
+                db.execute("ANALYZE")
+                db.close()
+
+    def close(self):
+        for p in self.procs:
+            p.terminate()
+            p.wait(10)
+        for db in self.dbs:
+            subprocess.run(["psql", self.admin, "-q", "-c", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
 
 
 def setup_tenants(base, plan, n, tag):
@@ -87,109 +250,108 @@ def setup_tenants(base, plan, n, tag):
     return lines
 
 
-def compare(label, runs_a, runs_b, name_a, name_b, out):
-    """Interleaved rounds of two configurations; medians and the ratio a/b."""
-    ra, rb = [], []
-    for _ in range(ROUNDS):
-        ra.append(runs_a())
-        rb.append(runs_b())
-    ma, mb = statistics.median(r["rps"] for r in ra), statistics.median(r["rps"] for r in rb)
-    bad = sum(r["non2xx"] + r["socket_errors"] for r in ra + rb)
-    row = {"label": label, name_a: round(ma), name_b: round(mb), "ratio": round(ma / mb, 3),
-           "p50_ms": [round(statistics.median(r["p50_us"] for r in ra) / 1000, 2), round(statistics.median(r["p50_us"] for r in rb) / 1000, 2)],
-           "errors": bad, "rounds": [[round(r["rps"]) for r in ra], [round(r["rps"]) for r in rb]]}
-    print(json.dumps(row), flush=True)
-    out.append(row)
+def pgbench_scripts(dep, lines):
+    """One script per tenant: the bare handler's GET transaction (BEGIN, set_config, the
+    statement, COMMIT), with that tenant's id and one of its agents."""
+    paths = []
+    for n, line in enumerate(lines):
+        parts = line.split()
+        tid, agent = parts[1], parts[2]
+        path = os.path.join(dep.work, f"get-{n}.sql")
+        with open(path, "w") as f:
+            f.write("BEGIN;\n"
+                    f"SELECT set_config('app.tenant_id', '{tid}', true);\n"
+                    "SELECT r.id, r.tenant_id, r.kind, r.name, r.spec, r.sharing_mode, r.version, r.created_at, r.updated_at, r.created_by "
+                    f"FROM resources r WHERE r.id = '{agent}' AND r.kind = 'agents' AND (r.tenant_id = '{tid}' OR r.sharing_mode = 'global' OR "
+                    f"(r.sharing_mode = 'selective' AND EXISTS (SELECT 1 FROM resource_shares s WHERE s.resource_id = r.id AND s.tenant_id = '{tid}')));\n"
+                    "COMMIT;\n")
+        paths.append(path)
+    return paths
 
 
 def run_backend(kind, out):
-    work = tempfile.mkdtemp(prefix="tenantd-bench-")
-    with open(os.path.join(work, "plans.yaml"), "w") as f:
-        f.write(PLANS)
-    cfg = os.path.join(work, "tenantd.toml")
-    admin = os.environ.get("TENANTD_TEST_PG")
-    dbs = []
-    with open(cfg, "w") as f:
-        f.write(f'plans_file = "{work}/plans.yaml"\naccess_ttl_secs = 7200\nauth_rate_per_ip = 100000000\n'
-                'auth_rate_per_account = 100000000\npassword_hashing = "insecure-fast-for-tests"\n')
-        if kind == "postgres":
-            host = admin.split("@", 1)[1].split("/", 1)[0]
-            for role in ("tenantd_bench_owner", "tenantd_bench_app"):
-                subprocess.run(["psql", admin, "-q", "-c", f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role} LOGIN; END IF; END $$"], capture_output=True)
-            subprocess.run(["psql", admin, "-q", "-c", "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenantd_app') THEN CREATE ROLE tenantd_app NOLOGIN; END IF; END $$"], capture_output=True)
-            subprocess.run(["psql", admin, "-q", "-c", "GRANT tenantd_app TO tenantd_bench_owner WITH ADMIN OPTION"], capture_output=True)
-            tag = uuid.uuid4().hex[:10]
-            dbs = [f"tdb_{tag}_cat", f"tdb_{tag}_cell"]
-            for db in dbs:
-                subprocess.run(["psql", admin, "-q", "-c", f"CREATE DATABASE {db} OWNER tenantd_bench_owner"], check=True, capture_output=True)
-            u = lambda user, db: f"postgres://{user}@{host}/{db}"
-            f.write(f'[catalog]\nurl = "{u("tenantd_bench_app", dbs[0])}"\nmigrate_url = "{u("tenantd_bench_owner", dbs[0])}"\n'
-                    f'[[cells]]\nname = "bench"\nurl = "{u("tenantd_bench_app", dbs[1])}"\nmigrate_url = "{u("tenantd_bench_owner", dbs[1])}"\n')
-            cell_url = u("tenantd_bench_app", dbs[1])
-        else:
-            cell_url = "sqlite://" + os.path.join(work, "data", "cells", "local.db")
-    tp, bp = port(), port()
-    env = dict(os.environ, TENANTD_LISTEN=f"127.0.0.1:{tp}", TENANTD_DATA_DIR=os.path.join(work, "data"), TENANTD_CONFIG=cfg,
-               TENANTD_ADMIN_EMAIL="root@bench.test", TENANTD_ADMIN_PASSWORD="bench-admin-password", TENANTD_LOG="error")
-    for k in ("TENANTD_TEST_PG", "TENANTD_TEST_BACKEND"):
-        env.pop(k, None)
-    procs = [subprocess.Popen([TENANTD, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    tag = uuid.uuid4().hex[:6]
+    deps = []
     try:
-        base = f"http://127.0.0.1:{tp}"
-        wait(base)
-        tag = uuid.uuid4().hex[:6]
-        limited = setup_tenants(base, "bench", TENANTS // 2, tag)
-        unlimited = setup_tenants(base, "nolimit", TENANTS // 2, tag)
-        files = {}
-        for name, lines in (("limited", limited), ("unlimited", unlimited), ("all", limited + unlimited)):
-            files[name] = os.path.join(work, name + ".txt")
-            with open(files[name], "w") as f:
-                f.write("\n".join(lines) + "\n")
-        procs.append(subprocess.Popen([BARE, cell_url, f"127.0.0.1:{bp}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        bare = f"http://127.0.0.1:{bp}"
-        wait_bare(bare)
+        # tenantd, a cold node and the bare handler on one deployment.
+        main = Deployment(kind)
+        deps.append(main)
+        base = main.node()
+        limited = main.token_file("limited", setup_tenants(base, "bench", TENANTS // 2, tag))
+        unlimited = main.token_file("unlimited", setup_tenants(base, "nolimit", TENANTS // 2, tag))
+        bare = main.bare()
         for scenario in ("get", "list", "create"):
             compare(f"{kind}: {scenario}: tenantd vs bare handler",
-                    lambda: wrk(base, "tenantd", scenario, files["limited"]), lambda: wrk(bare, "bare", scenario, files["limited"]),
+                    lambda: wrk(base, "tenantd", scenario, limited), lambda: wrk(bare, "bare", scenario, limited),
                     "tenantd_rps", "bare_rps", out)
         compare(f"{kind}: get: rate limiter on vs off (tenantd)",
-                lambda: wrk(base, "tenantd", "get", files["limited"]), lambda: wrk(base, "tenantd", "get", files["unlimited"]),
+                lambda: wrk(base, "tenantd", "get", limited), lambda: wrk(base, "tenantd", "get", unlimited),
                 "limiter_on_rps", "limiter_off_rps", out)
+        cold = main.node(TENANTD_AUTH_CACHE_TTL_MS="0")
+        for scenario in ("get", "list"):
+            compare(f"{kind}: {scenario}: cold vs warm credentials (tenantd)",
+                    lambda: wrk(cold, "tenantd", scenario, limited), lambda: wrk(base, "tenantd", scenario, limited),
+                    "cold_rps", "warm_rps", out)
+        main.stop(cold)
         if kind == "postgres":
             tables = ["resources", "resource_shares", "quota_counters", "audit_events", "audit_heads", "files"]
-            sup = admin.rsplit("/", 1)[0] + "/" + dbs[1]
 
             def rls(on):
                 for t in tables:
-                    subprocess.run(["psql", sup, "-q", "-c", f"ALTER TABLE {t} {'ENABLE' if on else 'DISABLE'} ROW LEVEL SECURITY"], check=True, capture_output=True)
+                    subprocess.run(["psql", main.super_url(1), "-q", "-c", f"ALTER TABLE {t} {'ENABLE' if on else 'DISABLE'} ROW LEVEL SECURITY"], check=True, capture_output=True)
 
             def with_rls(on, scenario):
                 rls(on)
-                return wrk(base, "tenantd", scenario, files["limited"])
+                return wrk(base, "tenantd", scenario, limited)
 
             for scenario in ("get", "list"):
                 compare(f"postgres: {scenario}: RLS on vs off (tenantd)", lambda: with_rls(True, scenario), lambda: with_rls(False, scenario),
-                        "rls_on_rps", "rls_off_rps", out)
+                        "rls_on_rps", "rls_off_rps", out, rounds=max(ROUNDS, 5))
             rls(True)
+            scripts = pgbench_scripts(main, open(limited).read().split("\n")[:-1])
+            compare("postgres: get: bare handler vs pgbench (the same transaction)",
+                    lambda: wrk(bare, "bare", "get", limited), lambda: pgbench(main.cell_url, scripts),
+                    "bare_rps", "pgbench_tps", out)
+        main.close()
+        deps.remove(main)
+
+        # 10 tenants vs 100,000: two deployments side by side, the same 10 tenants' traffic.
+        small, big = Deployment(kind), Deployment(kind)
+        deps += [small, big]
+        s_base, b_base = small.node(), big.node()
+        s_tok = small.token_file("ten", setup_tenants(s_base, "bench", 10, tag + "s"))
+        t0 = time.time()
+        big.fill(FILLER)
+        print(f"{kind}: loaded {FILLER} filler tenants in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        b_tok = big.token_file("ten", setup_tenants(b_base, "bench", 10, tag + "b"))
+        for scenario in ("get", "list", "create"):
+            compare(f"{kind}: {scenario}: {FILLER + 10:,} vs 10 tenants in the catalog",
+                    lambda: wrk(b_base, "tenantd", scenario, b_tok), lambda: wrk(s_base, "tenantd", scenario, s_tok),
+                    "big_rps", "small_rps", out)
+        small.stop(s_base)
+        big.stop(b_base)
+        s_cold, b_cold = small.node(TENANTD_AUTH_CACHE_TTL_MS="0"), big.node(TENANTD_AUTH_CACHE_TTL_MS="0")
+        compare(f"{kind}: get, cold credentials: {FILLER + 10:,} vs 10 tenants in the catalog",
+                lambda: wrk(b_cold, "tenantd", "get", b_tok), lambda: wrk(s_cold, "tenantd", "get", s_tok),
+                "big_rps", "small_rps", out)
+        small.close()
+        big.close()
+        deps.clear()
+
+        # Login alone, argon2id at OWASP parameters.
+        owasp = Deployment(kind, password_hashing="owasp")
+        deps.append(owasp)
+        o_base = owasp.node()
+        req(o_base, "POST", "/v1/auth/signup", {"email": "login@bench.test", "password": "bench-password-1", "name": "L",
+                                                "tenant": {"name": "L", "slug": f"{tag}-login", "plan": "nolimit"}})
+        r = wrk(o_base, "login", "login", owasp.token_file("login", ["login@bench.test bench-password-1"]))
+        row = {"label": f"{kind}: login (argon2id, OWASP parameters) alone", "rps": round(r["rps"], 1),
+               "p50_ms": round(r["p50_us"] / 1000, 1), "errors": r["non2xx"] + r["socket_errors"]}
+        print(json.dumps(row), flush=True)
+        out.append(row)
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(10)
-        for db in dbs:
-            subprocess.run(["psql", admin, "-q", "-c", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
-
-
-def wait_bare(base):
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(base + "/v1/agents", timeout=1)
-        except urllib.error.HTTPError:
-            return
-        except Exception:
-            time.sleep(0.1)
-            continue
-        return
-    raise SystemExit("bare handler did not start")
+        for d in deps:
+            d.close()
 
 
 def main():
@@ -197,15 +359,16 @@ def main():
         if not os.path.exists(b):
             raise SystemExit(f"missing {b}: build first (see the docstring)")
     out = []
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     run_backend("sqlite", out)
     if os.environ.get("TENANTD_TEST_PG"):
         run_backend("postgres", out)
     else:
         print("no TENANTD_TEST_PG: PostgreSQL figures skipped", file=sys.stderr)
     with open(os.path.join(ROOT, "bench", "last-run.json"), "w") as f:
-        json.dump({"seconds": SECONDS, "connections": CONNS, "rounds": ROUNDS, "tenants": TENANTS, "results": out}, f, indent=1)
+        json.dump({"started": started, "seconds": SECONDS, "connections": CONNS, "rounds": ROUNDS, "tenants": TENANTS,
+                   "filler_tenants": FILLER, "results": out}, f, indent=1)
 
 
 if __name__ == "__main__":
-    import urllib.error  # noqa: F401
     main()

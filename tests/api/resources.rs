@@ -257,3 +257,123 @@ async fn selective_sharing_needs_the_feature_and_reaches_only_the_listed_tenants
     .await
     .assert_problem(403, "FORBIDDEN");
 }
+
+/// The embedded default has one cell; give it a second (eu) on SQLite. The PostgreSQL suite
+/// already runs `local` (us) and `eu-1` (eu).
+fn two_cells(c: &mut tenantd_server::config::Config) {
+    use tenantd_server::config::{CellConfig, DbLocation};
+    if matches!(c.catalog, DbLocation::Sqlite(_)) {
+        c.cells.push(CellConfig {
+            name: "eu-1".into(),
+            region: Some("eu".into()),
+            dedicated: false,
+            location: DbLocation::Sqlite(c.data_dir.join("cells").join("eu-1.db")),
+        });
+    }
+}
+
+#[tokio::test]
+async fn global_items_reach_tenants_in_every_cell_and_selective_shares_stay_in_one() {
+    let app = TestApp::spawn_with(two_cells).await;
+    // A tenant whose data lives in the eu cell; the platform's lives in the first cell.
+    let made = app.call("POST", "/v1/tenants", Some(&app.admin_token), Some(json!({"name": "Eu", "slug": "eu-co", "plan": "professional", "owner_email": "o@eu.test", "region": "eu"}))).await;
+    assert_eq!(
+        (made.status, made.body["cell"].as_str()),
+        (201, Some("eu-1")),
+        "{}",
+        made.text
+    );
+    let eu_id = made.body["id"].as_str().unwrap().to_owned();
+    let acc = app.call("POST", "/v1/invitations/accept", None, Some(json!({"token": made.body["owner_invitation"]["token"], "name": "O", "password": "eu-owner-pass-1"}))).await;
+    assert_eq!(acc.status, 201, "{}", acc.text);
+    let eu = acc.body["access_token"].as_str().unwrap().to_owned();
+    let tool = |token: &str, name: &str, sharing: serde_json::Value| {
+        let (app, token, name) = (&app, token.to_owned(), name.to_owned());
+        async move {
+            let r = app
+                .call(
+                    "POST",
+                    "/v1/tools",
+                    Some(&token),
+                    Some(json!({"name": name, "spec": {}, "sharing": sharing})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let own1 = tool(&eu, "own-1", json!({"mode": "private"})).await;
+    let global = tool(&app.admin_token, "web-search", json!({"mode": "global"})).await;
+    let own2 = tool(&eu, "own-2", json!({"mode": "private"})).await;
+    let ids = |path: &str| {
+        let (app, eu, path) = (&app, eu.clone(), path.to_owned());
+        async move {
+            let r = app.call("GET", &path, Some(&eu), None).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            let items: Vec<String> = r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned())
+                .collect();
+            (items, r.body["next_cursor"].as_str().map(str::to_owned))
+        }
+    };
+    // Own and global items, merged in id order across the two cells, paginated.
+    assert_eq!(
+        ids("/v1/tools").await.0,
+        [own1.clone(), global.clone(), own2.clone()]
+    );
+    let (page1, cursor) = ids("/v1/tools?limit=2").await;
+    assert_eq!(page1, [own1.clone(), global.clone()]);
+    let (page2, end) = ids(&format!("/v1/tools?limit=2&cursor={}", cursor.unwrap())).await;
+    assert_eq!((page2, end), (vec![own2.clone()], None));
+    assert_eq!(
+        ids("/v1/tools?shared=exclude").await.0,
+        [own1.clone(), own2.clone()]
+    );
+    assert_eq!(
+        ids("/v1/tools?shared=only").await.0,
+        std::slice::from_ref(&global)
+    );
+    // Readable, read-only.
+    assert_eq!(
+        app.call("GET", &format!("/v1/tools/{global}"), Some(&eu), None)
+            .await
+            .status,
+        200
+    );
+    app.call(
+        "PATCH",
+        &format!("/v1/tools/{global}"),
+        Some(&eu),
+        Some(json!({"name": "mine"})),
+    )
+    .await
+    .assert_problem(403, "FORBIDDEN");
+    app.call("DELETE", &format!("/v1/tools/{global}"), Some(&eu), None)
+        .await
+        .assert_problem(403, "FORBIDDEN");
+    // Unsharing takes effect at once, in every cell.
+    let r = app
+        .call(
+            "PATCH",
+            &format!("/v1/tools/{global}"),
+            Some(&app.admin_token),
+            Some(json!({"sharing": {"mode": "private"}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    app.call("GET", &format!("/v1/tools/{global}"), Some(&eu), None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    app.call("DELETE", &format!("/v1/tools/{global}"), Some(&eu), None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    assert_eq!(ids("/v1/tools").await.0, [own1, own2]);
+    // A selective share would be stored where the eu tenant never reads: refused, said why.
+    let us = app.signup("us-co", Some("professional")).await;
+    let r = app.call("POST", "/v1/prompts", Some(&us.token), Some(json!({"name": "p", "spec": {}, "sharing": {"mode": "selective", "tenants": [eu_id]}}))).await;
+    r.assert_problem(422, "VALIDATION_FAILED");
+    assert!(r.text.contains("another storage cell"), "{}", r.text);
+}

@@ -54,6 +54,8 @@ pub struct Inner {
     pub fallback_plan: Arc<Plan>,
     /// The platform tenant.
     pub platform: TenantId,
+    /// The cell that holds the platform tenant's data, hence every global item.
+    pub platform_cell: String,
     /// Uploads being read at once (each may hold up to `file_limit_bytes` in memory).
     pub uploads: tokio::sync::Semaphore,
     /// Serialises audit relay flushes.
@@ -155,6 +157,16 @@ impl AppState {
         let keys = KeyRing::load(catalog.as_ref(), &config.issuer, config.access_ttl_secs).await?;
         let passwords = PasswordHashing::new(config.password_cost)?;
         let (platform, boot) = bootstrap(&config, catalog.as_ref(), &passwords).await?;
+        let platform_cell = catalog
+            .find_tenant(platform)
+            .await?
+            .map(|t| t.cell)
+            .ok_or(Error::Internal("the platform tenant is gone".into()))?;
+        if !cells.contains_key(&platform_cell) {
+            return Err(Error::Internal(format!(
+                "cells: the platform tenant lives in cell {platform_cell}, which is not configured"
+            )));
+        }
         let config_redis = config.redis_url.clone();
         let state = AppState(Arc::new(Inner {
             config,
@@ -177,6 +189,7 @@ impl AppState {
                 .cloned()
                 .ok_or(Error::Internal("plans_file: no free plan".into()))?,
             platform,
+            platform_cell,
             uploads: tokio::sync::Semaphore::new(4),
             relay_lock: Mutex::new(()),
             relay_kick: Notify::new(),

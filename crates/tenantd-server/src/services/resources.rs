@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 use tenantd_core::access::Granted;
 use tenantd_core::ids::{ResourceId, TenantId};
 use tenantd_core::resource::*;
-use tenantd_core::tenant::TenantType;
+use tenantd_core::tenant::{TenantScope, TenantType};
 use tenantd_core::{Error, FieldError, Result};
 
 use crate::context::Ctx;
@@ -49,10 +49,24 @@ async fn parse_sharing(state: &AppState, ctx: &Ctx, s: SharingInput) -> Result<S
                 let id = TenantId::parse(r, &field)?;
                 // A tenant that does not exist is refused like a malformed id: nothing about
                 // other tenants is revealed beyond what the caller already knows.
-                if id == ctx.tenant.id || state.catalog.find_tenant(id).await?.is_none() {
+                let Some(target) = state
+                    .catalog
+                    .find_tenant(id)
+                    .await?
+                    .filter(|_| id != ctx.tenant.id)
+                else {
                     return Err(FieldError::new(
                         field,
                         "not a tenant this item can be shared with",
+                    )
+                    .into());
+                };
+                // A share is read where the item is stored; a tenant in another cell would
+                // never see it, so it is refused rather than silently ineffective.
+                if target.cell != ctx.tenant.cell {
+                    return Err(FieldError::new(
+                        field,
+                        "this tenant's data is in another storage cell; selective sharing works within one cell",
                     )
                     .into());
                 }
@@ -118,6 +132,14 @@ pub async fn create(
         .await
 }
 
+/// The scope in which this tenant reads the platform's cell, when its own data is elsewhere:
+/// global items live with the platform tenant. The cell's rules (and on PostgreSQL its
+/// policies) show a tenant nothing there but global items and what is shared with it.
+fn global_scope(state: &AppState, ctx: &Ctx) -> Option<TenantScope> {
+    (ctx.tenant.cell != state.platform_cell)
+        .then(|| TenantScope::unscoped_trusted(ctx.tenant.id, state.platform_cell.clone()))
+}
+
 /// One resource the tenant owns or that is shared with it.
 pub async fn get(
     state: &AppState,
@@ -126,13 +148,21 @@ pub async fn get(
     kind: ResourceKind,
     id: ResourceId,
 ) -> Result<Resource> {
-    state
+    match state
         .cell(&ctx.scope)?
         .get_resource(&ctx.scope, kind, id)
         .await
+    {
+        Err(Error::NotFound) => match global_scope(state, ctx) {
+            Some(g) => state.cell(&g)?.get_resource(&g, kind, id).await,
+            None => Err(Error::NotFound),
+        },
+        other => other,
+    }
 }
 
-/// A page of resources.
+/// A page of resources: the tenant's cell, and the platform's cell for global items when the
+/// tenant's data lives elsewhere (both ordered by id; merged and cut to the page).
 pub async fn list(
     state: &AppState,
     ctx: &Ctx,
@@ -140,10 +170,47 @@ pub async fn list(
     kind: ResourceKind,
     q: ListQuery,
 ) -> Result<Vec<Resource>> {
-    state
+    let mut items = state
         .cell(&ctx.scope)?
         .list_resources(&ctx.scope, kind, &q)
-        .await
+        .await?;
+    if q.shared != SharedFilter::Exclude
+        && let Some(g) = global_scope(state, ctx)
+    {
+        let global = state.cell(&g)?.list_resources(&g, kind, &q).await?;
+        if !global.is_empty() {
+            items.extend(global.into_iter().filter(|r| r.tenant_id != ctx.tenant.id));
+            items.sort_by_key(|r| r.id);
+            items.truncate(q.limit as usize);
+        }
+    }
+    Ok(items)
+}
+
+/// A change to an item this tenant does not own but can read through the platform's cell is
+/// refused as read-only, like a shared item in its own cell.
+async fn read_only_elsewhere(
+    state: &AppState,
+    ctx: &Ctx,
+    kind: ResourceKind,
+    id: ResourceId,
+    e: Error,
+) -> Error {
+    if !matches!(e, Error::NotFound) {
+        return e;
+    }
+    let Some(g) = global_scope(state, ctx) else {
+        return e;
+    };
+    match state.cell(&g) {
+        Ok(cell) => match cell.get_resource(&g, kind, id).await {
+            Ok(_) => Error::Forbidden(
+                "shared items are read-only for the tenants they are shared with".into(),
+            ),
+            Err(_) => e,
+        },
+        Err(_) => e,
+    }
 }
 
 /// A patch request.
@@ -207,10 +274,14 @@ pub async fn update(
         sharing,
         if_version,
     };
-    state
+    match state
         .cell(&ctx.scope)?
         .update_resource(&ctx.scope, kind, id, patch, ev)
         .await
+    {
+        Err(e) => Err(read_only_elsewhere(state, ctx, kind, id, e).await),
+        ok => ok,
+    }
 }
 
 /// Deletes a resource the tenant owns.
@@ -227,8 +298,12 @@ pub async fn delete(
         Some(id.to_string()),
         json!({}),
     );
-    state
+    match state
         .cell(&ctx.scope)?
         .delete_resource(&ctx.scope, kind, id, ev)
         .await
+    {
+        Err(e) => Err(read_only_elsewhere(state, ctx, kind, id, e).await),
+        ok => ok,
+    }
 }
