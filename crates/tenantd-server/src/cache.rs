@@ -59,11 +59,20 @@ pub struct KeyContext {
     pub creator_role: Option<Role>,
 }
 
-#[derive(Clone)]
 struct Entry<T> {
     value: Arc<T>,
     tenant: TenantId,
     generation: u64,
+}
+
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            tenant: self.tenant,
+            generation: self.generation,
+        }
+    }
 }
 
 /// The per-node cache of resolved credentials.
@@ -176,24 +185,7 @@ impl AuthCache {
     where
         F: Future<Output = Result<Option<SessionContext>>>,
     {
-        if self.enabled
-            && let Some(e) = self.sessions.get(&id)
-            && self.fresh(&e)
-        {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(e.value));
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        let before = self.changes.load(Ordering::SeqCst);
-        let Some(v) = load.await? else {
-            return Ok(None);
-        };
-        let v = Arc::new(v);
-        let tenant = v.2.id;
-        if let Some(e) = self.entry(before, tenant, &v) {
-            self.sessions.insert(id, e);
-        }
-        Ok(Some(v))
+        self.resolve(&self.sessions, id, |v| v.2.id, load).await
     }
 
     /// The API key's resolution (by key hash), from the cache or from `load`.
@@ -201,8 +193,24 @@ impl AuthCache {
     where
         F: Future<Output = Result<Option<KeyContext>>>,
     {
+        self.resolve(&self.keys, key_hash.to_owned(), |v| v.tenant.id, load)
+            .await
+    }
+
+    async fn resolve<K, T, F>(
+        &self,
+        cache: &moka::sync::Cache<K, Entry<T>>,
+        key: K,
+        tenant_of: impl Fn(&T) -> TenantId,
+        load: F,
+    ) -> Result<Option<Arc<T>>>
+    where
+        K: std::hash::Hash + Eq + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+        F: Future<Output = Result<Option<T>>>,
+    {
         if self.enabled
-            && let Some(e) = self.keys.get(key_hash)
+            && let Some(e) = cache.get(&key)
             && self.fresh(&e)
         {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -214,9 +222,8 @@ impl AuthCache {
             return Ok(None);
         };
         let v = Arc::new(v);
-        let tenant = v.tenant.id;
-        if let Some(e) = self.entry(before, tenant, &v) {
-            self.keys.insert(key_hash.to_owned(), e);
+        if let Some(e) = self.entry(before, tenant_of(&v), &v) {
+            cache.insert(key, e);
         }
         Ok(Some(v))
     }
