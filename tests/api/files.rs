@@ -291,3 +291,173 @@ async fn concurrent_deletes_of_one_file_release_its_bytes_once() {
         .await;
     assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 300);
 }
+
+/// An S3-compatible server for the test: `s3s-fs` (a real S3 protocol server over a
+/// directory, `cargo install s3s-fs@0.14.1 --features binary`); without it the test is skipped
+/// (a failure under `CI=true`).
+struct TestS3 {
+    child: std::process::Child,
+    root: std::path::PathBuf,
+    endpoint: String,
+}
+
+impl TestS3 {
+    async fn start(test: &str) -> Option<Self> {
+        let root = crate::helpers::temp_dir();
+        std::fs::create_dir_all(root.join("tenantd-files")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = match std::process::Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--access-key",
+                "tenantd-test",
+                "--secret-key",
+                "tenantd-test-secret",
+            ])
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("{test}: no s3s-fs and CI=true")
+            }
+            Err(_) => {
+                eprintln!(
+                    "SKIPPED {test}: no s3s-fs (cargo install s3s-fs@0.14.1 --features binary)"
+                );
+                return None;
+            }
+        };
+        let endpoint = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Some(TestS3 {
+                    child,
+                    root,
+                    endpoint,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("s3s-fs did not start");
+    }
+}
+
+impl Drop for TestS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[tokio::test]
+async fn files_live_in_an_s3_bucket_under_their_tenant_with_an_exact_quota() {
+    let Some(s3) =
+        TestS3::start("files_live_in_an_s3_bucket_under_their_tenant_with_an_exact_quota").await
+    else {
+        return;
+    };
+    let app = TestApp::spawn_with(|c| {
+        let path = c.data_dir.join("plans.yaml");
+        std::fs::create_dir_all(&c.data_dir).unwrap();
+        std::fs::write(&path, PLANS).unwrap();
+        c.plans_file = Some(path);
+        c.s3 = Some(tenantd_server::config::S3Config {
+            bucket: "tenantd-files".into(),
+            prefix: "prod".into(),
+            endpoint: Some(s3.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("tenantd-test".into()),
+            secret_access_key: Some("tenantd-test-secret".into()),
+        });
+    })
+    .await;
+    let a = app.signup("acme", None).await;
+    let b = app.signup("bolt", None).await;
+    let up = app
+        .raw(
+            "POST",
+            "/v1/files?name=n.txt",
+            Some(&a.token),
+            b"in the bucket".to_vec(),
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_eq!(up.status, 201, "{}", up.text);
+    let id = up.body["id"].as_str().unwrap().to_owned();
+    // The object sits in the bucket, under the prefix and the tenant's own key space.
+    let object = s3
+        .root
+        .join("tenantd-files/prod/tenants")
+        .join(&a.tenant_id)
+        .join("files")
+        .join(&id);
+    assert_eq!(std::fs::read(&object).unwrap(), b"in the bucket");
+    let got = app
+        .client
+        .get(format!("{}/v1/files/{id}/content", app.base))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"in the bucket");
+    app.call(
+        "GET",
+        &format!("/v1/files/{id}/content"),
+        Some(&b.token),
+        None,
+    )
+    .await
+    .assert_problem(404, "NOT_FOUND");
+    // storage_bytes 1000: 13 used, so 9 of 25 concurrent 100-byte uploads fit, exactly.
+    let paths: Vec<String> = (0..25).map(|i| format!("/v1/files?name=f{i}")).collect();
+    let results = futures::future::join_all(paths.iter().map(|p| {
+        app.raw(
+            "POST",
+            p,
+            Some(&a.token),
+            vec![b'x'; 100],
+            &[("content-type", "application/octet-stream")],
+        )
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.status == 201).count(), 9);
+    let usage = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/usage", a.tenant_id),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 913);
+    let stored = std::fs::read_dir(object.parent().unwrap()).unwrap().count();
+    assert_eq!(stored, 10, "nothing stored that is not counted");
+    // Deleting removes the object and releases its bytes.
+    assert_eq!(
+        app.call("DELETE", &format!("/v1/files/{id}"), Some(&a.token), None)
+            .await
+            .status,
+        204
+    );
+    assert!(!object.exists());
+    let usage = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/usage", a.tenant_id),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 900);
+}

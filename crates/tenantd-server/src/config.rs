@@ -35,6 +35,25 @@ pub enum DbLocation {
     Postgres(tenantd_store::postgres::PgLocation),
 }
 
+/// An S3-compatible bucket (AWS S3, MinIO, …) for file contents. Unset fields fall back to
+/// the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_REGION`, `AWS_ENDPOINT_URL`, …).
+#[derive(Clone)]
+pub struct S3Config {
+    /// The bucket.
+    pub bucket: String,
+    /// A key prefix inside the bucket (`""` for none).
+    pub prefix: String,
+    /// The endpoint, for S3-compatible services (`http://127.0.0.1:9000`).
+    pub endpoint: Option<String>,
+    /// The region.
+    pub region: Option<String>,
+    /// The access key id.
+    pub access_key_id: Option<String>,
+    /// The secret access key.
+    pub secret_access_key: Option<String>,
+}
+
 /// A storage cell.
 #[derive(Debug, Clone)]
 pub struct CellConfig {
@@ -79,6 +98,8 @@ pub struct Config {
     pub file_limit_bytes: usize,
     /// Directory of the local object store for file contents.
     pub blob_dir: PathBuf,
+    /// An S3-compatible bucket for file contents instead of `blob_dir`.
+    pub s3: Option<S3Config>,
     /// Sign-in attempts (signup, login, refresh, invitation accept) per client address and
     /// minute.
     pub auth_rate_per_ip: u32,
@@ -159,6 +180,11 @@ struct RawConfig {
     db_max_connections: Option<u32>,
     file_limit_bytes: Option<usize>,
     blob_dir: Option<String>,
+    blob_store: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
     auth_rate_per_ip: Option<u32>,
     auth_rate_per_account: Option<u32>,
     password_hashing: Option<String>,
@@ -189,6 +215,11 @@ const ENV_KEYS: &[&str] = &[
     "auth_rate_per_ip",
     "file_limit_bytes",
     "blob_dir",
+    "blob_store",
+    "s3_endpoint",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
     "auth_rate_per_account",
     "password_hashing",
     "default_tenant",
@@ -391,6 +422,26 @@ impl Config {
                 .blob_dir
                 .map(PathBuf::from)
                 .unwrap_or_else(|| data_dir.join("blobs")),
+            s3: match raw.blob_store.as_deref().filter(|b| !b.is_empty()) {
+                None => None,
+                Some(url) => {
+                    let rest = url.strip_prefix("s3://").ok_or(
+                        "blob_store: expected s3://BUCKET or s3://BUCKET/PREFIX (unset: the local blob_dir)",
+                    )?;
+                    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                    if bucket.is_empty() {
+                        return Err("blob_store: s3:// needs a bucket".into());
+                    }
+                    Some(S3Config {
+                        bucket: bucket.to_owned(),
+                        prefix: prefix.trim_matches('/').to_owned(),
+                        endpoint: raw.s3_endpoint.filter(|v| !v.is_empty()),
+                        region: raw.s3_region.filter(|v| !v.is_empty()),
+                        access_key_id: raw.s3_access_key_id.filter(|v| !v.is_empty()),
+                        secret_access_key: raw.s3_secret_access_key.filter(|v| !v.is_empty()),
+                    })
+                }
+            },
             auth_rate_per_ip: raw.auth_rate_per_ip.unwrap_or(300),
             auth_rate_per_account: raw.auth_rate_per_account.unwrap_or(20),
             password_cost,
@@ -490,6 +541,11 @@ fn set_key(raw: &mut RawConfig, key: &str, v: &str) -> Result<(), String> {
         "auth_rate_per_ip" => raw.auth_rate_per_ip = Some(int(v)? as u32),
         "file_limit_bytes" => raw.file_limit_bytes = Some(int(v)? as usize),
         "blob_dir" => raw.blob_dir = s.clone(),
+        "blob_store" => raw.blob_store = s.clone(),
+        "s3_endpoint" => raw.s3_endpoint = s.clone(),
+        "s3_region" => raw.s3_region = s.clone(),
+        "s3_access_key_id" => raw.s3_access_key_id = s.clone(),
+        "s3_secret_access_key" => raw.s3_secret_access_key = s.clone(),
         "auth_rate_per_account" => raw.auth_rate_per_account = Some(int(v)? as u32),
         "password_hashing" => raw.password_hashing = s,
         "default_tenant" => raw.default_tenant = s,

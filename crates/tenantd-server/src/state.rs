@@ -135,13 +135,7 @@ impl AppState {
             };
             cells.insert(c.name.clone(), cell);
         }
-        std::fs::create_dir_all(&config.blob_dir)
-            .map_err(|e| Error::Internal(format!("blob_dir {}: {e}", config.blob_dir.display())))?;
-        let blobs: Arc<dyn object_store::ObjectStore> = Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(&config.blob_dir).map_err(
-                |e| Error::Internal(format!("blob_dir {}: {e}", config.blob_dir.display())),
-            )?,
-        );
+        let blobs = open_blobs(&config).await?;
         let auth_cache = Arc::new(AuthCache::new(std::time::Duration::from_millis(
             config.auth_cache_ttl_ms,
         )));
@@ -199,6 +193,56 @@ impl AppState {
         }
         state.relay_now().await;
         Ok((state, boot))
+    }
+}
+
+/// The object store for file contents: the S3-compatible bucket of `blob_store`, else the
+/// local `blob_dir`. Checked at start, so a wrong bucket or key fails here with its reason.
+async fn open_blobs(config: &Config) -> Result<Arc<dyn object_store::ObjectStore>> {
+    use object_store::ObjectStoreExt;
+    let Some(s3) = &config.s3 else {
+        let dir = &config.blob_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Internal(format!("blob_dir {}: {e}", dir.display())))?;
+        let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| Error::Internal(format!("blob_dir {}: {e}", dir.display())))?;
+        return Ok(Arc::new(local));
+    };
+    // reqwest's TLS runs on rustls with ring (no aws-lc in the tree); the first caller wins.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
+    if let Some(e) = &s3.endpoint {
+        b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+    }
+    if let Some(r) = &s3.region {
+        b = b.with_region(r);
+    }
+    if let Some(k) = &s3.access_key_id {
+        b = b.with_access_key_id(k);
+    }
+    if let Some(k) = &s3.secret_access_key {
+        b = b.with_secret_access_key(k);
+    }
+    let store = b
+        .build()
+        .map_err(|e| Error::Internal(format!("blob_store s3://{}: {e}", s3.bucket)))?;
+    let store: Arc<dyn object_store::ObjectStore> = if s3.prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(
+            store,
+            s3.prefix.as_str(),
+        ))
+    };
+    match store
+        .head(&object_store::path::Path::from(".tenantd-probe"))
+        .await
+    {
+        Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(store),
+        Err(e) => Err(Error::Internal(format!(
+            "blob_store s3://{}: the bucket does not answer: {e}",
+            s3.bucket
+        ))),
     }
 }
 
