@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Runs the published black-box checks (../shared/acceptance/foundation.py) against tenantd on
-PostgreSQL: a catalog and two cells in throwaway databases of the server TENANTD_TEST_PG names
-(a superuser URL, used only to create them). Builds nothing: run `cargo build --release` first."""
+PostgreSQL and Redis: a catalog and two cells in throwaway databases of the server
+TENANTD_TEST_PG names (a superuser URL, used only to create them), rate limits and cache
+invalidation through a throwaway redis-server (or TENANTD_TEST_REDIS). Builds nothing: run
+`cargo build --release` first."""
 
+import json
 import os
 import subprocess
 import sys
@@ -42,10 +45,25 @@ def url(user, db):
     return f"postgres://{user}@{host}/{db}"
 
 
+redis_proc = None
+redis_url = os.environ.get("TENANTD_TEST_REDIS")
+if not redis_url:
+    rport = free_port()
+    try:
+        redis_proc = subprocess.Popen(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        redis_url = f"redis://127.0.0.1:{rport}"
+    except FileNotFoundError:
+        print("no redis-server" + ("" if os.environ.get("CI") == "true" else "; running without Redis"))
+        if os.environ.get("CI") == "true":
+            sys.exit(1)
+
 work = f"/tmp/tenantd-accept-pg-{tag}"
 os.makedirs(work)
 cfg = os.path.join(work, "tenantd.toml")
 with open(cfg, "w") as f:
+    if redis_url:
+        f.write(f'redis_url = "{redis_url}"\n')
     f.write(f'[catalog]\nurl = "{url("tenantd_accept_app", dbs[0])}"\nmigrate_url = "{url("tenantd_accept_owner", dbs[0])}"\n')
     for name, region, db in (("eu-1", "eu", dbs[1]), ("us-1", "us", dbs[2])):
         f.write(f'[[cells]]\nname = "{name}"\nregion = "{region}"\nurl = "{url("tenantd_accept_app", db)}"\nmigrate_url = "{url("tenantd_accept_owner", db)}"\n')
@@ -68,11 +86,28 @@ try:
             break
         except Exception:
             time.sleep(0.2)
+    if redis_url:
+        # Shared limits and cache invalidation both on Redis before the checks start.
+        for _ in range(100):
+            ready = json.loads(urllib.request.urlopen(base + "/readyz", timeout=2).read())
+            if ready.get("rate_limits") == "redis" and ready.get("cache_invalidation") == "redis":
+                break
+            time.sleep(0.1)
+        else:
+            print(f"FAIL: tenantd never reached Redis: {ready}")
+            sys.exit(1)
     foundation.run_checks(base, c)
+    if redis_url:
+        ready = json.loads(urllib.request.urlopen(base + "/readyz", timeout=2).read())
+        c.check("after the checks, /readyz still reports Redis for limits and invalidation",
+                ready.get("rate_limits") == "redis" and ready.get("cache_invalidation") == "redis", str(ready))
 finally:
     proc.terminate()
     proc.wait(10)
+    if redis_proc:
+        redis_proc.kill()
+        redis_proc.wait()
     for db in dbs:
         subprocess.run(["psql", admin, "-q", "-c", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
-print("on PostgreSQL (catalog + cells eu-1, us-1):", end=" ")
+print(f"on PostgreSQL (catalog + cells eu-1, us-1){' and Redis' if redis_url else ''}:", end=" ")
 c.finish()
