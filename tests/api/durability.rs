@@ -74,6 +74,7 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
+    tenantd_server::install_tls_provider();
     let client = reqwest::Client::new();
     let mut child = start(&dir, port);
     ready(&client, &base).await;

@@ -103,6 +103,7 @@ async fn start_node(config: &Path, data: &Path) -> Node {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    tenantd_server::install_tls_provider();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -221,6 +222,7 @@ async fn two_nodes_share_quotas_rate_limits_suspensions_and_revocations() {
     std::fs::write(&config, toml).unwrap();
     let a = start_node(&config, &dir.join("a")).await;
     let b = start_node(&config, &dir.join("b")).await;
+    tenantd_server::install_tls_provider();
     let c = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()

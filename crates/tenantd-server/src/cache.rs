@@ -41,6 +41,15 @@ use crate::auth::keys::Claims;
 /// The Redis channel on which nodes announce changed tenants (payload: a tenant id, or `*`).
 pub const CHANNEL: &str = "tenantd:invalidate";
 
+/// The budget of each resolution cache, in (estimated) bytes.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// An entry's estimated size: the fixed part plus its tenant's JSON objects.
+fn weight(t: &Tenant) -> u32 {
+    let json = |v: &serde_json::Value| serde_json::to_vec(v).map_or(0, |b| b.len());
+    (1024 + json(&t.settings) + json(&t.branding)).min(u32::MAX as usize) as u32
+}
+
 /// Invalidation stripes: tenants hash onto them; a bump invalidates every tenant of a stripe.
 const STRIPES: usize = 4096;
 
@@ -98,12 +107,16 @@ impl AuthCache {
         let ttl_or_1ms = ttl.max(Duration::from_millis(1));
         Self {
             enabled: !ttl.is_zero(),
+            // Weighed by bytes: a tenant's settings and branding may hold up to 64 KiB each,
+            // and every session of that tenant holds its own copy.
             sessions: moka::sync::Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(CACHE_BYTES)
+                .weigher(|_, e: &Entry<SessionContext>| weight(&e.value.2))
                 .time_to_live(ttl_or_1ms)
                 .build(),
             keys: moka::sync::Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(CACHE_BYTES)
+                .weigher(|_, e: &Entry<KeyContext>| weight(&e.value.tenant))
                 .time_to_live(ttl_or_1ms)
                 .build(),
             verified: moka::sync::Cache::builder()
@@ -304,7 +317,14 @@ pub async fn subscribe(url: String, cache: Arc<AuthCache>, subscribed: Arc<Atomi
     };
     loop {
         let started = Instant::now();
-        match client.get_async_pubsub().await {
+        let connected =
+            tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await;
+        match connected.unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "redis connect timed out",
+            )))
+        }) {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(CHANNEL).await.is_ok() {
                     subscribed.store(true, Ordering::SeqCst);

@@ -45,6 +45,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+/// Makes rustls (under reqwest, for the S3 client) use ring; call before any HTTP client is
+/// built. The tree has no aws-lc (see CRATES.md), so without this a client panics. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The whole application as a router (tests call it in process).
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api::routes(state.config.file_limit_bytes);

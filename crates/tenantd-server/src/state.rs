@@ -103,6 +103,7 @@ impl AppState {
 
     /// Opens the stores and keys and bootstraps the platform tenant.
     pub async fn build(config: Config) -> Result<(Self, Option<Bootstrap>)> {
+        crate::install_tls_provider();
         let plans = match &config.plans_file {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -208,8 +209,6 @@ async fn open_blobs(config: &Config) -> Result<Arc<dyn object_store::ObjectStore
             .map_err(|e| Error::Internal(format!("blob_dir {}: {e}", dir.display())))?;
         return Ok(Arc::new(local));
     };
-    // reqwest's TLS runs on rustls with ring (no aws-lc in the tree); the first caller wins.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
     if let Some(e) = &s3.endpoint {
         b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
