@@ -233,3 +233,49 @@ async fn tenantd_refuses_to_serve_as_a_role_that_rls_does_not_bind() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn tenantd_connects_over_tls_when_the_url_asks_for_it() {
+    let Some(admin) = require_postgres("tenantd_connects_over_tls_when_the_url_asks_for_it") else {
+        return;
+    };
+    let pg = PgTest::create(&admin).await;
+    let sup = pool(&pg.superuser_url(1)).await;
+    let server_ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&sup)
+        .await
+        .unwrap();
+    if server_ssl != "on" {
+        // scripts/lib-pg.sh turns TLS on for its throwaway server; another server may not.
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true: the test PostgreSQL has ssl = off");
+        }
+        eprintln!(
+            "SKIPPED tenantd_connects_over_tls_when_the_url_asks_for_it: the server has ssl = off"
+        );
+        return;
+    }
+    let tls = |u: String| format!("{u}?sslmode=require");
+    let loc = PgLocation {
+        url: tls(pg.app_url(1)),
+        migrate_url: Some(tls(pg.owner_url(1))),
+        max_connections: 2,
+    };
+    use tenantd_core::store::CellStore;
+    let cell = open_cell("c1", &loc).await.expect("a cell over TLS");
+    cell.ping().await.unwrap();
+    // Every connection the serving role holds to that database is encrypted.
+    let db = pg.dbs[1].clone();
+    let (conns, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1 AND a.usename = 'tenantd_test_app'",
+    )
+    .bind(&db)
+    .fetch_one(&sup)
+    .await
+    .unwrap();
+    assert!(conns > 0, "the cell holds no connection to check");
+    assert_eq!(
+        encrypted, conns,
+        "{conns} connections, {encrypted} over TLS"
+    );
+}
