@@ -402,6 +402,8 @@ async fn placement_follows_region_data_residency_and_dedicated_cells() {
             cell("eu-ded-1", "eu", true),
             cell("eu-ded-2", "eu", true),
             cell("us-ded", "us", true),
+            cell("ap-ded", "ap", true),
+            cell("ap-pool", "ap", false),
         ];
     })
     .await;
@@ -470,6 +472,34 @@ async fn placement_follows_region_data_residency_and_dedicated_cells() {
     .await;
     r.assert_problem(422, "VALIDATION_FAILED");
     assert!(r.text.contains("settings.data_residency"), "{}", r.text);
+
+    // A cell that held a tenant before it was declared dedicated (an upgraded deployment) is
+    // not free: simulated by moving a pooled tenant's placement there in the catalog.
+    let r = create("early-ap", "free", json!({"region": "ap"})).await;
+    assert_eq!(placed(&r), ("ap-pool".into(), Some("ap".into())));
+    let sql = "UPDATE tenants SET cell = 'ap-ded' WHERE slug = 'early-ap'";
+    match &app.pg {
+        Some(pg) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .connect(&pg.superuser_url(0))
+                .await
+                .unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        None => {
+            let path = app.dir.join("catalog.db");
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    create("ent-ap", "enterprise", json!({"region": "ap"}))
+        .await
+        .assert_problem(422, "VALIDATION_FAILED");
 
     // Five concurrent enterprise creations for the one dedicated us cell: exactly one wins.
     let results =

@@ -281,28 +281,42 @@ impl Announcer {
     }
 
     async fn publish(&self, payload: String) {
-        let sent = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-            let mut slot = self.conn.lock().await;
-            if slot.is_none() {
-                *slot = Some(self.client.get_multiplexed_async_connection().await?);
-            }
-            let conn = slot.as_mut().expect("connected above");
-            let r = redis::cmd("PUBLISH")
-                .arg(CHANNEL)
-                .arg(&payload)
-                .query_async::<i64>(conn)
-                .await;
-            if r.is_err() {
-                *slot = None;
-            }
-            r.map(|_| ())
-        })
+        let sent: std::result::Result<(), String> = async {
+            // The lock only hands out the (multiplexed) connection; sends run concurrently.
+            let mut conn = {
+                let mut slot = self.conn.lock().await;
+                match slot.as_ref() {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = tokio::time::timeout(
+                            PUBLISH_TIMEOUT,
+                            self.client.get_multiplexed_async_connection(),
+                        )
+                        .await
+                        .map_err(|_| "connect timed out".to_owned())?
+                        .map_err(|e| e.to_string())?;
+                        *slot = Some(c.clone());
+                        c
+                    }
+                }
+            };
+            tokio::time::timeout(
+                PUBLISH_TIMEOUT,
+                redis::cmd("PUBLISH")
+                    .arg(CHANNEL)
+                    .arg(&payload)
+                    .query_async::<i64>(&mut conn),
+            )
+            .await
+            .map_err(|_| "publish timed out".to_owned())?
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        }
         .await;
-        if !matches!(sent, Ok(Ok(()))) {
+        if let Err(e) = sent {
+            *self.conn.lock().await = None;
             self.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "could not announce a cache invalidation through redis; other nodes rely on their cache TTL"
-            );
+            tracing::warn!(error = %e, "could not announce a cache invalidation through redis; other nodes rely on their cache TTL");
         }
     }
 }
@@ -375,11 +389,60 @@ impl InvalidatingCatalog {
         }
     }
 
-    /// After a committed change to `tenant`'s rows.
-    async fn changed(&self, tenant: TenantId) {
-        self.cache.invalidate_tenant(tenant);
-        if let Some(a) = &self.announcer {
-            a.publish(tenant.to_string()).await;
+    /// After a committed change to `tenant`'s rows (`None`: to anything): drops it here at
+    /// once and announces it to the other nodes in the background.
+    fn changed(&self, tenant: Option<TenantId>) {
+        match tenant {
+            Some(t) => self.cache.invalidate_tenant(t),
+            None => self.cache.invalidate_all(),
+        }
+        if let Some(a) = self.announcer.clone()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let payload = tenant.map_or_else(|| "*".to_owned(), |t| t.to_string());
+            rt.spawn(async move { a.publish(payload).await });
+        }
+    }
+
+    /// A guard for a change about to be made: if the request is dropped before the change
+    /// returns (client gone, timeout), the commit may still have happened, so the tenant is
+    /// invalidated anyway.
+    fn pending(&self, tenant: Option<TenantId>) -> Pending<'_> {
+        Pending {
+            catalog: self,
+            tenant,
+            armed: true,
+        }
+    }
+}
+
+/// See [`InvalidatingCatalog::pending`].
+struct Pending<'a> {
+    catalog: &'a InvalidatingCatalog,
+    tenant: Option<TenantId>,
+    armed: bool,
+}
+
+impl Pending<'_> {
+    /// The change returned: invalidate its tenant.
+    fn done(mut self) {
+        self.armed = false;
+        self.catalog.changed(self.tenant);
+    }
+
+    /// The change returned and touched `tenant`, or nothing that needs invalidating.
+    fn done_with(mut self, tenant: Option<TenantId>) {
+        self.armed = false;
+        if let Some(t) = tenant {
+            self.catalog.changed(Some(t));
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.catalog.changed(self.tenant);
         }
     }
 }
@@ -416,8 +479,9 @@ impl CatalogStore for InvalidatingCatalog {
         patch: TenantPatch,
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant> {
+        let pending = self.pending(Some(id));
         let r = self.inner.update_tenant(id, patch, outbox).await;
-        self.changed(id).await;
+        pending.done();
         r
     }
     async fn set_tenant_status(
@@ -428,11 +492,12 @@ impl CatalogStore for InvalidatingCatalog {
         purge_after: Option<DateTime<Utc>>,
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant> {
+        let pending = self.pending(Some(id));
         let r = self
             .inner
             .set_tenant_status(id, status, reason, purge_after, outbox)
             .await;
-        self.changed(id).await;
+        pending.done();
         r
     }
     async fn set_tenant_plan(
@@ -441,8 +506,9 @@ impl CatalogStore for InvalidatingCatalog {
         plan: &str,
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant> {
+        let pending = self.pending(Some(id));
         let r = self.inner.set_tenant_plan(id, plan, outbox).await;
-        self.changed(id).await;
+        pending.done();
         r
     }
     async fn find_user(&self, id: UserId) -> Result<Option<User>> {
@@ -470,11 +536,12 @@ impl CatalogStore for InvalidatingCatalog {
         role: Role,
         outbox: Vec<AuditDraft>,
     ) -> Result<Membership> {
+        let pending = self.pending(Some(tenant));
         let r = self
             .inner
             .update_member_role(tenant, user, role, outbox)
             .await;
-        self.changed(tenant).await;
+        pending.done();
         r
     }
     async fn remove_member(
@@ -483,8 +550,9 @@ impl CatalogStore for InvalidatingCatalog {
         user: UserId,
         outbox: Vec<AuditDraft>,
     ) -> Result<()> {
+        let pending = self.pending(Some(tenant));
         let r = self.inner.remove_member(tenant, user, outbox).await;
-        self.changed(tenant).await;
+        pending.done();
         r
     }
     async fn users_used(&self, tenant: TenantId) -> Result<i64> {
@@ -536,8 +604,9 @@ impl CatalogStore for InvalidatingCatalog {
         id: ApiKeyId,
         outbox: Vec<AuditDraft>,
     ) -> Result<()> {
+        let pending = self.pending(Some(tenant));
         let r = self.inner.revoke_api_key(tenant, id, outbox).await;
-        self.changed(tenant).await;
+        pending.done();
         r
     }
     async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
@@ -551,10 +620,13 @@ impl CatalogStore for InvalidatingCatalog {
         token_hash: &str,
         next: NewRefreshToken,
     ) -> Result<RefreshOutcome> {
+        // A reuse revokes the access tokens minted from the stolen token (`gen`); which
+        // tenant is known only afterwards, so a cancelled call drops everything.
+        let pending = self.pending(None);
         let r = self.inner.rotate_refresh(token_hash, next).await;
-        // A reuse revokes the access tokens minted from the stolen token (`gen`).
-        if let Ok(RefreshOutcome::Reused(s)) = &r {
-            self.changed(s.tenant_id).await;
+        match &r {
+            Ok(RefreshOutcome::Reused(s)) => pending.done_with(Some(s.tenant_id)),
+            _ => pending.done_with(None),
         }
         r
     }
@@ -569,11 +641,9 @@ impl CatalogStore for InvalidatingCatalog {
     }
     async fn revoke_session(&self, id: SessionId, outbox: Vec<AuditDraft>) -> Result<()> {
         let tenant = self.inner.find_session(id).await?.map(|s| s.tenant_id);
+        let pending = self.pending(tenant);
         let r = self.inner.revoke_session(id, outbox).await;
-        match tenant {
-            Some(t) => self.changed(t).await,
-            None => self.cache.invalidate_all(),
-        }
+        pending.done();
         r
     }
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {

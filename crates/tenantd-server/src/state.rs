@@ -157,6 +157,15 @@ impl AppState {
             .await?
             .map(|t| t.cell)
             .ok_or(Error::Internal("the platform tenant is gone".into()))?;
+        if config
+            .cells
+            .iter()
+            .any(|c| c.name == platform_cell && c.dedicated)
+        {
+            return Err(Error::Internal(format!(
+                "cells: the platform tenant lives in cell {platform_cell}, which cannot be dedicated"
+            )));
+        }
         if !cells.contains_key(&platform_cell) {
             return Err(Error::Internal(format!(
                 "cells: the platform tenant lives in cell {platform_cell}, which is not configured"
@@ -233,13 +242,18 @@ async fn open_blobs(config: &Config) -> Result<Arc<dyn object_store::ObjectStore
             s3.prefix.as_str(),
         ))
     };
-    match store
-        .head(&object_store::path::Path::from(".tenantd-probe"))
-        .await
-    {
-        Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(store),
+    // Write and delete a probe: what uploads need, and allowed by a least-privilege policy.
+    let probe = object_store::path::Path::from(".tenantd-probe");
+    let checked = async {
+        store
+            .put(&probe, bytes::Bytes::from_static(b"ok").into())
+            .await?;
+        store.delete(&probe).await
+    };
+    match checked.await {
+        Ok(()) => Ok(store),
         Err(e) => Err(Error::Internal(format!(
-            "blob_store s3://{}: the bucket does not answer: {e}",
+            "blob_store s3://{}: cannot write to the bucket: {e}",
             s3.bucket
         ))),
     }

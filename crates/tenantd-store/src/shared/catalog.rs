@@ -301,6 +301,16 @@ macro_rules! catalog_impl {
                         .execute(&mut *tx)
                         .await
                         .map_err(classify)?;
+                    // A cell placed into before it was declared dedicated is not free either.
+                    let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants WHERE cell = $1 AND id <> $2")
+                        .bind(&t.cell)
+                        .bind(t.id.to_string())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                    if others > 0 {
+                        return Err(Error::conflict("cell", "this dedicated cell already holds a tenant"));
+                    }
                 }
                 sqlx::query("INSERT INTO quota_counters (tenant_id, quota, used) VALUES ($1, 'users', 1)")
                     .bind(t.id.to_string())
