@@ -262,6 +262,9 @@ pub struct Announcer {
     failures: AtomicU64,
 }
 
+/// How often a subscribed node checks that its channel still answers.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
 /// How long an announcement may take; past it the other nodes rely on their TTL.
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -343,12 +346,31 @@ pub async fn subscribe(url: String, cache: Arc<AuthCache>, subscribed: Arc<Atomi
                 if pubsub.subscribe(CHANNEL).await.is_ok() {
                     subscribed.store(true, Ordering::SeqCst);
                     cache.invalidate_all();
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        let payload: String = msg.get_payload().unwrap_or_default();
-                        match TenantId::parse(&payload, "tenant") {
-                            Ok(t) => cache.invalidate_tenant(t),
-                            Err(_) => cache.invalidate_all(),
+                    let (mut sink, mut messages) = pubsub.split();
+                    let mut tick = tokio::time::interval(PING_EVERY);
+                    tick.tick().await;
+                    loop {
+                        tokio::select! {
+                            msg = messages.next() => {
+                                let Some(msg) = msg else { break };
+                                let payload: String = msg.get_payload().unwrap_or_default();
+                                match TenantId::parse(&payload, "tenant") {
+                                    Ok(t) => cache.invalidate_tenant(t),
+                                    Err(_) => cache.invalidate_all(),
+                                }
+                            }
+                            _ = tick.tick() => {
+                                // A half-open connection delivers nothing and reports nothing:
+                                // ask, and reconnect if Redis does not answer.
+                                let alive = tokio::time::timeout(
+                                    Duration::from_secs(2),
+                                    sink.ping::<redis::Value>(),
+                                )
+                                .await;
+                                if !matches!(alive, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
                         }
                     }
                 }
