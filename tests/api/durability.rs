@@ -2,11 +2,10 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{ADMIN_EMAIL, temp_dir};
+use crate::helpers::{ADMIN_EMAIL, call_at, temp_dir, wait_healthy};
 
 const PASSWORD: &str = "durable-admin-pass-1";
 
@@ -25,46 +24,6 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         .expect("spawn tenantd")
 }
 
-async fn ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("tenantd did not start");
-}
-
-async fn call(
-    client: &reqwest::Client,
-    base: &str,
-    m: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-    tenant: Option<&str>,
-) -> (u16, Value) {
-    let mut r = client.request(m.parse().unwrap(), format!("{base}{path}"));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    if let Some(t) = tenant {
-        r = r.header("x-tenant-id", t);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let s = resp.status().as_u16();
-    (s, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn a_killed_server_restarts_with_every_acknowledged_write() {
     let dir = temp_dir();
@@ -77,14 +36,14 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
     tenantd_server::install_tls_provider();
     let client = reqwest::Client::new();
     let mut child = start(&dir, port);
-    ready(&client, &base).await;
-    let (s, up) = call(&client, &base, "POST", "/v1/auth/signup", None, Some(json!({"email": "o@k.test", "password": "owner-pass-123", "name": "O", "tenant": {"name": "K", "slug": "killed"}})), None).await;
+    wait_healthy(&client, &base).await;
+    let (s, up) = call_at(&client, &base, "POST", "/v1/auth/signup", None, Some(json!({"email": "o@k.test", "password": "owner-pass-123", "name": "O", "tenant": {"name": "K", "slug": "killed"}})), None).await;
     assert_eq!(s, 201);
     let token = up["access_token"].as_str().unwrap().to_owned();
     let tid = up["tenant"]["id"].as_str().unwrap().to_owned();
     let spent = up["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(
-        call(
+        call_at(
             &client,
             &base,
             "POST",
@@ -97,7 +56,7 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
         .0,
         200
     );
-    let (_, key) = call(
+    let (_, key) = call_at(
         &client,
         &base,
         "POST",
@@ -109,7 +68,7 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
     .await;
     let key_secret = key["key"].as_str().unwrap().to_owned();
     assert_eq!(
-        call(
+        call_at(
             &client,
             &base,
             "DELETE",
@@ -124,7 +83,7 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
     );
     let mut made = Vec::new();
     for i in 0..3 {
-        let (s, r) = call(
+        let (s, r) = call_at(
             &client,
             &base,
             "POST",
@@ -141,10 +100,10 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
     child.wait().unwrap();
 
     let mut child = start(&dir, port);
-    ready(&client, &base).await;
+    wait_healthy(&client, &base).await;
     for id in &made {
         assert_eq!(
-            call(
+            call_at(
                 &client,
                 &base,
                 "GET",
@@ -159,7 +118,7 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
         );
     }
     assert_eq!(
-        call(
+        call_at(
             &client,
             &base,
             "POST",
@@ -173,7 +132,7 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
         401
     );
     assert_eq!(
-        call(
+        call_at(
             &client,
             &base,
             "GET",
@@ -186,7 +145,7 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
         .0,
         401
     );
-    let (_, usage) = call(
+    let (_, usage) = call_at(
         &client,
         &base,
         "GET",
@@ -197,7 +156,7 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
     )
     .await;
     assert_eq!(usage["quotas"]["projects"]["used"], 3);
-    let (_, adm) = call(
+    let (_, adm) = call_at(
         &client,
         &base,
         "POST",
@@ -208,7 +167,7 @@ async fn a_killed_server_restarts_with_every_acknowledged_write() {
     )
     .await;
     let admin = adm["access_token"].as_str().unwrap().to_owned();
-    let (s, v) = call(
+    let (s, v) = call_at(
         &client,
         &base,
         "GET",

@@ -2,7 +2,22 @@
 
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Signed, TestApp};
+
+/// The tenant's `storage_bytes` usage, as its usage endpoint reports it.
+async fn storage_used(app: &TestApp, who: &Signed) -> i64 {
+    let usage = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/usage", who.tenant_id),
+            Some(&who.token),
+            None,
+        )
+        .await;
+    usage.body["quotas"]["storage_bytes"]["used"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no storage_bytes usage: {}", usage.text))
+}
 
 const PLANS: &str = "plans:
   free:
@@ -74,30 +89,14 @@ async fn files_round_trip_and_stay_inside_their_tenant() {
             .len(),
         1
     );
-    let usage = app
-        .call(
-            "GET",
-            &format!("/v1/tenants/{}/usage", a.tenant_id),
-            Some(&a.token),
-            None,
-        )
-        .await;
-    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 13);
+    assert_eq!(storage_used(&app, &a).await, 13);
     assert_eq!(
         app.call("DELETE", &format!("/v1/files/{id}"), Some(&a.token), None)
             .await
             .status,
         204
     );
-    let usage = app
-        .call(
-            "GET",
-            &format!("/v1/tenants/{}/usage", a.tenant_id),
-            Some(&a.token),
-            None,
-        )
-        .await;
-    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 0);
+    assert_eq!(storage_used(&app, &a).await, 0);
     // The blob is gone from the tenant's prefix too.
     let blobs = app
         .state
@@ -207,15 +206,7 @@ async fn an_upload_over_the_file_limit_is_413() {
         .status,
         201
     );
-    let usage = app
-        .call(
-            "GET",
-            &format!("/v1/tenants/{}/usage", a.tenant_id),
-            Some(&a.token),
-            None,
-        )
-        .await;
-    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 512);
+    assert_eq!(storage_used(&app, &a).await, 512);
 }
 
 fn hex_of(b: &[u8]) -> String {
@@ -281,15 +272,7 @@ async fn concurrent_deletes_of_one_file_release_its_bytes_once() {
     let calls = (0..8).map(|_| app.call("DELETE", &path, Some(&a.token), None));
     let results = futures::future::join_all(calls).await;
     assert_eq!(results.iter().filter(|r| r.status == 204).count(), 1);
-    let usage = app
-        .call(
-            "GET",
-            &format!("/v1/tenants/{}/usage", a.tenant_id),
-            Some(&a.token),
-            None,
-        )
-        .await;
-    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 300);
+    assert_eq!(storage_used(&app, &a).await, 300);
 }
 
 /// An S3-compatible server for the test: `s3s-fs` (a real S3 protocol server over a
@@ -432,15 +415,7 @@ async fn files_live_in_an_s3_bucket_under_their_tenant_with_an_exact_quota() {
     }))
     .await;
     assert_eq!(results.iter().filter(|r| r.status == 201).count(), 9);
-    let usage = app
-        .call(
-            "GET",
-            &format!("/v1/tenants/{}/usage", a.tenant_id),
-            Some(&a.token),
-            None,
-        )
-        .await;
-    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 913);
+    assert_eq!(storage_used(&app, &a).await, 913);
     let stored = std::fs::read_dir(object.parent().unwrap()).unwrap().count();
     assert_eq!(stored, 10, "nothing stored that is not counted");
     // Deleting removes the object and releases its bytes.
@@ -451,13 +426,5 @@ async fn files_live_in_an_s3_bucket_under_their_tenant_with_an_exact_quota() {
         204
     );
     assert!(!object.exists());
-    let usage = app
-        .call(
-            "GET",
-            &format!("/v1/tenants/{}/usage", a.tenant_id),
-            Some(&a.token),
-            None,
-        )
-        .await;
-    assert_eq!(usage.body["quotas"]["storage_bytes"]["used"], 900);
+    assert_eq!(storage_used(&app, &a).await, 900);
 }

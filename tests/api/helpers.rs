@@ -512,3 +512,45 @@ impl Drop for TestApp {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Waits until a tenantd process answers `/healthz` (30 s at most).
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("tenantd did not start");
+}
+
+/// One request to a tenantd process: (status, JSON body or null).
+pub async fn call_at(
+    client: &reqwest::Client,
+    base: &str,
+    m: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    tenant: Option<&str>,
+) -> (u16, Value) {
+    let mut r = client.request(m.parse().unwrap(), format!("{base}{path}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(t) = tenant {
+        r = r.header("x-tenant-id", t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let s = resp.status().as_u16();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}

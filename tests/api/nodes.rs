@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_EMAIL, PgTest, require_postgres, temp_dir};
+use crate::helpers::{ADMIN_EMAIL, PgTest, call_at, require_postgres, temp_dir, wait_healthy};
 
 const PASSWORD: &str = "two-nodes-admin-pass";
 
@@ -104,20 +104,8 @@ async fn start_node(config: &Path, data: &Path) -> Node {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     tenantd_server::install_tls_provider();
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if client
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Node { base, child };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("node did not start");
+    wait_healthy(&reqwest::Client::new(), &base).await;
+    Node { base, child }
 }
 
 async fn call(
@@ -128,16 +116,7 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut r = c.request(m.parse().unwrap(), format!("{base}{path}"));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let s = resp.status().as_u16();
-    (s, resp.json().await.unwrap_or(Value::Null))
+    call_at(c, base, m, path, token, body, None).await
 }
 
 /// Waits until the node hears the invalidation channel.
