@@ -279,3 +279,148 @@ async fn tenantd_connects_over_tls_when_the_url_asks_for_it() {
         "{conns} connections, {encrypted} over TLS"
     );
 }
+
+/// Two deployments set up on one cluster as the README says: each with its own owner and
+/// serving role, catalog and cell, and the cluster's (empty) `tenantd_app`. Neither serving
+/// role can connect to the other's databases; and even where a DBA hands CONNECT back to
+/// PUBLIC, it can read and write none of the other's tables.
+#[tokio::test]
+async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
+    let Some(admin) = require_postgres("two_deployments_on_one_cluster_reach_nothing_of_each_other")
+    else {
+        return;
+    };
+    let su = pool(&admin).await;
+    let _ = sqlx::raw_sql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenantd_app') THEN CREATE ROLE tenantd_app NOLOGIN; END IF; END $$").execute(&su).await;
+    let id = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let name = |d: &str, what: &str| format!("tdd_{id}_{d}_{what}");
+    let url = |role: &str, db: &str| {
+        let rest = admin.split_once("://").map(|(_, r)| r).unwrap_or(&admin);
+        let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+        let host = host.split('/').next().unwrap_or(host);
+        format!("postgres://{role}@{host}/{db}")
+    };
+    for d in ["a", "b"] {
+        for sql in [
+            format!("CREATE ROLE {} LOGIN", name(d, "owner")),
+            format!("CREATE ROLE {} LOGIN", name(d, "serve")),
+            format!("CREATE DATABASE {} OWNER {}", name(d, "cat"), name(d, "owner")),
+            format!("CREATE DATABASE {} OWNER {}", name(d, "cell"), name(d, "owner")),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&su).await.unwrap();
+        }
+        // Exactly the README's configuration, migrated by the binary.
+        let dir = crate::helpers::temp_dir();
+        let cfg = dir.join("tenantd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[catalog]\nurl = \"{}\"\nmigrate_url = \"{}\"\n[[cells]]\nname = \"c1\"\nurl = \"{}\"\nmigrate_url = \"{}\"\n",
+                url(&name(d, "serve"), &name(d, "cat")),
+                url(&name(d, "owner"), &name(d, "cat")),
+                url(&name(d, "serve"), &name(d, "cell")),
+                url(&name(d, "owner"), &name(d, "cell")),
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd"))
+            .args(["migrate", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let catalog_tables = ["users", "sessions", "api_keys", "memberships", "signing_keys", "tenants"];
+    let cell_tables = ["resources", "audit_events", "files", "quota_counters"];
+
+    // Each deployment's own serving role works on its own databases (so the refusals below
+    // are about the other deployment, not a broken setup).
+    for d in ["a", "b"] {
+        let own = pool(&url(&name(d, "serve"), &name(d, "cat"))).await;
+        for t in catalog_tables {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {t}")))
+                .fetch_one(&own)
+                .await
+                .unwrap_or_else(|e| panic!("{d} reads its own {t}: {e}"));
+        }
+        own.close().await;
+    }
+    let refused_connect = |r: Result<PgPool, sqlx::Error>| match r {
+        Err(sqlx::Error::Database(e)) => e.code().as_deref() == Some("42501"),
+        _ => false,
+    };
+    for (me, other) in [("a", "b"), ("b", "a")] {
+        for db in ["cat", "cell"] {
+            let r = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&url(&name(me, "serve"), &name(other, db)))
+                .await;
+            assert!(refused_connect(r), "{me}'s serving role connected to {other}'s {db}");
+        }
+        // The old shared role holds nothing here either.
+        let c = pool(&url(&name(other, "owner"), &name(other, "cat"))).await;
+        let held: bool = sqlx::query_scalar(
+            "SELECT has_table_privilege('tenantd_app', 'users', 'SELECT') OR has_table_privilege('tenantd_app', 'signing_keys', 'SELECT')",
+        )
+        .fetch_one(&c)
+        .await
+        .unwrap();
+        assert!(!held, "tenantd_app still holds privileges in {other}'s catalog");
+        c.close().await;
+    }
+    // A DBA's mistake: CONNECT handed back to PUBLIC. The tables stay closed to the other
+    // deployment's serving role, for reading and for writing, whatever tenant it claims.
+    for db in [name("a", "cat"), name("a", "cell")] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("GRANT CONNECT ON DATABASE {db} TO PUBLIC")))
+            .execute(&su)
+            .await
+            .unwrap();
+    }
+    let intruder = pool(&url(&name("b", "serve"), &name("a", "cat"))).await;
+    for t in catalog_tables {
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {t}")))
+            .fetch_one(&intruder)
+            .await;
+        assert!(r.is_err(), "b's serving role read a's {t}");
+    }
+    assert!(
+        sqlx::query("UPDATE users SET name = 'x'").execute(&intruder).await.is_err(),
+        "b's serving role wrote a's users"
+    );
+    intruder.close().await;
+    let intruder = pool(&url(&name("b", "serve"), &name("a", "cell"))).await;
+    for t in cell_tables {
+        let sql = format!("SELECT COUNT(*) FROM {t}");
+        assert!(
+            as_tenant(&intruder, A, &sql).await.is_err(),
+            "b's serving role read a's {t}"
+        );
+    }
+    assert!(
+        as_tenant(&intruder, A, &insert(A, "0190a000-0000-7000-8000-0000000000f1", "x", "private"))
+            .await
+            .is_err(),
+        "b's serving role wrote into a's cell"
+    );
+    intruder.close().await;
+
+    for d in ["a", "b"] {
+        for db in ["cat", "cell"] {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                name(d, db)
+            )))
+            .execute(&su)
+            .await;
+        }
+    }
+    for d in ["a", "b"] {
+        for r in ["serve", "owner"] {
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {}", name(d, r))))
+                .execute(&su)
+                .await;
+        }
+    }
+    su.close().await;
+}

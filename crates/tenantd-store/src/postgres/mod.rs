@@ -1,8 +1,8 @@
 //! PostgreSQL: the production backend.
 //!
-//! Migrations run as the owner role (`migrate_url`); tenantd serves as another role, a
-//! member of `tenantd_app`, that must not be a superuser, have `BYPASSRLS`, or own the
-//! tables — [`check_serving_role`] refuses to start otherwise. Every cell transaction sets
+//! Migrations run as the owner role (`migrate_url`); tenantd serves as another role, the
+//! deployment's own (granted directly, never through a role another deployment may hold), that
+//! must not be a superuser, have `BYPASSRLS`, or own the tables — [`check_serving_role`] refuses to start otherwise. Every cell transaction sets
 //! `app.tenant_id` with `set_config(…, true)` (transaction-local), which the row-level
 //! security policies of the cell tables read.
 
@@ -38,6 +38,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "dedicated_cells",
         sql: include_str!("../../migrations/postgres/catalog/0002_dedicated_cells.sql"),
     },
+    Migration {
+        version: 3,
+        name: "deployment_grants",
+        sql: include_str!("../../migrations/postgres/catalog/0003_deployment_grants.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[
@@ -50,6 +55,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "files",
         sql: include_str!("../../migrations/postgres/cell/0002_files.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "deployment_grants",
+        sql: include_str!("../../migrations/postgres/cell/0003_deployment_grants.sql"),
     },
 ];
 
@@ -142,8 +152,8 @@ impl Db {
     }
 }
 
-/// Applies migrations as the owner role, one migrator at a time (an advisory lock), and lets
-/// the serving role in through `tenantd_app`.
+/// Applies migrations as the owner role, one migrator at a time (an advisory lock), then grants
+/// the serving role its privileges.
 async fn migrate(
     url: &str,
     migrations: &[Migration],
@@ -192,8 +202,12 @@ async fn migrate(
     granted
 }
 
-/// The serving role joins `tenantd_app`. Its name comes from the operator's configuration,
-/// never from a request, and is checked to be a plain identifier before it is quoted.
+/// Grants the serving role what `_tenantd_grants` lists, and CONNECT on this database — to
+/// that role alone, so two deployments on one cluster (each with its own serving role) cannot
+/// reach each other's databases. Run as the owner after every migration run, so a changed
+/// serving role gets its privileges too. The role name comes from the operator's configuration,
+/// never from a request, and is checked to be a plain identifier; the SQL quotes it with
+/// `format('%I')` as well.
 async fn grant_serving_role(pool: &PgPool, serving_url: &str) -> std::result::Result<(), String> {
     let serving: PgConnectOptions = serving_url
         .parse()
@@ -217,30 +231,64 @@ async fn grant_serving_role(pool: &PgPool, serving_url: &str) -> std::result::Re
             "the serving role name {role:?} must be a plain lower-case identifier"
         ));
     }
-    let (exists, member): (bool, bool) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'tenantd_app' AND u.rolname = $1)",
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| e.to_string())?;
+    if !exists {
+        return Err(format!(
+            "the serving role {role} does not exist; as a superuser run `CREATE ROLE {role} LOGIN PASSWORD '...'`"
+        ));
+    }
+    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    sqlx::query("SELECT set_config('tenantd.serving_role', $1, true)")
+        .bind(role)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::raw_sql(GRANT_SERVING_ROLE)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| format!("cannot grant the serving role {role} its privileges: {e}"))?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    // A serving role of an installation older than migration 3 joined the cluster-wide
+    // `tenantd_app`; it needs it no more. Best effort: the owner may lack ADMIN OPTION on it.
+    let member: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'tenantd_app' AND u.rolname = $1)",
     )
     .bind(role)
     .fetch_one(pool)
     .await
-    .map_err(|e| e.to_string())?;
-    if !exists || member {
-        return Ok(());
-    }
-    match sqlx::query(sqlx::AssertSqlSafe(format!(
-        "GRANT tenantd_app TO \"{role}\""
-    )))
-    .execute(pool)
-    .await
+    .unwrap_or(false);
+    if member
+        && let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "REVOKE tenantd_app FROM \"{role}\""
+        )))
+        .execute(pool)
+        .await
     {
-        Ok(_) => Ok(()),
-        // Another migrator of the same cluster granted it at the same moment.
-        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("23505") => Ok(()),
-        Err(e) => Err(format!(
-            "cannot grant tenantd_app to {role} ({e}); as a superuser run `GRANT tenantd_app TO {role}` once, or `GRANT tenantd_app TO {owner} WITH ADMIN OPTION`"
-        )),
+        tracing::warn!(error = %e, role, "could not take the old shared role tenantd_app from the serving role; as a superuser run `REVOKE tenantd_app FROM {role}`");
     }
+    Ok(())
 }
+
+/// The serving role (`tenantd.serving_role`, set by the caller) gets CONNECT on this database,
+/// USAGE on the schema, and the privileges `_tenantd_grants` lists.
+const GRANT_SERVING_ROLE: &str = r#"
+DO $$
+DECLARE
+    serving text := current_setting('tenantd.serving_role');
+    g record;
+BEGIN
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), serving);
+    EXECUTE format('GRANT USAGE ON SCHEMA public TO %I', serving);
+    FOR g IN SELECT object, kind, privileges FROM _tenantd_grants LOOP
+        EXECUTE format('GRANT %s ON %s %I TO %I', g.privileges, g.kind, g.object, serving);
+    END LOOP;
+END $$;
+"#;
 
 /// Refuses a serving role that could see past row-level security.
 pub async fn check_serving_role(pool: &PgPool) -> std::result::Result<(), String> {
@@ -266,7 +314,7 @@ pub async fn check_serving_role(pool: &PgPool) -> std::result::Result<(), String
     }
     if owned > 0 {
         return Err(format!(
-            "refusing to serve as {name}: it owns {owned} of the tables; serve as another role (tenantd_app member) and migrate as the owner"
+            "refusing to serve as {name}: it owns {owned} of the tables; serve as another role and migrate as the owner"
         ));
     }
     Ok(())
