@@ -138,7 +138,8 @@ class Deployment:
         self.cfg = os.path.join(self.work, "tenantd.toml")
         with open(self.cfg, "w") as f:
             f.write(f'plans_file = "{self.work}/plans.yaml"\naccess_ttl_secs = 7200\nauth_rate_per_ip = 100000000\n'
-                    f'auth_rate_per_account = 100000000\npassword_hashing = "{password_hashing}"\n')
+                    f'auth_rate_per_account = 100000000\npassword_hashing = "{password_hashing}"\n'
+                    f'public_url = "https://tenantd.bench"\n')
             if kind == "postgres":
                 host = self.admin.split("@", 1)[1].split("/", 1)[0]
                 for sql in ["DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenantd_bench_owner') THEN CREATE ROLE tenantd_bench_owner LOGIN; END IF; END $$",

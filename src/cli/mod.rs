@@ -132,7 +132,10 @@ fn load_config(g: &Global, listen: Option<String>) -> anyhow::Result<Config> {
 
 /// Opens the databases (migrating them) and bootstraps, printing first-start sign-in help.
 async fn open(g: &Global, listen: Option<String>) -> anyhow::Result<AppState> {
-    let config = load_config(g, listen)?;
+    open_config(load_config(g, listen)?).await
+}
+
+async fn open_config(config: Config) -> anyhow::Result<AppState> {
     let (state, boot) = AppState::build(config)
         .await
         .map_err(|e| anyhow!("{e}"))
@@ -166,11 +169,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::Rotate) => {
             let state = open(&cli.global, None).await?;
-            let kid = tenantd_server::auth::keys::rotate(
-                state.catalog.as_ref(),
-                state.config.access_ttl_secs,
-            )
-            .await
+            let kid = state
+                .keys
+                .rotate(state.catalog.as_ref())
+                .await
             .map_err(|e| anyhow!("{e}"))?;
             println!(
                 "now signing with key {kid}; older keys verify for one more access-token lifetime"
@@ -181,12 +183,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(g: &Global, listen: Option<String>) -> anyhow::Result<()> {
-    let state = open(g, listen).await?;
-    let addr = state.config.listen;
+    let mut config = load_config(g, listen)?;
+    let addr = config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    // Without a public_url, tokens are issued by the address actually bound (port 0 included).
+    if config.public_url.is_none() {
+        if matches!(config.catalog, tenantd_server::config::DbLocation::Postgres(_)) {
+            tracing::warn!(
+                "public_url is not set: tokens name http://{local} as their issuer, which other nodes of this deployment will not accept; set public_url to the URL clients use"
+            );
+        }
+        config.public_url = Some(format!("http://{local}"));
+    }
+    let state = open_config(config).await?;
     eprintln!("tenantd listening on http://{local}");
     eprintln!("  console: http://{local}/console");
     eprintln!("  API docs: http://{local}/docs   (OpenAPI: http://{local}/openapi.json)");

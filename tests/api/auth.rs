@@ -292,7 +292,9 @@ async fn tokens_signed_before_a_key_rotation_keep_verifying() {
         .await
         .body["keys"][0]["kid"]
         .clone();
-    tenantd_server::auth::keys::rotate(app.state.catalog.as_ref(), 900)
+    app.state
+        .keys
+        .rotate(app.state.catalog.as_ref())
         .await
         .unwrap();
     app.state

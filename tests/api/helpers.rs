@@ -253,15 +253,16 @@ impl TestApp {
             }
             None => None,
         };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        config.public_url = Some(format!("http://{addr}"));
         tweak(&mut config);
         let (state, boot) = AppState::build(config).await.expect("state");
         let admin_password = boot
             .and_then(|b| b.generated_password)
             .expect("generated admin password");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let st = state.clone();
         tokio::spawn(async move {
@@ -483,6 +484,63 @@ impl TestApp {
                     None => q,
                 };
                 q.execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    /// Every stored signing key `(kid, private_key as stored)`, read behind the application's
+    /// back (as a superuser on PostgreSQL).
+    pub async fn stored_signing_keys(&self) -> Vec<(String, Vec<u8>)> {
+        use sqlx::Row;
+        let sql = "SELECT kid, private_key FROM signing_keys ORDER BY created_at";
+        let rows: Vec<(String, Vec<u8>)> = match &self.pg {
+            Some(pg) => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&pg.superuser_url(0))
+                    .await
+                    .unwrap();
+                let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+            }
+            None => {
+                let url = format!("sqlite://{}", self.dir.join("catalog.db").display());
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect(&url)
+                    .await
+                    .unwrap();
+                let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+            }
+        };
+        rows
+    }
+
+    /// Stores a signing key the way a release before sealing did: the private key in clear.
+    pub async fn insert_clear_signing_key(&self, kid: &str, seed: &[u8], public: &[u8]) {
+        let sql = "INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES ($1, $2, $3, '2999-01-01T00:00:00.000000Z')";
+        match &self.pg {
+            Some(pg) => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&pg.superuser_url(0))
+                    .await
+                    .unwrap();
+                sqlx::query(sql).bind(kid).bind(seed).bind(public).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            None => {
+                let url = format!("sqlite://{}", self.dir.join("catalog.db").display());
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect(&url)
+                    .await
+                    .unwrap();
+                sqlx::query(sql).bind(kid).bind(seed).bind(public).execute(&pool).await.unwrap();
                 pool.close().await;
             }
         }

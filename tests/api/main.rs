@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod files;
 mod isolation;
+mod keys;
 mod nodes;
 mod postgres;
 mod quotas;

@@ -193,9 +193,12 @@ async fn two_nodes_share_quotas_rate_limits_suspensions_and_revocations() {
     let toml = format!(
         // A cache TTL of 5 s: a refusal within 1 s on the other node can only come from the
         // invalidation announced through Redis.
-        "plans_file = \"{}\"\nredis_url = \"{}\"\nauth_cache_ttl_ms = 5000\n{}",
+        // One deployment behind a load balancer: one public_url (the issuer) and one master
+        // key for every node.
+        "plans_file = \"{}\"\nredis_url = \"{}\"\nauth_cache_ttl_ms = 5000\npublic_url = \"https://tenantd.test\"\nmaster_key_file = \"{}\"\n{}",
         dir.join("plans.yaml").display(),
         redis.url,
+        dir.join("master.key").display(),
         pg.toml()
     );
     std::fs::write(&config, toml).unwrap();

@@ -84,7 +84,8 @@ pub struct NewApiKey {
 pub struct SigningKeyRecord {
     /// The `kid`.
     pub kid: String,
-    /// The 32-byte seed.
+    /// The private key as stored: sealed under the master key (the server seals and opens it;
+    /// the store never sees it in clear, except a key from before sealing, sealed at start).
     pub private_key: Vec<u8>,
     /// The 32-byte public key.
     pub public_key: Vec<u8>,
@@ -248,6 +249,9 @@ pub trait CatalogStore: Send + Sync + 'static {
         key: SigningKeyRecord,
         retire_others_at: Option<DateTime<Utc>>,
     ) -> Result<()>;
+    /// Replaces a key's stored private key `old` by `new` (sealing a clear one); `false`
+    /// when it no longer is `old` (another process sealed it first).
+    async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool>;
 
     /// Audit events waiting for the relay, oldest first.
     async fn pending_outbox(&self, limit: u32) -> Result<Vec<AuditDraft>>;

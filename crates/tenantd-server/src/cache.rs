@@ -678,6 +678,9 @@ impl CatalogStore for InvalidatingCatalog {
     ) -> Result<()> {
         self.inner.insert_signing_key(key, retire_others_at).await
     }
+    async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        self.inner.reseal_signing_key(kid, old, new).await
+    }
     async fn pending_outbox(&self, limit: u32) -> Result<Vec<AuditDraft>> {
         self.inner.pending_outbox(limit).await
     }

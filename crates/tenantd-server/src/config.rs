@@ -82,8 +82,11 @@ pub struct Config {
     pub signup: bool,
     /// The plans file (`None`: the shipped plans).
     pub plans_file: Option<PathBuf>,
-    /// Token issuer (`iss`) and audience (`aud`).
-    pub issuer: String,
+    /// The URL clients reach tenantd at: the token issuer (`iss`, and `aud`) and the base of
+    /// the OpenID discovery document. `None`: `http://<listen>` (with the bound port).
+    pub public_url: Option<String>,
+    /// Where the master key that seals the private signing keys comes from.
+    pub master_key: crate::auth::seal::MasterKeySource,
     /// Access-token lifetime, seconds.
     pub access_ttl_secs: i64,
     /// Refresh-token lifetime, seconds.
@@ -172,6 +175,9 @@ struct RawConfig {
     redis_url: Option<String>,
     auth_cache_ttl_ms: Option<i64>,
     issuer: Option<String>,
+    public_url: Option<String>,
+    master_key_file: Option<String>,
+    master_key: Option<String>,
     access_ttl_secs: Option<i64>,
     refresh_ttl_secs: Option<i64>,
     invitation_ttl_secs: Option<i64>,
@@ -206,6 +212,9 @@ const ENV_KEYS: &[&str] = &[
     "redis_url",
     "auth_cache_ttl_ms",
     "issuer",
+    "public_url",
+    "master_key_file",
+    "master_key",
     "access_ttl_secs",
     "refresh_ttl_secs",
     "invitation_ttl_secs",
@@ -333,6 +342,12 @@ impl Config {
         {
             return Err("redis_url: expected redis://HOST:PORT".into());
         }
+        if raw.issuer.is_some() {
+            return Err(
+                "issuer: renamed public_url (the URL clients reach tenantd at, which is the token issuer)"
+                    .into(),
+            );
+        }
         let positive = |name: &str, v: Option<i64>, default: i64| match v {
             Some(v) if v <= 0 => Err(format!("{name}: must be positive")),
             Some(v) => Ok(v),
@@ -407,7 +422,27 @@ impl Config {
                 .map(|d| d.trim_start_matches('.').to_ascii_lowercase()),
             signup: raw.signup.unwrap_or(true),
             plans_file: raw.plans_file.map(PathBuf::from),
-            issuer: raw.issuer.unwrap_or_else(|| "tenantd".into()),
+            public_url: match raw.public_url.as_deref().filter(|u| !u.is_empty()) {
+                None => None,
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                    Some(u.trim_end_matches('/').to_owned())
+                }
+                Some(_) => {
+                    return Err(
+                        "public_url: expected https://HOST[:PORT][/PATH] (the URL clients reach tenantd at)"
+                            .into(),
+                    );
+                }
+            },
+            master_key: match raw.master_key.filter(|k| !k.is_empty()) {
+                Some(k) => crate::auth::seal::MasterKeySource::Value(k),
+                None => crate::auth::seal::MasterKeySource::File(
+                    raw.master_key_file
+                        .filter(|f| !f.is_empty())
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| data_dir.join("master.key")),
+                ),
+            },
             access_ttl_secs: positive("access_ttl_secs", raw.access_ttl_secs, 900)?,
             refresh_ttl_secs: positive("refresh_ttl_secs", raw.refresh_ttl_secs, 30 * 86400)?,
             invitation_ttl_secs: positive(
@@ -463,6 +498,13 @@ impl Config {
             admin_password: raw.admin_password,
             data_dir,
         })
+    }
+
+    /// The token issuer: `public_url`, else `http://<listen>`.
+    pub fn issuer(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
     }
 
     /// A configuration for tests: everything under `dir`, fast password hashing, port 0.
@@ -532,6 +574,9 @@ fn set_key(raw: &mut RawConfig, key: &str, v: &str) -> Result<(), String> {
         "redis_url" => raw.redis_url = s,
         "auth_cache_ttl_ms" => raw.auth_cache_ttl_ms = Some(int(v)?),
         "issuer" => raw.issuer = s,
+        "public_url" => raw.public_url = s,
+        "master_key_file" => raw.master_key_file = s,
+        "master_key" => raw.master_key = s,
         "access_ttl_secs" => raw.access_ttl_secs = Some(int(v)?),
         "refresh_ttl_secs" => raw.refresh_ttl_secs = Some(int(v)?),
         "invitation_ttl_secs" => raw.invitation_ttl_secs = Some(int(v)?),

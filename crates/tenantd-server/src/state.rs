@@ -149,7 +149,13 @@ impl AppState {
             auth_cache.clone(),
             announcer.clone(),
         ));
-        let keys = KeyRing::load(catalog.as_ref(), &config.issuer, config.access_ttl_secs).await?;
+        let keys = KeyRing::load(
+            catalog.as_ref(),
+            &config.master_key,
+            &config.issuer(),
+            config.access_ttl_secs,
+        )
+        .await?;
         let passwords = PasswordHashing::new(config.password_cost)?;
         let (platform, boot) = bootstrap(&config, catalog.as_ref(), &passwords).await?;
         let platform_cell = catalog

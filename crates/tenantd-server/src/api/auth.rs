@@ -25,6 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(switch))
         .routes(routes!(jwks))
+        .routes(routes!(openid_configuration))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -176,4 +177,22 @@ async fn switch(
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, body = Object)))]
 async fn jwks(State(state): State<AppState>) -> Json<Value> {
     Json(state.keys.jwks())
+}
+
+/// OpenID discovery: the issuer every access token names (`public_url`) and where its keys
+/// are, so a product service verifies tenantd's tokens with any standard JWT library.
+/// tenantd issues access tokens through its own sign-in API, not OAuth flows: the document
+/// names no authorization endpoint.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "auth", responses((status = 200, body = Object)))]
+async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
+    let issuer = state.keys.issuer();
+    Json(serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "subject_types_supported": ["public"],
+        "response_types_supported": ["token"],
+        "claims_supported": ["sub", "tid", "role", "sid", "iss", "aud", "exp", "iat", "jti"],
+    }))
 }

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use tenantd_core::store::{CatalogStore, SigningKeyRecord};
 use tenantd_core::{Error, time};
 
+use crate::auth::seal::{MasterKey, MasterKeySource, is_sealed};
+
 /// The claims of a tenantd access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -57,10 +59,12 @@ struct Inner {
     loaded: Instant,
 }
 
-/// The node's signing keys, loaded from the catalog (so every node and restart shares them).
+/// The node's signing keys, loaded from the catalog (so every node and restart shares them),
+/// their private halves sealed there under the master key.
 #[derive(Clone)]
 pub struct KeyRing {
     inner: Arc<RwLock<Inner>>,
+    master: Arc<MasterKey>,
     issuer: String,
     ttl: i64,
 }
@@ -71,41 +75,78 @@ fn encoding_key(seed: &[u8]) -> EncodingKey {
     EncodingKey::from_ed_der(&der)
 }
 
-/// A fresh Ed25519 key record.
-pub fn generate_key() -> Result<SigningKeyRecord, Error> {
+/// A fresh Ed25519 key record, its private key sealed under `master`.
+pub fn generate_key(master: &MasterKey) -> Result<SigningKeyRecord, Error> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| Error::Internal(format!("rng: {e}")))?;
     let public = ed25519_dalek::SigningKey::from_bytes(&seed)
         .verifying_key()
         .to_bytes();
     let now = time::now();
+    let kid = format!("k{}", now.format("%Y%m%d%H%M%S%6f"));
+    let sealed = master.seal(&kid, &seed)?;
+    seed.fill(0);
     Ok(SigningKeyRecord {
-        kid: format!("k{}", now.format("%Y%m%d%H%M%S%6f")),
-        private_key: seed.to_vec(),
+        kid,
+        private_key: sealed,
         public_key: public.to_vec(),
         created_at: now,
         verify_until: None,
     })
 }
 
-/// Adds a new signing key; older keys keep verifying for one access-token lifetime.
-pub async fn rotate(catalog: &dyn CatalogStore, access_ttl_secs: i64) -> Result<String, Error> {
-    let key = generate_key()?;
-    let kid = key.kid.clone();
-    catalog
-        .insert_signing_key(
-            key,
-            Some(time::now() + Duration::seconds(access_ttl_secs + 60)),
-        )
-        .await?;
-    Ok(kid)
+/// The signing seed of a stored key: opened with the master key, and checked against the
+/// stored public key (a key that opens to another key pair is refused).
+fn open_seed(master: &MasterKey, k: &SigningKeyRecord) -> Result<Vec<u8>, Error> {
+    let seed = if is_sealed(&k.private_key) {
+        master.open(&k.kid, &k.private_key).ok_or_else(|| {
+            Error::Internal(format!(
+                "the master key does not open signing key {}: wrong TENANTD_MASTER_KEY or master_key_file",
+                k.kid
+            ))
+        })?
+    } else {
+        k.private_key.clone()
+    };
+    let seed32 = <[u8; 32]>::try_from(seed.as_slice())
+        .map_err(|_| Error::Internal(format!("signing key {}: not an Ed25519 seed", k.kid)))?;
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed32).verifying_key();
+    if public.as_bytes().as_slice() != k.public_key.as_slice() {
+        return Err(Error::Internal(format!(
+            "signing key {}: its private and public halves do not match",
+            k.kid
+        )));
+    }
+    Ok(seed)
 }
 
 impl KeyRing {
-    /// Loads the keys, creating the first one on a new catalog.
-    pub async fn load(catalog: &dyn CatalogStore, issuer: &str, ttl: i64) -> Result<Self, Error> {
-        if catalog.list_signing_keys().await?.is_empty() {
-            catalog.insert_signing_key(generate_key()?, None).await?;
+    /// Loads the keys: opens the master key (creating its file only while nothing is sealed),
+    /// seals any key stored in clear by an older release, and creates the first key on a new
+    /// catalog.
+    pub async fn load(
+        catalog: &dyn CatalogStore,
+        master: &MasterKeySource,
+        issuer: &str,
+        ttl: i64,
+    ) -> Result<Self, Error> {
+        let records = catalog.list_signing_keys().await?;
+        let any_sealed = records.iter().any(|k| is_sealed(&k.private_key));
+        let master = Arc::new(MasterKey::load(master, !any_sealed)?);
+        for k in records.iter().filter(|k| !is_sealed(&k.private_key)) {
+            open_seed(&master, k)?;
+            let sealed = master.seal(&k.kid, &k.private_key)?;
+            if catalog
+                .reseal_signing_key(&k.kid, &k.private_key, &sealed)
+                .await?
+            {
+                tracing::info!(kid = %k.kid, "sealed a signing key stored in clear");
+            }
+        }
+        if records.is_empty() {
+            catalog
+                .insert_signing_key(generate_key(&master)?, None)
+                .await?;
         }
         let ring = Self {
             inner: Arc::new(RwLock::new(Inner {
@@ -113,6 +154,7 @@ impl KeyRing {
                 verifiers: HashMap::new(),
                 loaded: Instant::now(),
             })),
+            master,
             issuer: issuer.to_owned(),
             ttl,
         };
@@ -120,15 +162,30 @@ impl KeyRing {
         Ok(ring)
     }
 
+    /// Adds a new signing key (sealed); older keys keep verifying for one access-token
+    /// lifetime. Returns its `kid`.
+    pub async fn rotate(&self, catalog: &dyn CatalogStore) -> Result<String, Error> {
+        let key = generate_key(&self.master)?;
+        let kid = key.kid.clone();
+        catalog
+            .insert_signing_key(key, Some(time::now() + Duration::seconds(self.ttl + 60)))
+            .await?;
+        self.reload(catalog).await?;
+        Ok(kid)
+    }
+
     /// Re-reads the keys (after a rotation by the CLI or another node).
     pub async fn reload(&self, catalog: &dyn CatalogStore) -> Result<(), Error> {
         let records = catalog.list_signing_keys().await?;
         let now = time::now();
-        let signer = records
+        let signer = match records
             .iter()
             .filter(|k| k.verify_until.is_none())
             .max_by_key(|k| k.created_at)
-            .map(|k| (k.kid.clone(), encoding_key(&k.private_key)));
+        {
+            Some(k) => Some((k.kid.clone(), encoding_key(&open_seed(&self.master, k)?))),
+            None => None,
+        };
         let verifiers = records
             .iter()
             .filter(|k| k.verify_until.is_none_or(|u| u > now))
@@ -153,6 +210,11 @@ impl KeyRing {
             loaded: Instant::now(),
         };
         Ok(())
+    }
+
+    /// The token issuer (`iss`, and `aud`): the configured `public_url`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     /// Whether the keys were loaded more than `secs` ago.

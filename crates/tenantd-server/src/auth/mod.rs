@@ -4,5 +4,7 @@
 pub mod keys;
 /// argon2id on a bounded blocking pool.
 pub mod password;
+/// The master key and sealed secrets.
+pub mod seal;
 /// Random opaque secrets (refresh tokens, API keys, invitations) and their hashes.
 pub mod secrets;

@@ -954,6 +954,18 @@ macro_rules! catalog_impl {
                 tx.commit().await.map_err(classify)
             }
 
+            async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+                let n = sqlx::query("UPDATE signing_keys SET private_key = $1 WHERE kid = $2 AND private_key = $3")
+                    .bind(new)
+                    .bind(kid)
+                    .bind(old)
+                    .execute(&self.db.write)
+                    .await
+                    .map_err(classify)?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
             async fn pending_outbox(&self, limit: u32) -> Result<Vec<AuditDraft>> {
                 sqlx::query(
                     "SELECT id, tenant_id, actor, action, resource, resource_id, outcome, request_id, ip, at, details FROM audit_outbox ORDER BY pos LIMIT $1",
