@@ -161,3 +161,67 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         "the server kept a half-sent request open for 20 s"
     );
 }
+
+#[tokio::test]
+async fn a_json_endpoint_refuses_a_body_that_is_not_json_with_415() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    let body = br#"{"name": "sneaky", "spec": {}}"#.to_vec();
+    for headers in [
+        &[("content-type", "text/plain")][..],
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &[("content-type", "multipart/form-data; boundary=x")],
+        &[],
+    ] {
+        let r = app
+            .raw("POST", "/v1/agents", Some(&a.token), body.clone(), headers)
+            .await;
+        r.assert_problem(415, "UNSUPPORTED_MEDIA_TYPE");
+    }
+    // Unauthenticated endpoints too (a cross-site form post to signup creates nothing).
+    app.raw(
+        "POST",
+        "/v1/auth/signup",
+        None,
+        br#"{"email":"x@y.test","password":"long-password-1","name":"X","tenant":{"name":"X","slug":"xco"}}"#.to_vec(),
+        &[("content-type", "text/plain")],
+    )
+    .await
+    .assert_problem(415, "UNSUPPORTED_MEDIA_TYPE");
+    let list = app.call("GET", "/v1/agents", Some(&a.token), None).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 0, "nothing was created");
+
+    // JSON with parameters, and a +json type, are JSON.
+    let r = app
+        .raw(
+            "POST",
+            "/v1/agents",
+            Some(&a.token),
+            body.clone(),
+            &[("content-type", "application/json; charset=utf-8")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .raw(
+            "PATCH",
+            &format!("/v1/agents/{id}"),
+            Some(&a.token),
+            br#"{"name": "renamed"}"#.to_vec(),
+            &[("content-type", "application/merge-patch+json")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A file upload stays raw, whatever its type.
+    let r = app
+        .raw(
+            "POST",
+            "/v1/files?name=notes.txt",
+            Some(&a.token),
+            b"plain text".to_vec(),
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}

@@ -17,7 +17,7 @@ use tenantd_core::Error;
 use tenantd_core::ids::TenantId;
 use tracing::Instrument;
 
-use crate::error::{ApiError, PROBLEM_JSON, problem_for_status};
+use crate::error::{ApiError, PROBLEM_JSON, problem, problem_for_status};
 use crate::limits::RateInfo;
 
 /// Per-request facts every layer may need.
@@ -156,14 +156,33 @@ async fn json_body(resp: Response) -> Option<serde_json::Value> {
         .filter(|v: &serde_json::Value| v.is_object())
 }
 
-/// A JSON body. Any content type is read as JSON; a body that does not parse, or lacks a
-/// field, is a 422 naming the field; one over the limit is a 413.
+/// A JSON body. A body must come as `application/json` (parameters allowed) or
+/// `application/*+json`, else it is a 415 — which also keeps a cross-site form post (which can
+/// only send `text/plain`, form or multipart bodies) from reaching a handler. A body that does
+/// not parse, or lacks a field, is a 422 naming the field; one over the limit is a 413. No
+/// body at all reads as `{}`.
 pub struct ApiJson<T>(pub T);
+
+/// Whether a `Content-Type` names JSON: `application/json` or `application/<x>+json`, with
+/// any parameters.
+pub fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(v) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", sub)) => {
+            sub == "json" || (sub.ends_with("+json") && sub.len() > "+json".len())
+        }
+        _ => false,
+    }
+}
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json_type = is_json_content_type(req.headers().get(header::CONTENT_TYPE));
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             let status = e.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -174,6 +193,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         })?;
         let bytes = if bytes.is_empty() {
             Bytes::from_static(b"{}")
+        } else if !json_type {
+            return Err(problem(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the body as application/json",
+                serde_json::json!({}),
+            ));
         } else {
             bytes
         };
@@ -214,5 +240,26 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
                 )
                 .into()
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_application_json_or_a_json_suffix_with_any_parameters() {
+        let ok = |v: &str| is_json_content_type(Some(&HeaderValue::from_str(v).unwrap()));
+        assert!(ok("application/json"));
+        assert!(ok("Application/JSON; charset=utf-8"));
+        assert!(ok("application/merge-patch+json"));
+        assert!(ok("application/problem+json"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/x-www-form-urlencoded"));
+        assert!(!ok("multipart/form-data; boundary=x"));
+        assert!(!ok("application/+json"));
+        assert!(!ok("text/json"));
+        assert!(!ok("application/jsonx"));
+        assert!(!is_json_content_type(None));
     }
 }
