@@ -662,3 +662,103 @@ async fn a_crossing_platform_admin_cannot_mint_keys_inside_a_tenant() {
         .await;
     r.assert_problem(403, "FORBIDDEN");
 }
+
+#[tokio::test]
+async fn a_password_change_ends_the_users_other_sessions_and_a_wrong_one_is_audited() {
+    let app = TestApp::spawn_with(|c| c.auth_rate_per_account = 6).await;
+    let a = app.signup("acme", None).await;
+    let login = |password: String| {
+        let email = a.email.clone();
+        let app = &app;
+        async move {
+            app.call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await
+        }
+    };
+    let other = login(a.password.clone()).await;
+    assert_eq!(other.status, 200, "{}", other.text);
+    let other_token = other.body["access_token"].as_str().unwrap().to_owned();
+    let other_refresh = other.body["refresh_token"].as_str().unwrap().to_owned();
+
+    let wrong = app
+        .call(
+            "POST",
+            "/v1/auth/password",
+            Some(&a.token),
+            Some(json!({"current_password": "not-my-password", "new_password": "brand-new-pass-1"})),
+        )
+        .await;
+    wrong.assert_problem(422, "VALIDATION_FAILED");
+    assert_eq!(wrong.body["errors"][0]["field"], "current_password");
+    let audit = app.audit_of(&a.tenant_id).await;
+    assert!(
+        audit.iter().any(|e| e["action"] == "auth.password_change" && e["outcome"] == "failure"),
+        "the wrong attempt is in the chain"
+    );
+    app.call(
+        "POST",
+        "/v1/auth/password",
+        Some(&a.token),
+        Some(json!({"current_password": a.password, "new_password": "short"})),
+    )
+    .await
+    .assert_problem(422, "VALIDATION_FAILED");
+
+    let ok = app
+        .call(
+            "POST",
+            "/v1/auth/password",
+            Some(&a.token),
+            Some(json!({"current_password": a.password, "new_password": "brand-new-pass-1"})),
+        )
+        .await;
+    assert_eq!(ok.status, 204, "{}", ok.text);
+    // The other session is over: its refresh token and its access token.
+    let r = app
+        .call(
+            "POST",
+            "/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": other_refresh})),
+        )
+        .await;
+    r.assert_problem(401, "UNAUTHENTICATED");
+    app.call("GET", "/v1/tenant", Some(&other_token), None)
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
+    // The session that changed it goes on; only the new password signs in.
+    assert_eq!(app.call("GET", "/v1/tenant", Some(&a.token), None).await.status, 200);
+    login(a.password.clone())
+        .await
+        .assert_problem(401, "UNAUTHENTICATED");
+    assert_eq!(login("brand-new-pass-1".into()).await.status, 200);
+    let audit = app.audit_of(&a.tenant_id).await;
+    assert!(
+        audit.iter().any(|e| e["action"] == "auth.password_change" && e["outcome"] == "success")
+    );
+
+    // Throttled like sign-in: guesses at the current password run into 429.
+    let mut limited = false;
+    for _ in 0..8 {
+        let r = app
+            .call(
+                "POST",
+                "/v1/auth/password",
+                Some(&a.token),
+                Some(json!({"current_password": "guess-guess", "new_password": "brand-new-pass-2"})),
+            )
+            .await;
+        if r.status == 429 {
+            r.assert_problem(429, "RATE_LIMITED");
+            limited = true;
+            break;
+        }
+        r.assert_problem(422, "VALIDATION_FAILED");
+    }
+    assert!(limited, "password guesses are throttled");
+}

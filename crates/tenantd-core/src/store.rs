@@ -240,6 +240,16 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn find_refresh_session(&self, token_hash: &str) -> Result<Option<Session>>;
     /// Revokes a session and its refresh tokens.
     async fn revoke_session(&self, id: SessionId, outbox: Vec<AuditDraft>) -> Result<()>;
+    /// Sets a user's password hash and ends every session of theirs but `keep` (their access
+    /// and refresh tokens stop working), in one transaction. Returns the tenants of the
+    /// sessions it ended.
+    async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        keep: SessionId,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Vec<TenantId>>;
 
     /// Every signing key.
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;

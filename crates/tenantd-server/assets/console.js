@@ -171,6 +171,12 @@ $('key-form').addEventListener('submit', async (ev) => {
   try { const r = await api('POST', '/v1/api-keys', {name: f.get('name'), role: f.get('role')}); say(`API key (shown once): ${r.key}`, true); await loadKeys(); } catch (e) { say(e.message); }
 });
 
+$('password-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  try { await api('POST', '/v1/auth/password', {current_password: f.get('current_password'), new_password: f.get('new_password')}); ev.target.reset(); say('Password changed; your other sessions ended', true); } catch (e) { say(e.message); }
+});
+
 $('verify').addEventListener('click', async () => {
   try { const v = await api('GET', '/v1/audit/verify'); $('verify-out').textContent = v.ok ? `ok — ${v.events} events, head ${v.head.slice(0, 12)}…` : `BROKEN at seq ${v.first_bad_seq}`; } catch (e) { $('verify-out').textContent = e.message; }
 });

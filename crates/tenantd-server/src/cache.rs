@@ -668,6 +668,30 @@ impl CatalogStore for InvalidatingCatalog {
         pending.done();
         r
     }
+    async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        keep: SessionId,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<Vec<TenantId>> {
+        // The user's sessions may be in any tenant: until the change returns, any of them.
+        let pending = self.pending(None);
+        let r = self
+            .inner
+            .change_password(user, password_hash, keep, outbox)
+            .await;
+        match &r {
+            Ok(tenants) => {
+                pending.done_with(None);
+                for t in tenants {
+                    self.changed(Some(*t));
+                }
+            }
+            Err(_) => pending.done(),
+        }
+        r
+    }
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         self.inner.list_signing_keys().await
     }

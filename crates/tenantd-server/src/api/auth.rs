@@ -24,6 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(switch))
+        .routes(routes!(change_password))
         .routes(routes!(jwks))
         .routes(routes!(openid_configuration))
 }
@@ -171,6 +172,27 @@ async fn switch(
 ) -> ApiResult<Json<TokenResponse>> {
     let (tenant, tokens) = svc::switch(&state, &caller, &req.tenant).await?;
     Ok(Json(TokenResponse::new(None, tenant.into(), tokens)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChangeRequest {
+    pub current_password: String,
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
+    pub new_password: String,
+}
+
+/// Changes the signed-in user's password; their other sessions end (refresh tokens stop
+/// working). Throttled like sign-in.
+#[utoipa::path(post, path = "/v1/auth/password", tag = "auth", request_body = PasswordChangeRequest,
+    responses((status = 204, description = "changed; other sessions ended"), (status = 422, description = "wrong current password, or a new one that is too short"), (status = 429, description = "too many attempts")), security(("bearer" = [])))]
+async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<PasswordChangeRequest>,
+) -> ApiResult<StatusCode> {
+    svc::change_password(&state, &caller, &req.current_password, &req.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The public keys that verify access tokens.

@@ -446,6 +446,66 @@ pub async fn logout(state: &AppState, caller: &Caller) -> Result<()> {
     Ok(())
 }
 
+/// Changes the caller's password after checking the current one; every other session of the
+/// user ends (its refresh token stops working at once, its access tokens at their next use),
+/// the caller's own session stays. Attempts are throttled like sign-in, per client address and
+/// per account; a wrong current password is audited and answered 422.
+pub async fn change_password(
+    state: &AppState,
+    caller: &Caller,
+    current: &str,
+    new: &str,
+) -> Result<()> {
+    let crate::context::Actor::User { id, session } = caller.actor else {
+        return Err(Error::invalid(
+            "authorization",
+            "an API key has no password; sign in as the user",
+        ));
+    };
+    let user = state
+        .catalog
+        .find_user(id)
+        .await?
+        .ok_or(Error::Unauthenticated("the user is gone"))?;
+    throttle(state, &caller.meta, Some(&user.email))?;
+    let new = Password::parse(new, "new_password")?;
+    let ok = state
+        .passwords
+        .verify(current, user.password_hash.as_deref())
+        .await?;
+    if !ok {
+        let ev = event(
+            &caller.meta,
+            caller.actor.audit_name(),
+            caller.home.id,
+            "auth.password_change",
+            "users",
+            Some(id.to_string()),
+            "failure",
+            json!({"reason": "wrong current password"}),
+        );
+        append_now(state, caller.home.id, ev).await;
+        return Err(Error::invalid(
+            "current_password",
+            "is not the current password",
+        ));
+    }
+    let hash = state.passwords.hash(&new).await?;
+    let ev = caller.event(
+        caller.home.id,
+        "auth.password_change",
+        "users",
+        Some(id.to_string()),
+        json!({"other_sessions_ended": true}),
+    );
+    state
+        .catalog
+        .change_password(id, &hash, session, vec![ev])
+        .await?;
+    state.relay_now().await;
+    Ok(())
+}
+
 /// A token pair for another of the caller's memberships.
 pub async fn switch(state: &AppState, caller: &Caller, tenant: &str) -> Result<(Tenant, Tokens)> {
     let Some(user_id) = caller.actor.user_id() else {

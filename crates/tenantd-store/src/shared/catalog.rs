@@ -912,6 +912,45 @@ macro_rules! catalog_impl {
                 tx.commit().await.map_err(classify)
             }
 
+            async fn change_password(
+                &self,
+                user: UserId,
+                password_hash: &str,
+                keep: SessionId,
+                outbox: Vec<AuditDraft>,
+            ) -> Result<Vec<TenantId>> {
+                let mut tx = self.db.begin().await?;
+                let n = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(password_hash)
+                    .bind(user.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?
+                    .rows_affected();
+                if n == 0 {
+                    return Err(Error::NotFound);
+                }
+                let tenants = sqlx::query("SELECT DISTINCT tenant_id FROM sessions WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL")
+                    .bind(user.to_string())
+                    .bind(keep.to_string())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(classify)?
+                    .iter()
+                    .map(|r| rows::uuid(r, "tenant_id").map(TenantId))
+                    .collect::<Result<Vec<TenantId>>>()?;
+                sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND id <> $3 AND revoked_at IS NULL")
+                    .bind(fmt(time::now()))
+                    .bind(user.to_string())
+                    .bind(keep.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                insert_outbox(&mut tx, &outbox).await?;
+                tx.commit().await.map_err(classify)?;
+                Ok(tenants)
+            }
+
             async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
                 sqlx::query("SELECT kid, private_key, public_key, created_at, verify_until FROM signing_keys ORDER BY created_at")
                     .fetch_all(&self.db.read)
