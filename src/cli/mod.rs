@@ -173,7 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .keys
                 .rotate(state.catalog.as_ref())
                 .await
-            .map_err(|e| anyhow!("{e}"))?;
+                .map_err(|e| anyhow!("{e}"))?;
             println!(
                 "now signing with key {kid}; older keys verify for one more access-token lifetime"
             );
@@ -191,7 +191,10 @@ async fn serve(g: &Global, listen: Option<String>) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     // Without a public_url, tokens are issued by the address actually bound (port 0 included).
     if config.public_url.is_none() {
-        if matches!(config.catalog, tenantd_server::config::DbLocation::Postgres(_)) {
+        if matches!(
+            config.catalog,
+            tenantd_server::config::DbLocation::Postgres(_)
+        ) {
             tracing::warn!(
                 "public_url is not set: tokens name http://{local} as their issuer, which other nodes of this deployment will not accept; set public_url to the URL clients use"
             );

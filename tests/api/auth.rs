@@ -690,14 +690,18 @@ async fn a_password_change_ends_the_users_other_sessions_and_a_wrong_one_is_audi
             "POST",
             "/v1/auth/password",
             Some(&a.token),
-            Some(json!({"current_password": "not-my-password", "new_password": "brand-new-pass-1"})),
+            Some(
+                json!({"current_password": "not-my-password", "new_password": "brand-new-pass-1"}),
+            ),
         )
         .await;
     wrong.assert_problem(422, "VALIDATION_FAILED");
     assert_eq!(wrong.body["errors"][0]["field"], "current_password");
     let audit = app.audit_of(&a.tenant_id).await;
     assert!(
-        audit.iter().any(|e| e["action"] == "auth.password_change" && e["outcome"] == "failure"),
+        audit
+            .iter()
+            .any(|e| e["action"] == "auth.password_change" && e["outcome"] == "failure"),
         "the wrong attempt is in the chain"
     );
     app.call(
@@ -732,14 +736,21 @@ async fn a_password_change_ends_the_users_other_sessions_and_a_wrong_one_is_audi
         .await
         .assert_problem(401, "UNAUTHENTICATED");
     // The session that changed it goes on; only the new password signs in.
-    assert_eq!(app.call("GET", "/v1/tenant", Some(&a.token), None).await.status, 200);
+    assert_eq!(
+        app.call("GET", "/v1/tenant", Some(&a.token), None)
+            .await
+            .status,
+        200
+    );
     login(a.password.clone())
         .await
         .assert_problem(401, "UNAUTHENTICATED");
     assert_eq!(login("brand-new-pass-1".into()).await.status, 200);
     let audit = app.audit_of(&a.tenant_id).await;
     assert!(
-        audit.iter().any(|e| e["action"] == "auth.password_change" && e["outcome"] == "success")
+        audit
+            .iter()
+            .any(|e| e["action"] == "auth.password_change" && e["outcome"] == "success")
     );
 
     // Throttled like sign-in: guesses at the current password run into 429.
@@ -750,7 +761,9 @@ async fn a_password_change_ends_the_users_other_sessions_and_a_wrong_one_is_audi
                 "POST",
                 "/v1/auth/password",
                 Some(&a.token),
-                Some(json!({"current_password": "guess-guess", "new_password": "brand-new-pass-2"})),
+                Some(
+                    json!({"current_password": "guess-guess", "new_password": "brand-new-pass-2"}),
+                ),
             )
             .await;
         if r.status == 429 {

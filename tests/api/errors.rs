@@ -189,7 +189,11 @@ async fn a_json_endpoint_refuses_a_body_that_is_not_json_with_415() {
     .await
     .assert_problem(415, "UNSUPPORTED_MEDIA_TYPE");
     let list = app.call("GET", "/v1/agents", Some(&a.token), None).await;
-    assert_eq!(list.body["items"].as_array().unwrap().len(), 0, "nothing was created");
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        0,
+        "nothing was created"
+    );
 
     // JSON with parameters, and a +json type, are JSON.
     let r = app

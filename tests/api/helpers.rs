@@ -530,7 +530,13 @@ impl TestApp {
                     .connect(&pg.superuser_url(0))
                     .await
                     .unwrap();
-                sqlx::query(sql).bind(kid).bind(seed).bind(public).execute(&pool).await.unwrap();
+                sqlx::query(sql)
+                    .bind(kid)
+                    .bind(seed)
+                    .bind(public)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
                 pool.close().await;
             }
             None => {
@@ -540,7 +546,13 @@ impl TestApp {
                     .connect(&url)
                     .await
                     .unwrap();
-                sqlx::query(sql).bind(kid).bind(seed).bind(public).execute(&pool).await.unwrap();
+                sqlx::query(sql)
+                    .bind(kid)
+                    .bind(seed)
+                    .bind(public)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
                 pool.close().await;
             }
         }

@@ -59,6 +59,75 @@ async fn an_id_of_another_kind_or_garbage_answers_404() {
 }
 
 #[tokio::test]
+async fn a_refused_crossing_is_in_the_acting_tenants_audit_chain_and_cannot_flood_it() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    let b = app.signup("bolt", None).await;
+    let r = app
+        .call_h(
+            "DELETE",
+            "/v1/agents/0190a000-0000-7000-8000-000000000001",
+            Some(&a.token),
+            None,
+            &[("x-tenant-id", "bolt"), ("x-request-id", "probe-1")],
+        )
+        .await;
+    r.assert_problem(403, "TENANT_MISMATCH");
+    let events = app.audit_of(&a.tenant_id).await;
+    let denial = events
+        .iter()
+        .find(|e| e["action"] == "tenant.mismatch")
+        .expect("the refusal is in acme's chain");
+    assert_eq!(denial["outcome"], "denied");
+    assert_eq!(denial["actor"], format!("user:{}", a.user_id));
+    assert_eq!(denial["request_id"], "probe-1");
+    assert_eq!(denial["resource_id"], b.tenant_id.as_str());
+    assert_eq!(denial["details"]["named"][0], "bolt");
+    assert_eq!(denial["details"]["method"], "DELETE");
+    assert!(
+        denial["ip"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("127."))
+    );
+    // Also for the tenant-path endpoints, and with a cookie as the other source.
+    app.call_h(
+        "GET",
+        "/v1/tenant",
+        Some(&a.token),
+        None,
+        &[("cookie", "tenant=bolt")],
+    )
+    .await
+    .assert_problem(403, "TENANT_MISMATCH");
+    // Nothing lands in the named tenant's chain: bolt learns nothing of acme's probe.
+    assert!(
+        !app.audit_of(&b.tenant_id)
+            .await
+            .iter()
+            .any(|e| e["action"] == "tenant.mismatch")
+    );
+    // A flood is throttled: the chain takes at most 10 such events a minute.
+    for _ in 0..30 {
+        app.call_h(
+            "GET",
+            "/v1/agents",
+            Some(&a.token),
+            None,
+            &[("x-tenant-id", "bolt")],
+        )
+        .await
+        .assert_problem(403, "TENANT_MISMATCH");
+    }
+    let n = app
+        .audit_of(&a.tenant_id)
+        .await
+        .iter()
+        .filter(|e| e["action"] == "tenant.mismatch")
+        .count();
+    assert_eq!(n, 10, "two probes, then eight more before the throttle");
+}
+
+#[tokio::test]
 async fn tenant_sources_that_disagree_with_the_credential_are_a_mismatch() {
     let app = TestApp::spawn_with(|c| c.base_domain = Some("tenants.example.com".into())).await;
     let a = app.signup("acme", None).await;

@@ -34,7 +34,11 @@ fn publics_derivable_from(stored: &[u8]) -> Vec<[u8; 32]> {
 #[tokio::test]
 async fn no_private_signing_key_can_be_read_from_the_catalog() {
     let app = TestApp::spawn().await;
-    app.state.keys.rotate(app.state.catalog.as_ref()).await.unwrap();
+    app.state
+        .keys
+        .rotate(app.state.catalog.as_ref())
+        .await
+        .unwrap();
     let jwks = app.call("GET", "/.well-known/jwks.json", None, None).await;
     let published = jwks_x(&jwks.body);
     assert_eq!(published.len(), 2, "{}", jwks.text);
@@ -51,13 +55,18 @@ async fn no_private_signing_key_can_be_read_from_the_catalog() {
     }
     // The control: the same derivation finds the key in a clear seed.
     let seed = [7u8; 32];
-    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes();
     assert!(publics_derivable_from(&seed).contains(&public));
 
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(app.dir.join("master.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(app.dir.join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "master.key mode {:o}", mode & 0o777);
     }
 }
@@ -66,10 +75,15 @@ async fn no_private_signing_key_can_be_read_from_the_catalog() {
 async fn a_standard_jwt_library_verifies_an_access_token_through_discovery() {
     let app = TestApp::spawn().await;
     let a = app.signup("acme", None).await;
-    let discovery = app.call("GET", "/.well-known/openid-configuration", None, None).await;
+    let discovery = app
+        .call("GET", "/.well-known/openid-configuration", None, None)
+        .await;
     assert_eq!(discovery.status, 200, "{}", discovery.text);
     let issuer = discovery.body["issuer"].as_str().unwrap().to_owned();
-    assert_eq!(issuer, app.base, "the issuer is public_url (here the bound address)");
+    assert_eq!(
+        issuer, app.base,
+        "the issuer is public_url (here the bound address)"
+    );
     let jwks_uri = discovery.body["jwks_uri"].as_str().unwrap();
     let jwks: jsonwebtoken::jwk::JwkSet = app
         .client
@@ -83,7 +97,9 @@ async fn a_standard_jwt_library_verifies_an_access_token_through_discovery() {
 
     let header = jsonwebtoken::decode_header(&a.token).unwrap();
     let kid = header.kid.expect("kid");
-    let jwk = jwks.find(&kid).expect("the token's key is in the discovered JWKS");
+    let jwk = jwks
+        .find(&kid)
+        .expect("the token's key is in the discovered JWKS");
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     v.set_issuer(&[&issuer]);
@@ -109,7 +125,9 @@ async fn clear_keys_of_an_older_release_are_sealed_at_start_and_a_wrong_master_k
     let app = TestApp::spawn().await;
     // A key as a release before sealing stored it, newest, so it signs after the restart.
     let seed = [42u8; 32];
-    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes();
     app.insert_clear_signing_key("legacy", &seed, &public).await;
 
     let config = app.state.config.clone();
@@ -125,24 +143,43 @@ async fn clear_keys_of_an_older_release_are_sealed_at_start_and_a_wrong_master_k
     assert!(!legacy.windows(32).any(|w| w == seed), "no clear copy left");
     // It still signs: a token of the restarted node verifies with the legacy public key.
     let token = restarted.keys.issue("u", "t", "owner", "s", 0).unwrap();
-    assert_eq!(jsonwebtoken::decode_header(&token).unwrap().kid.as_deref(), Some("legacy"));
+    assert_eq!(
+        jsonwebtoken::decode_header(&token).unwrap().kid.as_deref(),
+        Some("legacy")
+    );
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     v.set_audience(&[restarted.keys.issuer()]);
-    let key = jsonwebtoken::DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(public))
-        .unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(public)).unwrap();
     jsonwebtoken::decode::<Value>(&token, &key, &v).expect("signed by the legacy key");
 
     // A wrong master key, or a missing file once keys are sealed: a one-line start error,
     // never a silent new key.
     let mut wrong = config.clone();
-    wrong.master_key = MasterKeySource::Value(base64::engine::general_purpose::STANDARD.encode([9u8; 32]));
-    let e = AppState::build(wrong).await.err().expect("wrong master key").to_string();
+    wrong.master_key =
+        MasterKeySource::Value(base64::engine::general_purpose::STANDARD.encode([9u8; 32]));
+    let e = AppState::build(wrong)
+        .await
+        .err()
+        .expect("wrong master key")
+        .to_string();
     assert!(e.contains("master key does not open"), "{e}");
     assert!(!e.contains('\n'), "{e}");
     let mut missing = config.clone();
     missing.master_key = MasterKeySource::File(app.dir.join("nowhere").join("master.key"));
-    let e = AppState::build(missing).await.err().expect("missing master key").to_string();
+    let e = AppState::build(missing)
+        .await
+        .err()
+        .expect("missing master key")
+        .to_string();
     assert!(e.contains("missing"), "{e}");
-    assert!(!app.dir.join("nowhere").join("master.key").exists(), "no new key was made");
-    assert_eq!(app.stored_signing_keys().await.len(), 2, "no new signing key either");
+    assert!(
+        !app.dir.join("nowhere").join("master.key").exists(),
+        "no new key was made"
+    );
+    assert_eq!(
+        app.stored_signing_keys().await.len(),
+        2,
+        "no new signing key either"
+    );
 }

@@ -286,7 +286,8 @@ async fn tenantd_connects_over_tls_when_the_url_asks_for_it() {
 /// PUBLIC, it can read and write none of the other's tables.
 #[tokio::test]
 async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
-    let Some(admin) = require_postgres("two_deployments_on_one_cluster_reach_nothing_of_each_other")
+    let Some(admin) =
+        require_postgres("two_deployments_on_one_cluster_reach_nothing_of_each_other")
     else {
         return;
     };
@@ -304,10 +305,21 @@ async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
         for sql in [
             format!("CREATE ROLE {} LOGIN", name(d, "owner")),
             format!("CREATE ROLE {} LOGIN", name(d, "serve")),
-            format!("CREATE DATABASE {} OWNER {}", name(d, "cat"), name(d, "owner")),
-            format!("CREATE DATABASE {} OWNER {}", name(d, "cell"), name(d, "owner")),
+            format!(
+                "CREATE DATABASE {} OWNER {}",
+                name(d, "cat"),
+                name(d, "owner")
+            ),
+            format!(
+                "CREATE DATABASE {} OWNER {}",
+                name(d, "cell"),
+                name(d, "owner")
+            ),
         ] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&su).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&su)
+                .await
+                .unwrap();
         }
         // Exactly the README's configuration, migrated by the binary.
         let dir = crate::helpers::temp_dir();
@@ -328,10 +340,21 @@ async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
             .arg(&cfg)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
-    let catalog_tables = ["users", "sessions", "api_keys", "memberships", "signing_keys", "tenants"];
+    let catalog_tables = [
+        "users",
+        "sessions",
+        "api_keys",
+        "memberships",
+        "signing_keys",
+        "tenants",
+    ];
     let cell_tables = ["resources", "audit_events", "files", "quota_counters"];
 
     // Each deployment's own serving role works on its own databases (so the refusals below
@@ -356,7 +379,10 @@ async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
                 .max_connections(1)
                 .connect(&url(&name(me, "serve"), &name(other, db)))
                 .await;
-            assert!(refused_connect(r), "{me}'s serving role connected to {other}'s {db}");
+            assert!(
+                refused_connect(r),
+                "{me}'s serving role connected to {other}'s {db}"
+            );
         }
         // The old shared role holds nothing here either.
         let c = pool(&url(&name(other, "owner"), &name(other, "cat"))).await;
@@ -366,16 +392,21 @@ async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
         .fetch_one(&c)
         .await
         .unwrap();
-        assert!(!held, "tenantd_app still holds privileges in {other}'s catalog");
+        assert!(
+            !held,
+            "tenantd_app still holds privileges in {other}'s catalog"
+        );
         c.close().await;
     }
     // A DBA's mistake: CONNECT handed back to PUBLIC. The tables stay closed to the other
     // deployment's serving role, for reading and for writing, whatever tenant it claims.
     for db in [name("a", "cat"), name("a", "cell")] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("GRANT CONNECT ON DATABASE {db} TO PUBLIC")))
-            .execute(&su)
-            .await
-            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "GRANT CONNECT ON DATABASE {db} TO PUBLIC"
+        )))
+        .execute(&su)
+        .await
+        .unwrap();
     }
     let intruder = pool(&url(&name("b", "serve"), &name("a", "cat"))).await;
     for t in catalog_tables {
@@ -385,7 +416,10 @@ async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
         assert!(r.is_err(), "b's serving role read a's {t}");
     }
     assert!(
-        sqlx::query("UPDATE users SET name = 'x'").execute(&intruder).await.is_err(),
+        sqlx::query("UPDATE users SET name = 'x'")
+            .execute(&intruder)
+            .await
+            .is_err(),
         "b's serving role wrote a's users"
     );
     intruder.close().await;
@@ -398,9 +432,13 @@ async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
         );
     }
     assert!(
-        as_tenant(&intruder, A, &insert(A, "0190a000-0000-7000-8000-0000000000f1", "x", "private"))
-            .await
-            .is_err(),
+        as_tenant(
+            &intruder,
+            A,
+            &insert(A, "0190a000-0000-7000-8000-0000000000f1", "x", "private")
+        )
+        .await
+        .is_err(),
         "b's serving role wrote into a's cell"
     );
     intruder.close().await;
@@ -417,9 +455,12 @@ async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
     }
     for d in ["a", "b"] {
         for r in ["serve", "owner"] {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {}", name(d, r))))
-                .execute(&su)
-                .await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP ROLE IF EXISTS {}",
+                name(d, r)
+            )))
+            .execute(&su)
+            .await;
         }
     }
     su.close().await;

@@ -444,6 +444,66 @@ async fn rate_limit(state: &AppState, parts: &Parts, tenant: &Tenant) -> Result<
     }
 }
 
+/// Denial events a tenant's chain takes per minute for refused crossings: enough to see every
+/// probe of a careless or curious client, too few for a flood to bury the chain.
+const MISMATCH_EVENTS_PER_MINUTE: u32 = 10;
+
+/// A refused tenant crossing (`TENANT_MISMATCH`): appended as a denial to the chain of the
+/// tenant the caller acts in — who, which tenant they named, request id and address — at most
+/// [`MISMATCH_EVENTS_PER_MINUTE`] per tenant and node; then the refusal itself.
+async fn refuse(state: &AppState, parts: &Parts, caller: &Caller, e: Error) -> ApiError {
+    if !matches!(e, Error::TenantMismatch) {
+        return e.into();
+    }
+    let key = format!("mismatch:{}", caller.home.id);
+    if state
+        .sign_in
+        .check_key(&key, MISMATCH_EVENTS_PER_MINUTE)
+        .retry_after
+        .is_none()
+    {
+        let mut named: Vec<String> = parts
+            .headers
+            .get_all("x-tenant-id")
+            .iter()
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(100)
+                    .collect()
+            })
+            .collect();
+        if let Ok((_, others)) = named_tenants(state, parts) {
+            named.extend(others.into_iter().map(|v| v.chars().take(100).collect()));
+        }
+        named.retain(|v| !names(&caller.home, v));
+        named.truncate(4);
+        let mut named_ids = Vec::new();
+        for v in &named {
+            if let Ok(Some(t)) = lookup(state, v).await {
+                named_ids.push(t.id.to_string());
+            }
+        }
+        let ev = event(
+            &caller.meta,
+            caller.actor.audit_name(),
+            caller.home.id,
+            "tenant.mismatch",
+            "tenants",
+            named_ids.first().cloned(),
+            "denied",
+            json!({
+                "named": named,
+                "named_tenant_ids": named_ids,
+                "method": parts.method.as_str(),
+                "path": parts.uri.path().chars().take(200).collect::<String>(),
+            }),
+        );
+        crate::services::auth::append_now(state, caller.home.id, ev).await;
+    }
+    e.into()
+}
+
 fn record_tenant(parts: &Parts, tenant: TenantId) {
     tracing::Span::current().record("tenant_id", tracing::field::display(tenant));
     if let Some(slot) = parts.extensions.get::<FactsSlot>()
@@ -463,7 +523,10 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = authenticate(state, parts).await?;
-        let (header, others) = named_tenants(state, parts)?;
+        let (header, others) = match named_tenants(state, parts) {
+            Ok(n) => n,
+            Err(e) => return Err(refuse(state, parts, &caller, e).await),
+        };
         let admin_header = header
             .as_deref()
             .is_some_and(|_| caller.is_platform_admin());
@@ -473,7 +536,7 @@ impl FromRequestParts<AppState> for Caller {
             .chain(others.iter())
             .any(|v| !names(&caller.home, v))
         {
-            return Err(Error::TenantMismatch.into());
+            return Err(refuse(state, parts, &caller, Error::TenantMismatch).await);
         }
         record_tenant(parts, caller.home.id);
         rate_limit(state, parts, &caller.home).await?;
@@ -489,12 +552,15 @@ impl FromRequestParts<AppState> for Ctx {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = authenticate(state, parts).await?;
-        let (header, others) = named_tenants(state, parts)?;
+        let (header, others) = match named_tenants(state, parts) {
+            Ok(n) => n,
+            Err(e) => return Err(refuse(state, parts, &caller, e).await),
+        };
         let mut target = caller.home.clone();
         let mut crossing = false;
         if let Some(h) = header.as_deref().filter(|h| !names(&caller.home, h)) {
             if !caller.is_platform_admin() {
-                return Err(Error::TenantMismatch.into());
+                return Err(refuse(state, parts, &caller, Error::TenantMismatch).await);
             }
             target = lookup(state, h).await?.ok_or(Error::NotFound)?;
             crossing = target.id != caller.home.id;
@@ -503,7 +569,7 @@ impl FromRequestParts<AppState> for Ctx {
             .iter()
             .any(|v| !names(&target, v) && !names(&caller.home, v))
         {
-            return Err(Error::TenantMismatch.into());
+            return Err(refuse(state, parts, &caller, Error::TenantMismatch).await);
         }
         target.ensure_serving()?;
         record_tenant(parts, target.id);

@@ -169,7 +169,12 @@ pub fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
     let Some(v) = value.and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = v
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.split_once('/') {
         Some(("application", sub)) => {
             sub == "json" || (sub.ends_with("+json") && sub.len() > "+json".len())

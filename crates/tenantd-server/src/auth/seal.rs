@@ -49,9 +49,11 @@ impl std::fmt::Debug for MasterKey {
 }
 
 fn parse(text: &str, what: &str) -> Result<[u8; 32], Error> {
-    let bytes = STANDARD
-        .decode(text.trim())
-        .map_err(|_| Error::Internal(format!("{what}: not base64 (expected 32 random bytes, base64)")))?;
+    let bytes = STANDARD.decode(text.trim()).map_err(|_| {
+        Error::Internal(format!(
+            "{what}: not base64 (expected 32 random bytes, base64)"
+        ))
+    })?;
     <[u8; 32]>::try_from(bytes.as_slice())
         .map_err(|_| Error::Internal(format!("{what}: expected 32 bytes, found {}", bytes.len())))
 }
@@ -84,13 +86,13 @@ impl MasterKey {
                         &format!("master_key_file {}", path.display()),
                     )?))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
-                    create(path)
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => create(path),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(Error::Internal(format!(
+                        "master_key_file {} is missing, and the catalog's signing keys are sealed with it: restore the file or set TENANTD_MASTER_KEY",
+                        path.display()
+                    )))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Internal(format!(
-                    "master_key_file {} is missing, and the catalog's signing keys are sealed with it: restore the file or set TENANTD_MASTER_KEY",
-                    path.display()
-                ))),
                 Err(e) => Err(Error::Internal(format!(
                     "master_key_file {}: {e}",
                     path.display()
@@ -147,7 +149,8 @@ pub fn is_sealed(value: &[u8]) -> bool {
 }
 
 fn create(path: &Path) -> Result<MasterKey, Error> {
-    let bad = |e: std::io::Error| Error::Internal(format!("master_key_file {}: {e}", path.display()));
+    let bad =
+        |e: std::io::Error| Error::Internal(format!("master_key_file {}: {e}", path.display()));
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(bad)?;
     }
@@ -196,9 +199,15 @@ mod tests {
         let (other, _) = MasterKey::generate().unwrap();
         let sealed = key.seal("k1", b"secret seed").unwrap();
         assert!(is_sealed(&sealed));
-        assert_eq!(key.open("k1", &sealed).as_deref(), Some(&b"secret seed"[..]));
+        assert_eq!(
+            key.open("k1", &sealed).as_deref(),
+            Some(&b"secret seed"[..])
+        );
         assert!(key.open("k2", &sealed).is_none(), "bound to its name");
-        assert!(other.open("k1", &sealed).is_none(), "a wrong key opens nothing");
+        assert!(
+            other.open("k1", &sealed).is_none(),
+            "a wrong key opens nothing"
+        );
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(key.open("k1", &tampered).is_none(), "tampering is detected");
