@@ -567,7 +567,11 @@ impl TestApp {
             Some(pg) => {
                 let path = self.dir.join("tenantd.toml");
                 std::fs::write(&path, pg.toml()).unwrap();
-                cmd.arg("--config").arg(path);
+                // The databases are PostgreSQL's; the data dir still holds the master key.
+                cmd.arg("--config")
+                    .arg(path)
+                    .arg("--data-dir")
+                    .arg(&self.dir);
             }
             None => {
                 cmd.arg("--data-dir").arg(&self.dir);

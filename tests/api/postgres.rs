@@ -224,6 +224,8 @@ async fn tenantd_refuses_to_serve_as_a_role_that_rls_does_not_bind() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd"))
         .args(["migrate", "--config"])
         .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&dir)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stderr);
@@ -338,6 +340,9 @@ async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd"))
             .args(["migrate", "--config"])
             .arg(&cfg)
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("TENANTD_PASSWORD_HASHING", "insecure-fast-for-tests")
             .output()
             .unwrap();
         assert!(
