@@ -428,3 +428,93 @@ async fn files_live_in_an_s3_bucket_under_their_tenant_with_an_exact_quota() {
     assert!(!object.exists());
     assert_eq!(storage_used(&app, &a).await, 900);
 }
+
+/// What a process killed between reserving an upload and storing it leaves — a pending row,
+/// its bytes counted, a written blob — is released by the sweep once the deadline passed, and
+/// only then; a live reservation is left alone.
+#[tokio::test]
+async fn the_sweep_releases_expired_reservations_and_their_blobs_and_nothing_else() {
+    use object_store::ObjectStoreExt;
+    use tenantd_core::ids::{FileId, TenantId};
+    use tenantd_core::resource::{NewFile, ResourceName, blob_key};
+    use tenantd_core::tenant::TenantScope;
+
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    let tenant = TenantId::parse(&a.tenant_id, "t").unwrap();
+    let cell_name = app
+        .state
+        .catalog
+        .find_tenant(tenant)
+        .await
+        .unwrap()
+        .unwrap()
+        .cell;
+    let scope = TenantScope::unscoped_trusted(tenant, cell_name.clone());
+    let cell = app.state.cells[&cell_name].clone();
+    let reserve = |size: i64, expires: chrono::DateTime<chrono::Utc>| {
+        let cell = cell.clone();
+        let scope = scope.clone();
+        async move {
+            let new = NewFile {
+                id: FileId::new(),
+                name: ResourceName::parse("half-written").unwrap(),
+                size,
+                sha256: "00".repeat(32),
+                content_type: "application/octet-stream".into(),
+                created_by: "test".into(),
+            };
+            cell.reserve_file(&scope, &new, None, expires)
+                .await
+                .unwrap();
+            new.id
+        }
+    };
+    let now = tenantd_core::time::now();
+    let dead = reserve(1000, now - chrono::Duration::seconds(1)).await;
+    let live = reserve(24, now + chrono::Duration::seconds(60)).await;
+    let dead_blob = object_store::path::Path::from(blob_key(tenant, dead));
+    app.state
+        .blobs
+        .put(&dead_blob, bytes::Bytes::from_static(b"partial").into())
+        .await
+        .unwrap();
+    assert_eq!(storage_used(&app, &a).await, 1024);
+
+    let released = tenantd_server::services::files::release_expired_uploads(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(released, 1);
+    assert_eq!(
+        storage_used(&app, &a).await,
+        24,
+        "only the live reservation is counted"
+    );
+    assert!(
+        app.state.blobs.head(&dead_blob).await.is_err(),
+        "the orphan blob is gone"
+    );
+    // Idempotent: a second sweep (another node, a later tick) finds nothing.
+    assert_eq!(
+        tenantd_server::services::files::release_expired_uploads(&app.state)
+            .await
+            .unwrap(),
+        0
+    );
+    // The live one completes as usual.
+    let ev = tenantd_core::audit::AuditDraft {
+        id: tenantd_core::ids::EventId::new(),
+        tenant_id: tenant,
+        actor: "test".into(),
+        action: "files.create".into(),
+        resource: "files".into(),
+        resource_id: Some(live.to_string()),
+        outcome: "success".into(),
+        request_id: None,
+        ip: None,
+        at: tenantd_core::time::format(now),
+        details: json!({}),
+    };
+    cell.complete_file(&scope, live, ev).await.unwrap();
+    assert_eq!(storage_used(&app, &a).await, 24);
+}

@@ -319,15 +319,15 @@ pub trait CellStore: Send + Sync + 'static {
         audit: AuditDraft,
     ) -> Result<()>;
     /// Reserves a file's bytes against `storage_bytes` (full → `QuotaExceeded`) and records
-    /// it as pending, first releasing this tenant's pending uploads older than
-    /// `stale_before` (a crash left them); returns those, whose blobs the caller removes.
+    /// it as pending, noting the reservation until `expires_at` (past it, no request can
+    /// still be storing the blob, so [`CellStore::unscoped_expired_uploads`] finds it).
     async fn reserve_file(
         &self,
         scope: &TenantScope,
         new: &NewFile,
         limit: Option<i64>,
-        stale_before: DateTime<Utc>,
-    ) -> Result<Vec<FileId>>;
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
     /// Marks a reserved file stored, with its audit event.
     async fn complete_file(
         &self,
@@ -337,6 +337,14 @@ pub trait CellStore: Send + Sync + 'static {
     ) -> Result<FileMeta>;
     /// Drops a reservation whose blob could not be stored, releasing its bytes.
     async fn abort_file(&self, scope: &TenantScope, id: FileId) -> Result<()>;
+    /// Reservations past their deadline, in every tenant of the cell: what killed processes
+    /// left. Ids only (no tenant data); each is released through [`CellStore::abort_file`]
+    /// in its tenant's scope.
+    async fn unscoped_expired_uploads(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, FileId)>>;
     /// A stored file of the tenant.
     async fn get_file(&self, scope: &TenantScope, id: FileId) -> Result<FileMeta>;
     /// A page of the tenant's stored files, by id.

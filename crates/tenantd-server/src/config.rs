@@ -97,6 +97,9 @@ pub struct Config {
     pub retention_days: i64,
     /// Largest accepted request body, bytes.
     pub body_limit_bytes: usize,
+    /// How long a request, reading its body included, may take before it is answered 408
+    /// (and an upload cut off by it is released soon after).
+    pub request_timeout_secs: u64,
     /// Largest accepted file upload, bytes.
     pub file_limit_bytes: usize,
     /// Directory of the local object store for file contents.
@@ -183,6 +186,7 @@ struct RawConfig {
     invitation_ttl_secs: Option<i64>,
     retention_days: Option<i64>,
     body_limit_bytes: Option<usize>,
+    request_timeout_secs: Option<i64>,
     db_max_connections: Option<u32>,
     file_limit_bytes: Option<usize>,
     blob_dir: Option<String>,
@@ -220,6 +224,7 @@ const ENV_KEYS: &[&str] = &[
     "invitation_ttl_secs",
     "retention_days",
     "body_limit_bytes",
+    "request_timeout_secs",
     "db_max_connections",
     "auth_rate_per_ip",
     "file_limit_bytes",
@@ -452,6 +457,11 @@ impl Config {
             )?,
             retention_days: positive("retention_days", raw.retention_days, 30)?,
             body_limit_bytes: raw.body_limit_bytes.unwrap_or(1024 * 1024),
+            request_timeout_secs: match raw.request_timeout_secs {
+                None => 30,
+                Some(s @ 1..=3600) => s as u64,
+                Some(_) => return Err("request_timeout_secs: 1 to 3600".into()),
+            },
             file_limit_bytes: raw.file_limit_bytes.unwrap_or(100 * 1024 * 1024),
             blob_dir: raw
                 .blob_dir
@@ -582,6 +592,7 @@ fn set_key(raw: &mut RawConfig, key: &str, v: &str) -> Result<(), String> {
         "invitation_ttl_secs" => raw.invitation_ttl_secs = Some(int(v)?),
         "retention_days" => raw.retention_days = Some(int(v)?),
         "body_limit_bytes" => raw.body_limit_bytes = Some(int(v)? as usize),
+        "request_timeout_secs" => raw.request_timeout_secs = Some(int(v)?),
         "db_max_connections" => raw.db_max_connections = Some(int(v)? as u32),
         "auth_rate_per_ip" => raw.auth_rate_per_ip = Some(int(v)? as u32),
         "file_limit_bytes" => raw.file_limit_bytes = Some(int(v)? as usize),

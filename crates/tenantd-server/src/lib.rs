@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .unwrap_or_else(|_| "{}".into())
         .into();
     let limit = state.config.body_limit_bytes;
+    let request_timeout_secs = state.config.request_timeout_secs;
     let file_limit = state.config.file_limit_bytes;
     api.route(
         "/openapi.json",
@@ -82,15 +83,26 @@ pub fn router(state: AppState) -> Router {
     .layer(CatchPanicLayer::new())
     .layer(TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,
-        REQUEST_TIMEOUT,
+        Duration::from_secs(request_timeout_secs),
     ))
     .layer(axum::middleware::from_fn(http::request_context))
 }
 
+/// Releases the reservations of unanswered uploads (a killed process, a request cut off by
+/// its timeout) at start and every few seconds after.
+fn spawn_upload_sweep(state: AppState) {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = services::files::release_expired_uploads(&state).await {
+                tracing::warn!(error = %e, "upload sweep failed; will retry");
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+}
+
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a request (reading its body included) may take before it is answered 408.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves until `shutdown` resolves, then lets requests in flight finish (up to 10 s);
 /// starts the audit relay. Connections that dawdle over their headers are closed.
@@ -100,6 +112,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     relay::spawn(state.clone());
+    spawn_upload_sweep(state.clone());
     if let Some(url) = state.config.redis_url.clone() {
         tokio::spawn(cache::subscribe(
             url,

@@ -12,8 +12,49 @@ use tenantd_core::{Error, Result, time};
 use crate::context::Ctx;
 use crate::state::AppState;
 
-/// A pending upload older than this was left by a crash and is released.
-const STALE_UPLOAD_MINUTES: i64 = 15;
+/// How long after its reservation an upload may still be storing its blob: the request
+/// timeout (which drops a request's future, and so its write) plus a margin. A reservation
+/// past it was left by a process that died or a request that was cut off, and is released.
+pub fn upload_deadline(state: &AppState) -> Duration {
+    Duration::seconds(state.config.request_timeout_secs as i64 + 5)
+}
+
+/// Releases every reservation past its deadline in every cell — its `storage_bytes`, its
+/// pending row and its blob, if one was written — and returns how many. Idempotent, and safe
+/// on several nodes at once (a release of what another node released is a no-op).
+pub async fn release_expired_uploads(state: &AppState) -> Result<usize> {
+    let mut released = 0;
+    for (name, cell) in &state.cells {
+        loop {
+            let batch = cell.unscoped_expired_uploads(time::now(), 200).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for (tenant, file) in &batch {
+                // The blob first: if the release then fails, the next sweep finds it again.
+                match state
+                    .blobs
+                    .delete(&BlobPath::from(blob_key(*tenant, *file)))
+                    .await
+                {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(Error::Internal(format!("blob delete: {e}"))),
+                }
+                if state.config.s3.is_none() {
+                    remove_local_staging(&state.config.blob_dir, &blob_key(*tenant, *file));
+                }
+                let scope =
+                    tenantd_core::tenant::TenantScope::unscoped_trusted(*tenant, name.clone());
+                cell.abort_file(&scope, *file).await?;
+                released += 1;
+            }
+        }
+    }
+    if released > 0 {
+        tracing::info!(released, "released the reservations of unanswered uploads");
+    }
+    Ok(released)
+}
 
 fn blob_path(ctx: &Ctx, id: FileId) -> BlobPath {
     BlobPath::from(blob_key(ctx.tenant.id, id))
@@ -28,6 +69,25 @@ fn content_type(v: Option<&str>) -> Result<String> {
         ));
     }
     Ok(ct.to_owned())
+}
+
+/// Removes what a write to the local object store leaves when the process dies mid-write:
+/// object_store's `LocalFileSystem` writes `<key>#<n>` and renames it to `<key>` when done, so
+/// a killed upload can leave the staging file behind, invisible to its `list` and `delete`.
+fn remove_local_staging(dir: &std::path::Path, key: &str) {
+    let path = dir.join(key);
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}#", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Stores a file: its bytes are reserved against `storage_bytes` first (in the same
@@ -53,18 +113,9 @@ pub async fn upload(
         created_by: ctx.caller.actor.audit_name(),
     };
     let cell = state.cell(&ctx.scope)?;
-    let stale_before = time::now() - Duration::minutes(STALE_UPLOAD_MINUTES);
-    for stale in cell
-        .reserve_file(
-            &ctx.scope,
-            &new,
-            ctx.plan.limit("storage_bytes"),
-            stale_before,
-        )
-        .await?
-    {
-        let _ = state.blobs.delete(&blob_path(ctx, stale)).await;
-    }
+    let deadline = time::now() + upload_deadline(state);
+    cell.reserve_file(&ctx.scope, &new, ctx.plan.limit("storage_bytes"), deadline)
+        .await?;
     if let Err(e) = state
         .blobs
         .put(&blob_path(ctx, new.id), PutPayload::from_bytes(body))

@@ -61,6 +61,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "deployment_grants",
         sql: include_str!("../../migrations/postgres/cell/0003_deployment_grants.sql"),
     },
+    Migration {
+        version: 4,
+        name: "upload_reservations",
+        sql: include_str!("../../migrations/postgres/cell/0004_upload_reservations.sql"),
+    },
 ];
 
 /// Where a PostgreSQL database is, and who may do what there.

@@ -431,33 +431,10 @@ macro_rules! cell_impl {
                 scope: &TenantScope,
                 new: &NewFile,
                 limit: Option<i64>,
-                stale_before: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<FileId>> {
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<()> {
                 let mut tx = self.db.begin_scoped(scope).await?;
                 let tenant = scope.tenant_id();
-                let stale = sqlx::query(
-                    "SELECT id, size FROM files WHERE tenant_id = $1 AND state = 'pending' AND created_at < $2",
-                )
-                .bind(tenant.to_string())
-                .bind(fmt(stale_before))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(classify)?;
-                let mut released = Vec::with_capacity(stale.len());
-                for row in &stale {
-                    let id = rows::s(row, "id")?;
-                    let removed: Option<i64> = sqlx::query_scalar(
-                        "DELETE FROM files WHERE id = $1 AND tenant_id = $2 AND state = 'pending' RETURNING size",
-                    )
-                    .bind(&id)
-                    .bind(tenant.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                    let Some(size) = removed else { continue };
-                    release_slot(&mut tx, tenant, "storage_bytes", size).await?;
-                    released.push(FileId(uuid::Uuid::try_parse(&id).map_err(|_| rows::bad("id"))?));
-                }
                 take_slot(&mut tx, tenant, "storage_bytes", limit, new.size).await?;
                 sqlx::query(
                     "INSERT INTO files (id, tenant_id, name, size, sha256, content_type, state, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
@@ -473,8 +450,14 @@ macro_rules! cell_impl {
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
-                tx.commit().await.map_err(classify)?;
-                Ok(released)
+                sqlx::query("INSERT INTO upload_reservations (file_id, tenant_id, expires_at) VALUES ($1, $2, $3)")
+                    .bind(new.id.to_string())
+                    .bind(tenant.to_string())
+                    .bind(fmt(expires_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                tx.commit().await.map_err(classify)
             }
 
             async fn complete_file(&self, scope: &TenantScope, id: FileId, audit: AuditDraft) -> Result<FileMeta> {
@@ -489,6 +472,12 @@ macro_rules! cell_impl {
                 if n != 1 {
                     return Err(Error::NotFound);
                 }
+                sqlx::query("DELETE FROM upload_reservations WHERE file_id = $1 AND tenant_id = $2")
+                    .bind(id.to_string())
+                    .bind(scope.tenant_id().to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
                 append(&mut tx, scope.tenant_id(), vec![audit]).await?;
                 let meta = file_in(&mut tx, scope, id).await?;
                 tx.commit().await.map_err(classify)?;
@@ -508,7 +497,29 @@ macro_rules! cell_impl {
                 if let Some(size) = size {
                     release_slot(&mut tx, scope.tenant_id(), "storage_bytes", size).await?;
                 }
+                sqlx::query("DELETE FROM upload_reservations WHERE file_id = $1 AND tenant_id = $2")
+                    .bind(id.to_string())
+                    .bind(scope.tenant_id().to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
                 tx.commit().await.map_err(classify)
+            }
+
+            async fn unscoped_expired_uploads(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<(TenantId, FileId)>> {
+                sqlx::query("SELECT tenant_id, file_id FROM upload_reservations WHERE expires_at < $1 ORDER BY expires_at LIMIT $2")
+                    .bind(fmt(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.db.read)
+                    .await
+                    .map_err(classify)?
+                    .iter()
+                    .map(|r| Ok((TenantId(rows::uuid(r, "tenant_id")?), FileId(rows::uuid(r, "file_id")?))))
+                    .collect()
             }
 
             async fn get_file(&self, scope: &TenantScope, id: FileId) -> Result<FileMeta> {

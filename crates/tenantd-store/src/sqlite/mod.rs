@@ -56,6 +56,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "files",
         sql: include_str!("../../migrations/sqlite/cell/0002_files.sql"),
     },
+    Migration {
+        version: 3,
+        name: "upload_reservations",
+        sql: include_str!("../../migrations/sqlite/cell/0003_upload_reservations.sql"),
+    },
 ];
 
 /// A SQLite database: a writer pool of one connection and a reader pool.
