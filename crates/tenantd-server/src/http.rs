@@ -183,10 +183,20 @@ pub fn is_json_content_type(value: Option<&HeaderValue>) -> bool {
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<crate::AppState> for ApiJson<T> {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &crate::AppState) -> Result<Self, Self::Rejection> {
+        // A declared length over the limit is refused before a byte is read (a client that
+        // announces 2 MB and sends nothing must not hold the connection until the timeout).
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > state.config.body_limit_bytes as u64) {
+            return Err(problem_for_status(StatusCode::PAYLOAD_TOO_LARGE));
+        }
         let json_type = is_json_content_type(req.headers().get(header::CONTENT_TYPE));
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             let status = e.status();
