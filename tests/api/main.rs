@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod durability;
 mod errors;
+mod faults;
 mod files;
 mod isolation;
 mod keys;

@@ -95,6 +95,10 @@ pub enum Error {
     /// A database the request needs is unreachable.
     #[error("unavailable")]
     Unavailable,
+    /// The disk under a database or the file store is full: nothing was written; writes work
+    /// again as soon as space is freed.
+    #[error("storage full")]
+    StorageFull,
     /// Anything else: logged, never shown.
     #[error("internal: {0}")]
     Internal(String),

@@ -156,6 +156,17 @@ impl IntoResponse for ApiError {
                     json!({}),
                 )
             }
+            Error::StorageFull => {
+                tracing::error!("a database or the file store is out of disk space");
+                retry_after = Some(30);
+                (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "INSUFFICIENT_STORAGE",
+                    "the server is out of storage space; nothing was written, retry later"
+                        .to_owned(),
+                    json!({}),
+                )
+            }
             Error::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 (

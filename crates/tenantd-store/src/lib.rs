@@ -41,6 +41,7 @@ pub fn classify(e: sqlx::Error) -> Error {
             Error::conflict(field, format!("this {field} is already taken"))
         }
         sqlx::Error::Database(db) if is_retryable(db.as_ref()) => Error::Unavailable,
+        sqlx::Error::Database(db) if is_disk_full(db.as_ref()) => Error::StorageFull,
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             Error::Unavailable
         }
@@ -62,6 +63,17 @@ fn is_retryable(db: &dyn sqlx::error::DatabaseError) -> bool {
             code.as_ref(),
             "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300"
         )
+}
+
+/// A full disk: SQLite's FULL (13) and IOERR with a write-side cause, PostgreSQL's
+/// `disk_full` (53100). Nothing was written; the operator frees space.
+fn is_disk_full(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        return code.parse::<i32>().is_ok_and(|c| c & 0xff == 13)
+            || db.message().contains("database or disk is full");
+    }
+    code == "53100"
 }
 
 /// One embedded migration.

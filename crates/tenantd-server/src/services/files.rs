@@ -71,6 +71,20 @@ fn content_type(v: Option<&str>) -> Result<String> {
     Ok(ct.to_owned())
 }
 
+/// Whether an object-store error comes from a full disk (ENOSPC somewhere in its causes).
+fn out_of_space(e: &object_store::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28))
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    e.to_string().contains("No space left on device")
+}
+
 /// Removes what a write to the local object store leaves when the process dies mid-write:
 /// object_store's `LocalFileSystem` writes `<key>#<n>` and renames it to `<key>` when done, so
 /// a killed upload can leave the staging file behind, invisible to its `list` and `delete`.
@@ -123,7 +137,11 @@ pub async fn upload(
     {
         tracing::error!(error = %e, "blob write failed; releasing the reservation");
         cell.abort_file(&ctx.scope, new.id).await?;
-        return Err(Error::Unavailable);
+        return Err(if out_of_space(&e) {
+            Error::StorageFull
+        } else {
+            Error::Unavailable
+        });
     }
     let ev = ctx.event(
         "files.create",

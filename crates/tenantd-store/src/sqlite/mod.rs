@@ -63,6 +63,25 @@ const CELL_MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Whether a pooled connection may be handed out: never one still inside a transaction.
+///
+/// When a disk fills, SQLite rolls a transaction back by itself; sqlx's own ROLLBACK then
+/// fails ("no transaction is active") and its transaction depth stays at 1, so every later
+/// `BEGIN` on that connection failed until a restart. The ping waits for the rollback that a
+/// dropped transaction queued on the connection's worker; a connection still counted inside a
+/// transaction after it is closed, and the pool opens a fresh one.
+async fn out_of_transaction(
+    conn: &mut sqlx::SqliteConnection,
+) -> std::result::Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("discarding a SQLite connection left inside a failed transaction");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// A SQLite database: a writer pool of one connection and a reader pool.
 #[derive(Clone, Debug)]
 pub(crate) struct Db {
@@ -89,6 +108,7 @@ impl Db {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .before_acquire(|conn, _| Box::pin(async move { out_of_transaction(conn).await }))
             .connect_with(opts.clone())
             .await
             .map_err(classify)?;
