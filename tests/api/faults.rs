@@ -132,3 +132,147 @@ async fn a_full_disk_is_507_and_writes_work_again_once_space_is_freed() {
     assert_eq!(r.status, 201, "{}", r.text);
     drop(app);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of the test's own, on `port`, answering before this returns.
+fn redis_on(test: &str, port: u16) -> Option<std::process::Child> {
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: no redis-server and CI=true")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED {test}: no redis-server");
+            return None;
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child)
+}
+
+async fn median_latency(app: &TestApp, token: &str, n: usize) -> std::time::Duration {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = std::time::Instant::now();
+        let r = app.call("GET", "/v1/tenant", Some(token), None).await;
+        times.push(t0.elapsed());
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    times.sort();
+    times[n / 2]
+}
+
+#[tokio::test]
+async fn with_redis_killed_a_request_costs_no_redis_round_trip_until_it_is_back() {
+    let test = "with_redis_killed_a_request_costs_no_redis_round_trip_until_it_is_back";
+    let port = free_port();
+    let Some(mut redis) = redis_on(test, port) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(|c| c.redis_url = Some(url.clone())).await;
+    let a = app.signup("acme", Some("professional")).await;
+    let ready = app.call("GET", "/readyz", None, None).await;
+    assert_eq!(ready.body["rate_limits"], "redis", "{}", ready.text);
+    median_latency(&app, &a.token, 20).await;
+    let healthy = median_latency(&app, &a.token, 200).await;
+
+    let wait_shared = || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            app.call("GET", "/v1/tenant", Some(&a.token), None).await;
+            let ready = app.call("GET", "/readyz", None, None).await;
+            if ready.body["rate_limits"] == "redis" {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "limits never went back to Redis: {}",
+                ready.text
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    // Frozen (SIGSTOP): one check waits out the 250 ms timeout, then none waits.
+    let pid = redis.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..5 {
+        app.call("GET", "/v1/tenant", Some(&a.token), None).await;
+    }
+    let frozen = median_latency(&app, &a.token, 100).await;
+    assert!(
+        frozen <= healthy * 3 + std::time::Duration::from_micros(300),
+        "median with Redis frozen {frozen:?}, healthy {healthy:?}"
+    );
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_shared().await;
+
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    // The first checks find it gone; after that, none waits for it.
+    for _ in 0..5 {
+        app.call("GET", "/v1/tenant", Some(&a.token), None).await;
+    }
+    let t0 = std::time::Instant::now();
+    let ready = app.call("GET", "/readyz", None, None).await;
+    assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(ready.body["rate_limits"], "degraded", "{}", ready.text);
+    let dead = median_latency(&app, &a.token, 200).await;
+    assert!(
+        dead <= healthy * 3 + std::time::Duration::from_micros(300),
+        "median with Redis dead {dead:?}, healthy {healthy:?}"
+    );
+    // Still limited meanwhile (this node's buckets), never "no limit".
+    assert!(
+        app.call("GET", "/v1/tenant", Some(&a.token), None)
+            .await
+            .header("ratelimit-limit")
+            .is_some()
+    );
+
+    // Redis back on the same address: the probe finds it and limits are shared again.
+    let mut redis = redis_on(test, port).unwrap();
+    wait_shared().await;
+    let _ = redis.kill();
+    let _ = redis.wait();
+}

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -145,10 +145,16 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(2);
 
 struct Shared {
     client: redis::Client,
-    conn: tokio::sync::RwLock<Option<redis::aio::ConnectionManager>>,
+    conn: Arc<tokio::sync::RwLock<Option<redis::aio::ConnectionManager>>>,
     last_attempt: Mutex<Option<Instant>>,
     script: redis::Script,
+    /// Redis did not answer: checks use this node's buckets, with no Redis round trip, until
+    /// the background probe hears it again.
+    down: Arc<AtomicBool>,
 }
+
+/// How often the probe asks a Redis that stopped answering.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Per-(tenant, action) rate limits: shared through Redis when `redis_url` is set, in process
 /// otherwise. When Redis does not answer, each node falls back to its own buckets — never to
@@ -179,9 +185,10 @@ impl RateLimits {
         Ok(Self {
             shared: Some(Shared {
                 client,
-                conn: tokio::sync::RwLock::new(None),
+                conn: Arc::default(),
                 last_attempt: Mutex::new(None),
                 script: redis::Script::new(GCRA_LUA),
+                down: Arc::default(),
             }),
             ..Self::local()
         })
@@ -192,10 +199,14 @@ impl RateLimits {
         self.shared.is_some()
     }
 
-    /// Whether the last few seconds saw a fall back to in-process buckets.
+    /// Whether Redis is known to be down, or the last few seconds saw a fall back to
+    /// in-process buckets.
     pub fn degraded(&self) -> bool {
-        self.shared.is_some()
-            && self
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        shared.down.load(Ordering::Acquire)
+            || self
                 .last_failure
                 .lock()
                 .map(|l| l.is_some_and(|t| t.elapsed() < Duration::from_secs(5)))
@@ -212,31 +223,47 @@ impl RateLimits {
         self.limited.load(Ordering::Relaxed)
     }
 
-    /// Asks Redis whether it answers (for `/readyz`); a failure marks the limits degraded.
-    pub async fn probe(&self) {
-        let Some(shared) = &self.shared else { return };
-        let result = async {
-            let mut conn = self.connection(shared).await?;
-            tokio::time::timeout(
-                REDIS_TIMEOUT,
-                redis::cmd("PING").query_async::<String>(&mut conn),
-            )
-            .await
-            .map_err(|_| "redis timed out".to_owned())?
-            .map_err(|e| e.to_string())
+    /// Redis did not answer: from now on checks skip it, and a background task probes it
+    /// every second until it answers (then the next check uses it again).
+    fn mark_down(shared: &Shared) {
+        if shared.down.swap(true, Ordering::AcqRel) {
+            return;
         }
-        .await;
-        if let Ok(mut l) = self.last_failure.lock() {
-            *l = match result {
-                Ok(_) => None,
-                Err(_) => Some(Instant::now()),
-            };
-        }
+        tracing::warn!("redis does not answer; rate limits use this node's buckets until it does");
+        let (client, down, conn) = (
+            shared.client.clone(),
+            shared.down.clone(),
+            shared.conn.clone(),
+        );
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let answered = tokio::time::timeout(REDIS_TIMEOUT * 2, async {
+                    let mut c = client.get_multiplexed_async_connection().await?;
+                    redis::cmd("PING").query_async::<String>(&mut c).await
+                })
+                .await;
+                if matches!(answered, Ok(Ok(_))) {
+                    // A fresh connection for the next check: the old one may be half-open.
+                    *conn.write().await = None;
+                    down.store(false, Ordering::Release);
+                    tracing::info!("redis answers again; rate limits are shared again");
+                    return;
+                }
+            }
+        });
     }
 
     /// Takes one request from the tenant's bucket for `action`.
     pub async fn check(&self, tenant: TenantId, action: &'static str, per_minute: u32) -> RateInfo {
         let info = match &self.shared {
+            Some(shared) if per_minute > 0 && shared.down.load(Ordering::Acquire) => {
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                self.local.check(tenant, action, per_minute)
+            }
             Some(shared) if per_minute > 0 => {
                 match self.check_redis(shared, tenant, action, per_minute).await {
                     Ok(info) => info,
@@ -245,7 +272,8 @@ impl RateLimits {
                         if let Ok(mut l) = self.last_failure.lock() {
                             *l = Some(Instant::now());
                         }
-                        tracing::warn!(error = %e, "redis rate limit unavailable; using this node's buckets");
+                        tracing::debug!(error = %e, "redis rate limit unavailable; using this node's buckets");
+                        Self::mark_down(shared);
                         self.local.check(tenant, action, per_minute)
                     }
                 }

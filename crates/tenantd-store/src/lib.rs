@@ -8,6 +8,8 @@
 //! It depends on `tenantd-core` and sqlx only: no HTTP, no server types.
 #![forbid(unsafe_code)]
 
+/// The circuit breaker of each PostgreSQL database.
+pub mod breaker;
 /// The store, written once, expanded per backend.
 #[macro_use]
 mod shared;

@@ -96,18 +96,39 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready: the catalog and every cell answer.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, body = Object)))]
-async fn readyz(State(state): State<AppState>) -> Response {
-    let catalog = state.catalog.ping().await.is_ok();
-    let mut cells = serde_json::Map::new();
-    let mut all = catalog;
-    for (name, cell) in &state.cells {
-        let ok = cell.ping().await.is_ok();
-        all &= ok;
-        cells.insert(name.clone(), json!(if ok { "ok" } else { "unreachable" }));
+/// How long `/readyz` waits for any one database: it answers within about this long, also
+/// with a database frozen.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// A database's state for `/readyz`: `ok`, `unreachable` (it refused, or is known down) or
+/// `timeout` (no answer within [`READY_TIMEOUT`]).
+async fn db_state(
+    ping: impl std::future::Future<Output = tenantd_core::Result<()>>,
+) -> &'static str {
+    match tokio::time::timeout(READY_TIMEOUT, ping).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(_)) => "unreachable",
+        Err(_) => "timeout",
     }
-    state.limiter.probe().await;
+}
+
+/// Ready: the catalog and every cell answer. Every dependency is named with its state; the
+/// databases are asked at once, each for at most 800 ms, and Redis is reported as the
+/// background probe last saw it, so the answer comes within a second whatever is down. Not
+/// ready is a 503 problem (`UNAVAILABLE`, `Retry-After`) carrying the same fields.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, content_type = "application/problem+json", body = Object)))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let names: Vec<&String> = state.cells.keys().collect();
+    let (catalog, cell_states) = tokio::join!(
+        db_state(state.catalog.ping()),
+        futures_util::future::join_all(names.iter().map(|n| db_state(state.cells[*n].ping())))
+    );
+    let mut all = catalog == "ok";
+    let mut cells = serde_json::Map::new();
+    for (name, st) in names.into_iter().zip(cell_states) {
+        all &= st == "ok";
+        cells.insert(name.clone(), json!(st));
+    }
     let limits = match (state.limiter.is_shared(), state.limiter.degraded()) {
         (false, _) => "in-process",
         (true, false) => "redis",
@@ -131,13 +152,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         "ready"
     };
-    let body = json!({"status": word, "catalog": if catalog { "ok" } else { "unreachable" }, "cells": cells, "rate_limits": limits, "cache_invalidation": invalidation});
-    let status = if all {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
+    let mut body = json!({"catalog": catalog, "cells": cells, "rate_limits": limits, "cache_invalidation": invalidation});
+    if all {
+        body["status"] = json!(word);
+        return (StatusCode::OK, Json(body)).into_response();
+    }
+    // In the problem, `status` is the HTTP status (RFC 9457); the word goes in `readiness`.
+    body["readiness"] = json!(word);
+    let mut r = crate::error::problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNAVAILABLE",
+        "a database this node needs does not answer",
+        body,
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(2));
+    r
 }
 
 /// Pages load only their own assets: no inline script, nothing from another origin.

@@ -16,6 +16,7 @@ mod cell {
     cell_impl!(PgCell, sqlx::postgres::PgRow, sqlx::PgConnection);
 }
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use catalog::PgCatalog;
@@ -25,6 +26,7 @@ use sqlx::{ConnectOptions, Postgres, Row, Transaction};
 use tenantd_core::tenant::TenantScope;
 use tenantd_core::{Error, Result};
 
+use crate::breaker::Breaker;
 use crate::{Migration, classify};
 
 const CATALOG_MIGRATIONS: &[Migration] = &[
@@ -99,11 +101,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// A PostgreSQL database: one pool of the serving role (reads and writes share it).
+/// A PostgreSQL database: one pool of the serving role (reads and writes share it), behind a
+/// circuit breaker.
 #[derive(Clone, Debug)]
 pub(crate) struct Db {
     write: PgPool,
     read: PgPool,
+    breaker: Arc<Breaker>,
 }
 
 impl Db {
@@ -120,7 +124,10 @@ impl Db {
         let pool = PgPoolOptions::new()
             .max_connections(loc.max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(opts.log_statements(tracing::log::LevelFilter::Trace))
+            .connect_with(
+                opts.clone()
+                    .log_statements(tracing::log::LevelFilter::Trace),
+            )
             .await
             .map_err(|e| {
                 Error::Internal(format!(
@@ -131,14 +138,33 @@ impl Db {
         check_serving_role(&pool)
             .await
             .map_err(|e| Error::Internal(format!("{what} ({}): {e}", redact(&loc.url))))?;
+        let breaker = Breaker::new(what);
+        breaker.spawn_probe(opts);
         Ok(Self {
             write: pool.clone(),
             read: pool,
+            breaker,
         })
     }
 
+    /// The pool for reads; `Unavailable` at once while the database is known to be down.
+    fn reader(&self) -> Result<&PgPool> {
+        self.breaker.check()?;
+        Ok(&self.read)
+    }
+
+    /// The pool for single-statement writes; `Unavailable` at once while it is down.
+    fn writer(&self) -> Result<&PgPool> {
+        self.breaker.check()?;
+        Ok(&self.write)
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        self.write.begin().await.map_err(classify)
+        self.breaker.check()?;
+        self.write.begin().await.map_err(|e| {
+            self.breaker.observe(&e);
+            classify(e)
+        })
     }
 
     /// A transaction bound to the scope's tenant: the RLS policies see `app.tenant_id`.

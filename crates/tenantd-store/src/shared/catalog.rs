@@ -230,7 +230,7 @@ macro_rules! catalog_impl {
         impl CatalogStore for $Store {
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1")
-                    .execute(&self.db.read)
+                    .execute(self.db.reader()?)
                     .await
                     .map_err(classify)?;
                 Ok(())
@@ -240,7 +240,7 @@ macro_rules! catalog_impl {
                 let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE id = $1";
                 let row = sqlx::query(sql)
                     .bind(id.to_string())
-                    .fetch_optional(&self.db.read)
+                    .fetch_optional(self.db.reader()?)
                     .await
                     .map_err(classify)?;
                 row.as_ref().map(rows::tenant).transpose()
@@ -250,7 +250,7 @@ macro_rules! catalog_impl {
                 let sql = "SELECT id, slug, name, type, plan, status, status_reason, region, cell, settings, branding, created_at, updated_at, deleted_at, purge_after FROM tenants WHERE slug = $1";
                 let row = sqlx::query(sql)
                     .bind(slug)
-                    .fetch_optional(&self.db.read)
+                    .fetch_optional(self.db.reader()?)
                     .await
                     .map_err(classify)?;
                 row.as_ref().map(rows::tenant).transpose()
@@ -261,7 +261,7 @@ macro_rules! catalog_impl {
                 sqlx::query(sql)
                     .bind(after.map(|a| a.to_string()))
                     .bind(i64::from(limit))
-                    .fetch_all(&self.db.read)
+                    .fetch_all(self.db.reader()?)
                     .await
                     .map_err(classify)?
                     .iter()
@@ -432,7 +432,7 @@ macro_rules! catalog_impl {
             async fn find_user(&self, id: UserId) -> Result<Option<User>> {
                 let row = sqlx::query("SELECT id, email, name, password_hash, last_tenant_id, created_at FROM users WHERE id = $1")
                     .bind(id.to_string())
-                    .fetch_optional(&self.db.read)
+                    .fetch_optional(self.db.reader()?)
                     .await
                     .map_err(classify)?;
                 row.as_ref().map(rows::user).transpose()
@@ -441,7 +441,7 @@ macro_rules! catalog_impl {
             async fn find_user_by_email(&self, email: &str) -> Result<Option<User>> {
                 let row = sqlx::query("SELECT id, email, name, password_hash, last_tenant_id, created_at FROM users WHERE email = $1")
                     .bind(email)
-                    .fetch_optional(&self.db.read)
+                    .fetch_optional(self.db.reader()?)
                     .await
                     .map_err(classify)?;
                 row.as_ref().map(rows::user).transpose()
@@ -451,7 +451,7 @@ macro_rules! catalog_impl {
                 sqlx::query("UPDATE users SET last_tenant_id = $1 WHERE id = $2")
                     .bind(tenant.to_string())
                     .bind(user.to_string())
-                    .execute(&self.db.write)
+                    .execute(self.db.writer()?)
                     .await
                     .map_err(classify)?;
                 Ok(())
@@ -463,7 +463,7 @@ macro_rules! catalog_impl {
                 )
                 .bind(tenant.to_string())
                 .bind(user.to_string())
-                .fetch_optional(&self.db.read)
+                .fetch_optional(self.db.reader()?)
                 .await
                 .map_err(classify)?;
                 row.as_ref().map(rows::membership).transpose()
@@ -474,7 +474,7 @@ macro_rules! catalog_impl {
                     "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.user_id = $1 ORDER BY m.created_at, m.tenant_id",
                 )
                 .bind(user.to_string())
-                .fetch_all(&self.db.read)
+                .fetch_all(self.db.reader()?)
                 .await
                 .map_err(classify)?
                 .iter()
@@ -487,7 +487,7 @@ macro_rules! catalog_impl {
                     "SELECT m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 ORDER BY m.created_at, m.user_id",
                 )
                 .bind(tenant.to_string())
-                .fetch_all(&self.db.read)
+                .fetch_all(self.db.reader()?)
                 .await
                 .map_err(classify)?
                 .iter()
@@ -578,7 +578,7 @@ macro_rules! catalog_impl {
                 )
                 .bind(tenant.to_string())
                 .bind(fmt(time::now()))
-                .fetch_one(&self.db.read)
+                .fetch_one(self.db.reader()?)
                 .await
                 .map_err(classify)
             }
@@ -637,7 +637,7 @@ macro_rules! catalog_impl {
                     "SELECT id, tenant_id, email, role, expires_at, created_by, created_at, accepted_at, revoked_at FROM invitations WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC",
                 )
                 .bind(tenant.to_string())
-                .fetch_all(&self.db.read)
+                .fetch_all(self.db.reader()?)
                 .await
                 .map_err(classify)?
                 .iter()
@@ -681,7 +681,7 @@ macro_rules! catalog_impl {
                 )
                 .bind(token_hash)
                 .bind(fmt(now))
-                .fetch_optional(&self.db.read)
+                .fetch_optional(self.db.reader()?)
                 .await
                 .map_err(classify)?;
                 row.as_ref().map(|r| rows::invitation(r, now)).transpose()
@@ -754,7 +754,7 @@ macro_rules! catalog_impl {
                     "SELECT id, tenant_id, name, role, prefix, created_by, created_at, expires_at, revoked_at FROM api_keys WHERE tenant_id = $1 ORDER BY id",
                 )
                 .bind(tenant.to_string())
-                .fetch_all(&self.db.read)
+                .fetch_all(self.db.reader()?)
                 .await
                 .map_err(classify)?
                 .iter()
@@ -789,7 +789,7 @@ macro_rules! catalog_impl {
                     "SELECT id, tenant_id, name, role, prefix, created_by, created_at, expires_at, revoked_at FROM api_keys WHERE key_hash = $1",
                 )
                 .bind(key_hash)
-                .fetch_optional(&self.db.read)
+                .fetch_optional(self.db.reader()?)
                 .await
                 .map_err(classify)?;
                 row.as_ref().map(rows::api_key).transpose()
@@ -871,7 +871,7 @@ macro_rules! catalog_impl {
                     "SELECT id, user_id, tenant_id, revoked_at, revoked_after_gen FROM sessions WHERE id = $1",
                 )
                 .bind(id.to_string())
-                .fetch_optional(&self.db.read)
+                .fetch_optional(self.db.reader()?)
                 .await
                 .map_err(classify)?;
                 row.as_ref().map(|r| session_of(r, "id")).transpose()
@@ -882,7 +882,7 @@ macro_rules! catalog_impl {
                     "SELECT s.id AS session_id, s.user_id, s.tenant_id, s.revoked_at, s.revoked_after_gen, m.role AS member_role, t.id, t.slug, t.name, t.type, t.plan, t.status, t.status_reason, t.region, t.cell, t.settings, t.branding, t.created_at, t.updated_at, t.deleted_at, t.purge_after FROM sessions s JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id JOIN tenants t ON t.id = s.tenant_id WHERE s.id = $1",
                 )
                 .bind(id.to_string())
-                .fetch_optional(&self.db.read)
+                .fetch_optional(self.db.reader()?)
                 .await
                 .map_err(classify)?;
                 let Some(r) = row else { return Ok(None) };
@@ -894,7 +894,7 @@ macro_rules! catalog_impl {
                     "SELECT s.id, s.user_id, s.tenant_id, s.revoked_at, s.revoked_after_gen FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
                 )
                 .bind(token_hash)
-                .fetch_optional(&self.db.read)
+                .fetch_optional(self.db.reader()?)
                 .await
                 .map_err(classify)?;
                 row.as_ref().map(|r| session_of(r, "id")).transpose()
@@ -953,7 +953,7 @@ macro_rules! catalog_impl {
 
             async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
                 sqlx::query("SELECT kid, private_key, public_key, created_at, verify_until FROM signing_keys ORDER BY created_at")
-                    .fetch_all(&self.db.read)
+                    .fetch_all(self.db.reader()?)
                     .await
                     .map_err(classify)?
                     .iter()
@@ -998,7 +998,7 @@ macro_rules! catalog_impl {
                     .bind(new)
                     .bind(kid)
                     .bind(old)
-                    .execute(&self.db.write)
+                    .execute(self.db.writer()?)
                     .await
                     .map_err(classify)?
                     .rows_affected();
@@ -1010,7 +1010,7 @@ macro_rules! catalog_impl {
                     "SELECT id, tenant_id, actor, action, resource, resource_id, outcome, request_id, ip, at, details FROM audit_outbox ORDER BY pos LIMIT $1",
                 )
                 .bind(i64::from(limit))
-                .fetch_all(&self.db.read)
+                .fetch_all(self.db.reader()?)
                 .await
                 .map_err(classify)?
                 .iter()

@@ -223,7 +223,7 @@ macro_rules! cell_impl {
 
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1")
-                    .execute(&self.db.read)
+                    .execute(self.db.reader()?)
                     .await
                     .map_err(classify)?;
                 Ok(())
@@ -514,7 +514,7 @@ macro_rules! cell_impl {
                 sqlx::query("SELECT tenant_id, file_id FROM upload_reservations WHERE expires_at < $1 ORDER BY expires_at LIMIT $2")
                     .bind(fmt(now))
                     .bind(i64::from(limit))
-                    .fetch_all(&self.db.read)
+                    .fetch_all(self.db.reader()?)
                     .await
                     .map_err(classify)?
                     .iter()

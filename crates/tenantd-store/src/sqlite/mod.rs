@@ -162,6 +162,16 @@ impl Db {
     }
 
     /// A write transaction that holds the write lock from its first statement.
+    /// The pool for reads.
+    fn reader(&self) -> Result<&SqlitePool> {
+        Ok(&self.read)
+    }
+
+    /// The writer pool, for single-statement writes.
+    fn writer(&self) -> Result<&SqlitePool> {
+        Ok(&self.write)
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         self.write
             .begin_with("BEGIN IMMEDIATE")
