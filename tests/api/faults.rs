@@ -276,3 +276,222 @@ async fn with_redis_killed_a_request_costs_no_redis_round_trip_until_it_is_back(
     let _ = redis.kill();
     let _ = redis.wait();
 }
+
+/// A PostgreSQL server of the test's own, from the local binaries, that the test may stop.
+struct OwnPg {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+    user: Option<String>,
+}
+
+impl OwnPg {
+    fn run(&self, program: &str, args: &[&str]) -> bool {
+        let exe = self.bin.join(program);
+        let mut cmd = match &self.user {
+            Some(u) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        };
+        cmd.args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn start(test: &str) -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .max();
+        let Some(bin) = bin else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!(
+                    "{test}: no PostgreSQL binaries (initdb), and CI=true does not allow skipping"
+                );
+            }
+            eprintln!("SKIPPED {test}: no PostgreSQL binaries to start a server of its own");
+            return None;
+        };
+        // initdb and postgres refuse to run as root.
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let user = root.then(|| {
+            let name = "tenantd-pg".to_owned();
+            let _ = std::process::Command::new("useradd")
+                .args(["--system", "--no-create-home", &name])
+                .stderr(std::process::Stdio::null())
+                .status();
+            name
+        });
+        let dir = crate::helpers::temp_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(u) = &user {
+            let _ = std::process::Command::new("chown")
+                .arg(u)
+                .arg(&dir)
+                .status();
+        }
+        let pg = OwnPg {
+            bin,
+            dir,
+            port: free_port(),
+            user,
+        };
+        let data = pg.dir.join("data").display().to_string();
+        assert!(
+            pg.run(
+                "initdb",
+                &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            ),
+            "initdb failed"
+        );
+        assert!(pg.up(), "postgres did not start");
+        Some(pg)
+    }
+
+    fn up(&self) -> bool {
+        let data = self.dir.join("data").display().to_string();
+        let log = self.dir.join("log").display().to_string();
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-w", "-o", &opts, "start"],
+        )
+    }
+
+    fn down(&self) -> bool {
+        let data = self.dir.join("data").display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])
+    }
+
+    fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPg {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_database_stopped_under_load_is_answered_503_at_once_and_comes_back_without_a_restart() {
+    let test =
+        "a_database_stopped_under_load_is_answered_503_at_once_and_comes_back_without_a_restart";
+    let Some(server) = OwnPg::start(test) else {
+        return;
+    };
+    let pg = crate::helpers::PgTest::create(&server.admin_url()).await;
+    let app = TestApp::spawn_with(|c| pg.configure(c)).await;
+    let a = app.signup("acme", Some("professional")).await;
+    assert_eq!(app.create(&a.token, "agents", "before").await.status, 201);
+
+    // Load: four clients reading without pause, for the whole test.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (client, base, token, stop) = (
+            app.client.clone(),
+            app.base.clone(),
+            a.token.clone(),
+            stop.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client
+                    .get(format!("{base}/v1/agents"))
+                    .bearer_auth(&token)
+                    .timeout(std::time::Duration::from_secs(10))
+                    .send()
+                    .await;
+                n += 1;
+            }
+            n
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(server.down(), "pg_ctl stop");
+    let stopped = std::time::Instant::now();
+    // Once it is known down (the probe asks every 500 ms): every answer is a prompt 503.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut slowest = std::time::Duration::ZERO;
+    while stopped.elapsed() < std::time::Duration::from_millis(3500) {
+        let t0 = std::time::Instant::now();
+        let r = app.call("GET", "/v1/agents", Some(&a.token), None).await;
+        slowest = slowest.max(t0.elapsed());
+        r.assert_problem(503, "UNAVAILABLE");
+        assert!(r.header("retry-after").is_some());
+        let w = app
+            .call(
+                "POST",
+                "/v1/agents",
+                Some(&a.token),
+                Some(json!({"name": "during", "spec": {}})),
+            )
+            .await;
+        w.assert_problem(503, "UNAVAILABLE");
+    }
+    assert!(
+        slowest < std::time::Duration::from_secs(1),
+        "a 503 took {slowest:?}"
+    );
+    let t0 = std::time::Instant::now();
+    let ready = app.call("GET", "/readyz", None, None).await;
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(1),
+        "/readyz took {:?}",
+        t0.elapsed()
+    );
+    ready.assert_problem(503, "UNAVAILABLE");
+    assert_eq!(ready.body["catalog"], "unreachable", "{}", ready.text);
+    assert!(
+        ready.body["cells"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|v| v != "ok"),
+        "{}",
+        ready.text
+    );
+
+    // Back: served again within seconds, without a restart of tenantd.
+    assert!(server.up(), "pg_ctl start");
+    let back = std::time::Instant::now();
+    loop {
+        let r = app.call("GET", "/v1/agents", Some(&a.token), None).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < std::time::Duration::from_secs(15),
+            "never came back: {}",
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.create(&a.token, "agents", "after").await.status, 201);
+    assert_eq!(app.call("GET", "/readyz", None, None).await.status, 200);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in load {
+        assert!(l.await.unwrap() > 0);
+    }
+    drop(app);
+}

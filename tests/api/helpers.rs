@@ -114,7 +114,7 @@ impl PgTest {
         with_db(&self.admin, user, &self.dbs[i])
     }
 
-    fn configure(&self, c: &mut Config) {
+    pub fn configure(&self, c: &mut Config) {
         use tenantd_server::config::{CellConfig, DbLocation};
         use tenantd_store::postgres::PgLocation;
         let loc = |i: usize| {
