@@ -151,7 +151,13 @@ struct Shared {
     /// Redis did not answer: checks use this node's buckets, with no Redis round trip, until
     /// the background probe hears it again.
     down: Arc<AtomicBool>,
+    /// The first failure since the last success: Redis failing for [`DOWN_AFTER`] with no
+    /// success between is taken for down (a timeout among successes under load is not).
+    failing_since: Arc<Mutex<Option<Instant>>>,
 }
+
+/// How long Redis must fail, with no success between, to be taken for down.
+const DOWN_AFTER: Duration = Duration::from_secs(1);
 
 /// How often the probe asks a Redis that stopped answering.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -189,6 +195,7 @@ impl RateLimits {
                 last_attempt: Mutex::new(None),
                 script: redis::Script::new(GCRA_LUA),
                 down: Arc::default(),
+                failing_since: Arc::default(),
             }),
             ..Self::local()
         })
@@ -230,10 +237,11 @@ impl RateLimits {
             return;
         }
         tracing::warn!("redis does not answer; rate limits use this node's buckets until it does");
-        let (client, down, conn) = (
+        let (client, down, conn, failing) = (
             shared.client.clone(),
             shared.down.clone(),
             shared.conn.clone(),
+            shared.failing_since.clone(),
         );
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
@@ -249,6 +257,9 @@ impl RateLimits {
                 if matches!(answered, Ok(Ok(_))) {
                     // A fresh connection for the next check: the old one may be half-open.
                     *conn.write().await = None;
+                    if let Ok(mut l) = failing.lock() {
+                        *l = None;
+                    }
                     down.store(false, Ordering::Release);
                     tracing::info!("redis answers again; rate limits are shared again");
                     return;
@@ -273,7 +284,14 @@ impl RateLimits {
                             *l = Some(Instant::now());
                         }
                         tracing::debug!(error = %e, "redis rate limit unavailable; using this node's buckets");
-                        Self::mark_down(shared);
+                        let failing_long = shared
+                            .failing_since
+                            .lock()
+                            .map(|mut l| l.get_or_insert_with(Instant::now).elapsed() >= DOWN_AFTER)
+                            .unwrap_or(true);
+                        if failing_long {
+                            Self::mark_down(shared);
+                        }
                         self.local.check(tenant, action, per_minute)
                     }
                 }
@@ -328,6 +346,9 @@ impl RateLimits {
                 .map_err(|_| "redis timed out".to_owned())?
                 .map_err(|e| e.to_string())?;
         if let Ok(mut l) = self.last_failure.lock() {
+            *l = None;
+        }
+        if let Ok(mut l) = shared.failing_since.lock() {
             *l = None;
         }
         let secs = |ms: i64| (ms.max(0) as u64).div_ceil(1000);
