@@ -54,7 +54,27 @@ pub fn install_tls_provider() {
 /// The whole application as a router (tests call it in process).
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api::routes(state.config.file_limit_bytes);
-    let doc: Arc<str> = serde_json::to_string(&doc)
+    let plans: Vec<String> = state.plans.all().map(|p| p.id.clone()).collect();
+    let self_serve: Vec<String> = state
+        .plans
+        .all()
+        .filter(|p| p.self_serve)
+        .map(|p| p.id.clone())
+        .collect();
+    let mut regions: Vec<String> = state
+        .config
+        .cells
+        .iter()
+        .filter_map(|c| c.region.clone())
+        .collect();
+    regions.sort();
+    regions.dedup();
+    let deployment = api::openapi::Deployment {
+        plans: &plans,
+        self_serve: &self_serve,
+        regions: &regions,
+    };
+    let doc: Arc<str> = serde_json::to_string(&api::openapi::finish(&doc, &deployment))
         .unwrap_or_else(|_| "{}".into())
         .into();
     let limit = state.config.body_limit_bytes;

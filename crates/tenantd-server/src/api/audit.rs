@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     pub actor: Option<String>,
     pub action: Option<String>,
@@ -75,6 +76,7 @@ async fn list(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `ndjson` (default) or `csv`.
     pub format: Option<String>,
@@ -125,7 +127,7 @@ fn csv(events: &[AuditEvent]) -> String {
 
 /// The whole chain as NDJSON or CSV.
 #[utoipa::path(get, path = "/v1/audit/export", tag = "audit", params(ExportParams),
-    responses((status = 200, content_type = "application/x-ndjson"), (status = 403), (status = 422)), security(("bearer" = [])))]
+    responses((status = 200, description = "one event per line (ndjson) or a CSV table", content((String = "application/x-ndjson"), (String = "text/csv"))), (status = 403), (status = 422)), security(("bearer" = [])))]
 async fn export(
     State(state): State<AppState>,
     ctx: Ctx,

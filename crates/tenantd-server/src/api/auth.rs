@@ -150,7 +150,7 @@ async fn refresh(
 }
 
 /// Ends the session: its access and refresh tokens stop working.
-#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204), (status = 422, description = "an API key has no session: delete the key instead")), security(("bearer" = [])))]
 async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     svc::logout(&state, &caller).await?;
     Ok(StatusCode::NO_CONTENT)

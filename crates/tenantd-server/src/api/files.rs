@@ -64,6 +64,7 @@ fn id(s: &str) -> Result<FileId, Error> {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadParams {
     /// The file's name (default `upload`).
     pub name: Option<String>,
@@ -121,6 +122,7 @@ async fn upload(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1 to 200 (default 50).
     pub limit: Option<u32>,

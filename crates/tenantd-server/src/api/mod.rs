@@ -10,6 +10,8 @@ pub mod dto;
 pub mod files;
 /// Members, invitations, API keys.
 pub mod identity;
+/// What every operation's OpenAPI description shares, added once.
+pub mod openapi;
 /// Health, readiness, OpenAPI, docs, console.
 pub mod ops;
 /// Tenant-owned resources.

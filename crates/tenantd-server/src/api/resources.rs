@@ -87,9 +87,11 @@ pub struct SharingRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateResourceRequest {
+    /// Required (a missing or null name is a 422 naming it).
+    #[schema(value_type = String, required = true)]
     pub name: Option<String>,
-    /// A JSON object.
-    #[schema(value_type = Object)]
+    /// A JSON object of at most 256 KiB and 32 levels; omitted: `{}`.
+    #[schema(value_type = Option<Object>)]
     pub spec: Option<Value>,
     pub sharing: Option<SharingRequest>,
 }
@@ -122,6 +124,7 @@ async fn create(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1 to 200 (default 50).
     pub limit: Option<u32>,
@@ -184,8 +187,8 @@ async fn get(State(state): State<AppState>, t: Target, ctx: Ctx) -> ApiResult<Re
 #[derive(Deserialize, ToSchema)]
 pub struct PatchResourceRequest {
     pub name: Option<String>,
-    /// Replaces the spec.
-    #[schema(value_type = Object)]
+    /// Replaces the spec (at most 256 KiB and 32 levels).
+    #[schema(value_type = Option<Object>)]
     pub spec: Option<Value>,
     pub sharing: Option<SharingRequest>,
 }

@@ -44,6 +44,7 @@ pub struct CreateTenantRequest {
     pub region: Option<String>,
     /// Initial settings (a JSON object); `data_residency` (`us`, `eu`, `ap`) chooses the
     /// region when `region` is absent, and must agree with it when both are given.
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
     pub owner_email: String,
 }
@@ -104,6 +105,7 @@ async fn create(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1 to 200 (default 50).
     pub limit: Option<u32>,
@@ -143,10 +145,10 @@ async fn get(
 pub struct PatchTenantRequest {
     pub name: Option<String>,
     /// Merged key by key; a `null` value removes a key.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
     /// Merged key by key; a `null` value removes a key.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub branding: Option<Value>,
 }
 
