@@ -2,7 +2,11 @@
 """Runs schemathesis (an independent OpenAPI fuzzer) with `--checks all` against a running
 tenantd: no failure, no schema error, no server error, or the run fails.
 
-Usage: scripts/fuzz-api.py [--binary target/release/tenantd] [--max-examples N]
+Usage: scripts/fuzz-api.py [--binary target/release/tenantd] [--max-examples N] [--postgres]
+
+With --postgres, tenantd runs on a catalog and two cells (regions eu and us) in throwaway
+databases of the server TENANTD_TEST_PG names (a superuser URL, used only to create them);
+otherwise on the embedded SQLite default.
 
 It starts tenantd on a free port with a throwaway data dir, signs in as the platform admin and
 makes an API key for the run — an API key, because a fuzzer that calls /v1/auth/logout or
@@ -47,11 +51,36 @@ def call(base, method, path, body=None, token=None):
         return json.loads(r.read() or b"null")
 
 
+def postgres_deployment(admin, work, env):
+    """A catalog and two cells as the README sets them up: an owner role that migrates and a
+    plain serving role; returns the databases made."""
+    host = admin.split("@", 1)[1].split("/", 1)[0]
+    for sql in ("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenantd_fuzz_owner') THEN CREATE ROLE tenantd_fuzz_owner LOGIN; END IF; END $$",
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenantd_fuzz_app') THEN CREATE ROLE tenantd_fuzz_app LOGIN; END IF; END $$",
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tenantd_app') THEN CREATE ROLE tenantd_app NOLOGIN; END IF; END $$"):
+        subprocess.run(["psql", admin, "-q", "-c", sql], capture_output=True)
+    tag = str(int(time.time() * 1000))[-9:]
+    dbs = [f"tdf_{tag}_{n}" for n in ("cat", "eu", "us")]
+    for db in dbs:
+        subprocess.run(["psql", admin, "-q", "-v", "ON_ERROR_STOP=1", "-c",
+                        f"CREATE DATABASE {db} OWNER tenantd_fuzz_owner"], check=True, capture_output=True)
+    url = lambda user, db: f"postgres://{user}@{host}/{db}"
+    cfg = os.path.join(work, "tenantd.toml")
+    with open(cfg, "w") as f:
+        f.write(f'[catalog]\nurl = "{url("tenantd_fuzz_app", dbs[0])}"\nmigrate_url = "{url("tenantd_fuzz_owner", dbs[0])}"\n')
+        for name, region, db in (("eu-1", "eu", dbs[1]), ("us-1", "us", dbs[2])):
+            f.write(f'[[cells]]\nname = "{name}"\nregion = "{region}"\nurl = "{url("tenantd_fuzz_app", db)}"\n'
+                    f'migrate_url = "{url("tenantd_fuzz_owner", db)}"\n')
+    env["TENANTD_CONFIG"] = cfg
+    return dbs
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "tenantd"))
     ap.add_argument("--max-examples", default="40")
     ap.add_argument("--seed", default="20261201")
+    ap.add_argument("--postgres", action="store_true")
     args = ap.parse_args()
     st = os.environ.get("SCHEMATHESIS", "schemathesis")
     if not shutil.which(st):
@@ -74,6 +103,13 @@ def main():
     )
     for k in ("TENANTD_CONFIG", "TENANTD_TEST_PG", "TENANTD_TEST_BACKEND"):
         env.pop(k, None)
+    dbs = []
+    pg_admin = os.environ.get("TENANTD_TEST_PG")
+    if args.postgres:
+        if not pg_admin:
+            print("--postgres needs TENANTD_TEST_PG (a superuser URL)", file=sys.stderr)
+            return 1
+        dbs = postgres_deployment(pg_admin, work, env)
     server = subprocess.Popen([args.binary, "serve"], env=env, stdout=subprocess.DEVNULL,
                               stderr=open(os.path.join(work, "server.log"), "w"))
     try:
@@ -116,6 +152,9 @@ def main():
         except subprocess.TimeoutExpired:
             server.kill()
         shutil.rmtree(work, ignore_errors=True)
+        for db in dbs:
+            subprocess.run(["psql", pg_admin, "-q", "-c", f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"],
+                           capture_output=True)
 
 
 if __name__ == "__main__":
