@@ -1,6 +1,5 @@
 //! After `kill -9` and a restart, every acknowledged write is there.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
@@ -32,11 +31,7 @@ fn start_with(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Child
 #[tokio::test]
 async fn a_killed_server_restarts_with_every_acknowledged_write() {
     let dir = temp_dir();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helpers::free_port();
     let base = format!("http://127.0.0.1:{port}");
     tenantd_server::install_tls_provider();
     let client = reqwest::Client::new();
@@ -208,11 +203,7 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn uploads_cut_off_by_a_kill_are_released_after_the_restart_with_no_orphan_blob() {
     let dir = temp_dir();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helpers::free_port();
     let base = format!("http://127.0.0.1:{port}");
     tenantd_server::install_tls_provider();
     let client = reqwest::Client::new();

@@ -133,51 +133,6 @@ async fn a_full_disk_is_507_and_writes_work_again_once_space_is_freed() {
     drop(app);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `redis-server` of the test's own, on `port`, answering before this returns.
-fn redis_on(test: &str, port: u16) -> Option<std::process::Child> {
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: no redis-server and CI=true")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED {test}: no redis-server");
-            return None;
-        }
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "redis-server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Some(child)
-}
-
 async fn median_latency(app: &TestApp, token: &str, n: usize) -> std::time::Duration {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
@@ -193,8 +148,8 @@ async fn median_latency(app: &TestApp, token: &str, n: usize) -> std::time::Dura
 #[tokio::test]
 async fn with_redis_killed_a_request_costs_no_redis_round_trip_until_it_is_back() {
     let test = "with_redis_killed_a_request_costs_no_redis_round_trip_until_it_is_back";
-    let port = free_port();
-    let Some(mut redis) = redis_on(test, port) else {
+    let port = crate::helpers::free_port();
+    let Some(mut redis) = crate::helpers::spawn_redis(test, port) else {
         return;
     };
     let url = format!("redis://127.0.0.1:{port}");
@@ -272,7 +227,7 @@ async fn with_redis_killed_a_request_costs_no_redis_round_trip_until_it_is_back(
     );
 
     // Redis back on the same address: the probe finds it and limits are shared again.
-    let mut redis = redis_on(test, port).unwrap();
+    let mut redis = crate::helpers::spawn_redis(test, port).unwrap();
     wait_shared().await;
     let _ = redis.kill();
     let _ = redis.wait();
@@ -346,7 +301,7 @@ impl OwnPg {
         let pg = OwnPg {
             bin,
             dir,
-            port: free_port(),
+            port: crate::helpers::free_port(),
             user,
         };
         let data = pg.dir.join("data").display().to_string();

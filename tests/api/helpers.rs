@@ -494,67 +494,58 @@ impl TestApp {
     pub async fn stored_signing_keys(&self) -> Vec<(String, Vec<u8>)> {
         use sqlx::Row;
         let sql = "SELECT kid, private_key FROM signing_keys ORDER BY created_at";
-        let rows: Vec<(String, Vec<u8>)> = match &self.pg {
-            Some(pg) => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect(&pg.superuser_url(0))
-                    .await
-                    .unwrap();
+        match self.raw_catalog().await {
+            RawCatalog::Pg(pool) => {
                 let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
                 pool.close().await;
                 rows.iter().map(|r| (r.get(0), r.get(1))).collect()
             }
-            None => {
-                let url = format!("sqlite://{}", self.dir.join("catalog.db").display());
-                let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect(&url)
-                    .await
-                    .unwrap();
+            RawCatalog::Sqlite(pool) => {
                 let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
                 pool.close().await;
                 rows.iter().map(|r| (r.get(0), r.get(1))).collect()
             }
-        };
-        rows
+        }
     }
 
     /// Stores a signing key the way a release before sealing did: the private key in clear.
     pub async fn insert_clear_signing_key(&self, kid: &str, seed: &[u8], public: &[u8]) {
         let sql = "INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES ($1, $2, $3, '2999-01-01T00:00:00.000000Z')";
+        match self.raw_catalog().await {
+            RawCatalog::Pg(pool) => {
+                let q = sqlx::query(sql).bind(kid).bind(seed).bind(public);
+                q.execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            RawCatalog::Sqlite(pool) => {
+                let q = sqlx::query(sql).bind(kid).bind(seed).bind(public);
+                q.execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    /// A one-connection pool on the catalog behind the application's back (a superuser on
+    /// PostgreSQL, so nothing the serving role lacks stands in the way).
+    async fn raw_catalog(&self) -> RawCatalog {
         match &self.pg {
-            Some(pg) => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
+            Some(pg) => RawCatalog::Pg(
+                sqlx::postgres::PgPoolOptions::new()
                     .max_connections(1)
                     .connect(&pg.superuser_url(0))
                     .await
-                    .unwrap();
-                sqlx::query(sql)
-                    .bind(kid)
-                    .bind(seed)
-                    .bind(public)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
-            }
-            None => {
-                let url = format!("sqlite://{}", self.dir.join("catalog.db").display());
-                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .unwrap(),
+            ),
+            None => RawCatalog::Sqlite(
+                sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(1)
-                    .connect(&url)
+                    .connect(&format!(
+                        "sqlite://{}",
+                        self.dir.join("catalog.db").display()
+                    ))
                     .await
-                    .unwrap();
-                sqlx::query(sql)
-                    .bind(kid)
-                    .bind(seed)
-                    .bind(public)
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
-            }
+                    .unwrap(),
+            ),
         }
     }
 
@@ -579,6 +570,12 @@ impl TestApp {
         }
         cmd.output().unwrap()
     }
+}
+
+/// The catalog's database, by backend.
+enum RawCatalog {
+    Pg(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
 }
 
 impl Drop for TestApp {
@@ -627,4 +624,51 @@ pub async fn call_at(
     let resp = r.send().await.unwrap();
     let s = resp.status().as_u16();
     (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A free port on 127.0.0.1 (bound, then released, for a child process to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of the test's own on `port`, answering before this returns; `None` (a
+/// skip, or a failure under `CI=true`) where there is no `redis-server`.
+pub fn spawn_redis(test: &str, port: u16) -> Option<std::process::Child> {
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: no redis-server and CI=true")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED {test}: no Redis (set TENANTD_TEST_REDIS or install redis-server)");
+            return None;
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child)
 }

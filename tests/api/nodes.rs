@@ -1,14 +1,15 @@
 //! Two API nodes on one PostgreSQL and one Redis: quotas, rate limits, suspensions and
 //! revoked keys hold across them.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_EMAIL, PgTest, call_at, require_postgres, temp_dir, wait_healthy};
+use crate::helpers::{
+    ADMIN_EMAIL, PgTest, call_at, free_port, require_postgres, temp_dir, wait_healthy,
+};
 
 const PASSWORD: &str = "two-nodes-admin-pass";
 
@@ -25,35 +26,10 @@ impl TestRedis {
             return Some(TestRedis { url, child: None });
         }
         let port = free_port();
-        match Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => Some(TestRedis {
-                url: format!("redis://127.0.0.1:{port}"),
-                child: Some(child),
-            }),
-            Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("{test}: no redis-server and CI=true")
-            }
-            Err(_) => {
-                eprintln!(
-                    "SKIPPED {test}: no Redis (set TENANTD_TEST_REDIS or install redis-server)"
-                );
-                None
-            }
-        }
+        crate::helpers::spawn_redis(test, port).map(|child| TestRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            child: Some(child),
+        })
     }
 }
 
@@ -64,14 +40,6 @@ impl Drop for TestRedis {
             let _ = c.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Node {

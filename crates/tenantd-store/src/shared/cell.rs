@@ -153,6 +153,17 @@ macro_rules! cell_impl {
             Ok(r)
         }
 
+        /// Drops an upload's reservation note (its upload completed or was aborted).
+        async fn forget_reservation(conn: &mut $Conn, scope: &TenantScope, id: FileId) -> Result<()> {
+            sqlx::query("DELETE FROM upload_reservations WHERE file_id = $1 AND tenant_id = $2")
+                .bind(id.to_string())
+                .bind(scope.tenant_id().to_string())
+                .execute(&mut *conn)
+                .await
+                .map_err(classify)?;
+            Ok(())
+        }
+
         /// Whether `id` is visible to the tenant without being its own (shared with it).
         async fn visible_shared(
             conn: &mut $Conn,
@@ -472,12 +483,7 @@ macro_rules! cell_impl {
                 if n != 1 {
                     return Err(Error::NotFound);
                 }
-                sqlx::query("DELETE FROM upload_reservations WHERE file_id = $1 AND tenant_id = $2")
-                    .bind(id.to_string())
-                    .bind(scope.tenant_id().to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
+                forget_reservation(&mut tx, scope, id).await?;
                 append(&mut tx, scope.tenant_id(), vec![audit]).await?;
                 let meta = file_in(&mut tx, scope, id).await?;
                 tx.commit().await.map_err(classify)?;
@@ -497,12 +503,7 @@ macro_rules! cell_impl {
                 if let Some(size) = size {
                     release_slot(&mut tx, scope.tenant_id(), "storage_bytes", size).await?;
                 }
-                sqlx::query("DELETE FROM upload_reservations WHERE file_id = $1 AND tenant_id = $2")
-                    .bind(id.to_string())
-                    .bind(scope.tenant_id().to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
+                forget_reservation(&mut tx, scope, id).await?;
                 tx.commit().await.map_err(classify)
             }
 
