@@ -119,10 +119,18 @@ async fn the_openapi_document_and_docs_page_are_served() {
             && docs.text.contains("/openapi.json")
             && !docs.text.contains("https://cdn")
     );
-    assert_eq!(
-        app.call("GET", "/readyz", None, None).await.body["status"],
-        "ready"
+    let ready = app.call("GET", "/readyz", None, None).await;
+    assert_eq!(ready.body["status"], "ready", "{}", ready.text);
+    // Every dependency is named with its state.
+    assert_eq!(ready.body["catalog"], "ok");
+    assert!(
+        ready.body["cells"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|v| v == "ok")
     );
+    assert_eq!(ready.body["files"], "ok");
     // The pages load only their own scripts, and those are served.
     for (page, script) in [("/docs", "/docs/app.js"), ("/console", "/console/app.js")] {
         let p = app.call("GET", page, None, None).await;

@@ -183,3 +183,53 @@ async fn clear_keys_of_an_older_release_are_sealed_at_start_and_a_wrong_master_k
         "no new signing key either"
     );
 }
+
+#[tokio::test]
+async fn the_cli_rotates_keys_sealed_and_refuses_a_wrong_master_key_in_one_line() {
+    let app = TestApp::spawn().await;
+    let out = app.cli(&["keys", "rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = app.stored_signing_keys().await;
+    assert_eq!(stored.len(), 2, "the CLI added a key");
+    assert!(
+        stored.iter().all(|(_, v)| v.starts_with(b"TDS1")),
+        "the CLI's key is sealed too"
+    );
+    // The running node picks the new key up and signs with it.
+    app.state
+        .keys
+        .reload(app.state.catalog.as_ref())
+        .await
+        .unwrap();
+    let token = app.state.keys.issue("u", "t", "owner", "s", 0).unwrap();
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+    assert_eq!(kid, stored[1].0);
+
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd"));
+    cmd.args(["keys", "rotate", "--data-dir"])
+        .arg(&app.dir)
+        .env("TENANTD_PASSWORD_HASHING", "insecure-fast-for-tests")
+        .env(
+            "TENANTD_MASTER_KEY",
+            base64::engine::general_purpose::STANDARD.encode([1u8; 32]),
+        );
+    if let Some(pg) = &app.pg {
+        let cfg = app.dir.join("tenantd.toml");
+        std::fs::write(&cfg, pg.toml()).unwrap();
+        cmd.arg("--config").arg(cfg);
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("master key does not open"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(
+        app.stored_signing_keys().await.len(),
+        2,
+        "nothing was written"
+    );
+}

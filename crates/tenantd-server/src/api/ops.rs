@@ -112,6 +112,19 @@ async fn db_state(
     }
 }
 
+/// The file store's state for `/readyz`: a HEAD of a key that need not exist (not found is an
+/// answer). Files are not needed by every request, so a file store down makes the node
+/// `degraded`, not unready.
+async fn blob_state(state: &AppState) -> &'static str {
+    use object_store::ObjectStoreExt;
+    let probe = object_store::path::Path::from(".tenantd-probe");
+    match tokio::time::timeout(READY_TIMEOUT, state.blobs.head(&probe)).await {
+        Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => "ok",
+        Ok(Err(_)) => "unreachable",
+        Err(_) => "timeout",
+    }
+}
+
 /// Ready: the catalog and every cell answer. Every dependency is named with its state; the
 /// databases are asked at once, each for at most 800 ms, and Redis is reported as the
 /// background probe last saw it, so the answer comes within a second whatever is down. Not
@@ -119,9 +132,10 @@ async fn db_state(
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, content_type = "application/problem+json", body = Object)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let names: Vec<&String> = state.cells.keys().collect();
-    let (catalog, cell_states) = tokio::join!(
+    let (catalog, cell_states, files) = tokio::join!(
         db_state(state.catalog.ping()),
-        futures_util::future::join_all(names.iter().map(|n| db_state(state.cells[*n].ping())))
+        futures_util::future::join_all(names.iter().map(|n| db_state(state.cells[*n].ping()))),
+        blob_state(&state)
     );
     let mut all = catalog == "ok";
     let mut cells = serde_json::Map::new();
@@ -147,12 +161,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     let word = if !all {
         "unavailable"
-    } else if limits == "degraded" || invalidation == "degraded" {
+    } else if limits == "degraded" || invalidation == "degraded" || files != "ok" {
         "degraded"
     } else {
         "ready"
     };
-    let mut body = json!({"catalog": catalog, "cells": cells, "rate_limits": limits, "cache_invalidation": invalidation});
+    let mut body = json!({"catalog": catalog, "cells": cells, "files": files, "rate_limits": limits, "cache_invalidation": invalidation});
     if all {
         body["status"] = json!(word);
         return (StatusCode::OK, Json(body)).into_response();
