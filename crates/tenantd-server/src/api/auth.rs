@@ -212,7 +212,6 @@ async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "id_token_signing_alg_values_supported": ["EdDSA"],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
         "subject_types_supported": ["public"],
         "response_types_supported": ["token"],
         "claims_supported": ["sub", "tid", "role", "sid", "iss", "aud", "exp", "iat", "jti"],
