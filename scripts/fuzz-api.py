@@ -15,8 +15,11 @@ that platform admin and, in a second pass, as the owner of an ordinary tenant. T
 that cannot apply to an operation are switched off in `scripts/schemathesis.toml`, each with
 its reason; the server is never loosened to please the fuzzer.
 
-schemathesis comes from PyPI; `.ci/run` installs it into a virtualenv (SCHEMATHESIS names
-the executable, default `schemathesis` on PATH).
+Before fuzzing, it verifies the admin's access token with PyJWT — another language's JWT
+library — through OpenID discovery, with issuer and audience checked.
+
+schemathesis and PyJWT come from PyPI; `.ci/run` installs them into a virtualenv and runs this
+script with its python (SCHEMATHESIS names the executable, default `schemathesis` on PATH).
 """
 import argparse
 import json
@@ -49,6 +52,25 @@ def call(base, method, path, body=None, token=None):
         req.add_header("authorization", "Bearer " + token)
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read() or b"null")
+
+
+def verify_with_pyjwt(base, token):
+    """A token verifies with PyJWT through discovery; another audience or issuer does not."""
+    import jwt  # PyJWT, with `cryptography` for EdDSA
+
+    conf = call(base, "GET", "/.well-known/openid-configuration")
+    issuer = conf["issuer"]
+    key = jwt.PyJWKClient(conf["jwks_uri"]).get_signing_key_from_jwt(token).key
+    claims = jwt.decode(token, key, algorithms=["EdDSA"], audience=issuer, issuer=issuer,
+                        options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+    for wrong in ({"audience": "https://elsewhere.example", "issuer": issuer},
+                  {"audience": issuer, "issuer": "tenantd"}):
+        try:
+            jwt.decode(token, key, algorithms=["EdDSA"], **wrong)
+        except jwt.InvalidTokenError:
+            continue
+        raise AssertionError(f"PyJWT accepted a token with {wrong}")
+    print(f"PyJWT verified an access token through discovery (iss {issuer}, sub {claims['sub']})")
 
 
 def postgres_deployment(admin, work, env):
@@ -125,6 +147,7 @@ def main():
                 time.sleep(0.1)
         admin = call(base, "POST", "/v1/auth/login",
                      {"email": "root@fuzz.test", "password": "fuzz-admin-password"})["access_token"]
+        verify_with_pyjwt(base, admin)
         platform_key = call(base, "POST", "/v1/api-keys", {"name": "fuzz", "role": "admin"}, admin)["key"]
         owner = call(base, "POST", "/v1/auth/signup", {
             "email": "owner@fuzzco.test", "password": "fuzz-owner-password", "name": "Owner",
