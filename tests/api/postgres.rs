@@ -470,3 +470,65 @@ async fn two_deployments_on_one_cluster_reach_nothing_of_each_other() {
     }
     su.close().await;
 }
+
+/// An installation from before migration 3 — tables granted to the cluster-wide
+/// `tenantd_app`, `CONNECT` for `PUBLIC` — is upgraded by the next migration run: the shared
+/// role and `PUBLIC` hold nothing afterwards, and the serving role, granted directly, serves.
+#[tokio::test]
+async fn an_installation_from_before_migration_3_is_upgraded_to_its_own_grants() {
+    let Some(admin) =
+        require_postgres("an_installation_from_before_migration_3_is_upgraded_to_its_own_grants")
+    else {
+        return;
+    };
+    let pg = PgTest::create(&admin).await;
+    let loc = PgLocation {
+        url: pg.app_url(0),
+        migrate_url: Some(pg.owner_url(0)),
+        max_connections: 2,
+    };
+    tenantd_store::postgres::open_catalog(&loc).await.unwrap();
+    // Back to how migrations 1 and 2 left it.
+    let su = pool(&pg.superuser_url(0)).await;
+    let db = &pg.dbs[0];
+    for sql in [
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO tenantd_app"
+            .to_owned(),
+        format!("GRANT CONNECT, TEMPORARY ON DATABASE {db} TO PUBLIC"),
+        "GRANT USAGE ON SCHEMA public TO PUBLIC".to_owned(),
+        "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM tenantd_test_app".to_owned(),
+        format!("REVOKE CONNECT ON DATABASE {db} FROM tenantd_test_app"),
+        "GRANT tenantd_app TO tenantd_test_app".to_owned(),
+        "DROP TABLE _tenantd_grants".to_owned(),
+        "DELETE FROM _tenantd_migrations WHERE version = 3".to_owned(),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&su)
+            .await
+            .unwrap();
+    }
+    let before: bool =
+        sqlx::query_scalar("SELECT has_table_privilege('tenantd_app', 'users', 'SELECT')")
+            .fetch_one(&su)
+            .await
+            .unwrap();
+    assert!(before, "the old layout is in place");
+
+    tenantd_store::postgres::open_catalog(&loc)
+        .await
+        .expect("the upgrade serves");
+    let (shared, public_connect, serving, member): (bool, bool, bool, bool) = sqlx::query_as(
+        "SELECT has_table_privilege('tenantd_app', 'users', 'SELECT') OR has_table_privilege('tenantd_app', 'signing_keys', 'SELECT'),
+                EXISTS (SELECT 1 FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'),
+                has_table_privilege('tenantd_test_app', 'users', 'SELECT'),
+                pg_has_role('tenantd_test_app', 'tenantd_app', 'MEMBER')",
+    )
+    .fetch_one(&su)
+    .await
+    .unwrap();
+    assert!(!shared, "tenantd_app still holds privileges");
+    assert!(!public_connect, "PUBLIC may still connect");
+    assert!(serving, "the serving role was granted directly");
+    assert!(!member, "the serving role left tenantd_app");
+    su.close().await;
+}
