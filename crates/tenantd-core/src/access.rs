@@ -100,9 +100,10 @@ impl Role {
         self.permissions().contains(&p)
     }
 
-    /// Checks `p` and returns the proof a service function asks for.
-    pub fn grant(self, p: Permission) -> Option<Granted> {
-        self.has(p).then_some(Granted(p))
+    /// Checks the permission `P` and returns the proof a service function asks for.
+    pub fn grant<P: perm::Perm>(self) -> Option<Granted<P>> {
+        self.has(P::PERMISSION)
+            .then_some(Granted(std::marker::PhantomData))
     }
 
     /// Whether a holder of this role may give `other` to someone (a member, an invitation or
@@ -122,15 +123,93 @@ impl Role {
     }
 }
 
-/// Proof that a permission was checked for the caller. Only [`Role::grant`] makes one;
-/// service functions take it as an argument, so a forgotten check does not compile.
-#[derive(Debug, Clone, Copy)]
-pub struct Granted(Permission);
+/// One zero-sized type per permission, so a proof names its permission in its type.
+pub mod perm {
+    use super::Permission;
 
-impl Granted {
+    mod sealed {
+        pub trait Sealed {}
+    }
+
+    /// A permission as a type. Sealed: the set is this module's.
+    pub trait Perm: sealed::Sealed + Send + Sync + 'static {
+        /// The permission it stands for.
+        const PERMISSION: Permission;
+    }
+
+    macro_rules! perms {
+        ($($(#[$m:meta])* $name:ident),+ $(,)?) => {$(
+            $(#[$m])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+            impl sealed::Sealed for $name {}
+            impl Perm for $name {
+                const PERMISSION: Permission = Permission::$name;
+            }
+        )+};
+    }
+
+    perms!(
+        /// `tenant:read`
+        TenantRead,
+        /// `tenant:write`
+        TenantWrite,
+        /// `tenant:delete`
+        TenantDelete,
+        /// `members:read`
+        MembersRead,
+        /// `members:write`
+        MembersWrite,
+        /// `api_keys:read`
+        ApiKeysRead,
+        /// `api_keys:write`
+        ApiKeysWrite,
+        /// `resources:read`
+        ResourcesRead,
+        /// `resources:write`
+        ResourcesWrite,
+        /// `audit:read`
+        AuditRead,
+    );
+}
+
+/// Proof that the permission `P` was checked for the caller. Only [`Role::grant`] makes one
+/// (the field is private, and there is no `Default`); a service function takes the proof of
+/// the permission it needs, so a forgotten check — or the wrong one — does not compile:
+///
+/// ```compile_fail
+/// use tenantd_core::access::{Granted, Role, perm};
+/// fn write_something(_: Granted<perm::ResourcesWrite>) {}
+/// let read = Role::Viewer.grant::<perm::ResourcesRead>().unwrap();
+/// write_something(read); // a read proof is not a write proof
+/// ```
+///
+/// ```compile_fail
+/// use tenantd_core::access::{Granted, perm};
+/// let forged: Granted<perm::ResourcesWrite> = Granted(std::marker::PhantomData);
+/// ```
+///
+/// ```
+/// use tenantd_core::access::{Granted, Role, perm};
+/// fn write_something(_: Granted<perm::ResourcesWrite>) {}
+/// write_something(Role::Member.grant::<perm::ResourcesWrite>().unwrap());
+/// assert!(Role::Viewer.grant::<perm::ResourcesWrite>().is_none());
+/// ```
+#[derive(Debug)]
+pub struct Granted<P: perm::Perm>(std::marker::PhantomData<P>);
+
+impl<P: perm::Perm> Clone for Granted<P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: perm::Perm> Copy for Granted<P> {}
+
+impl<P: perm::Perm> Granted<P> {
     /// The permission that was checked.
     pub fn permission(self) -> Permission {
-        self.0
+        P::PERMISSION
     }
 }
 

@@ -6,7 +6,8 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use serde_json::{Value, json};
-use tenantd_core::access::{Granted, Permission, Role};
+use tenantd_core::access::perm::Perm;
+use tenantd_core::access::{Granted, Role};
 use tenantd_core::audit::AuditDraft;
 use tenantd_core::ids::{ApiKeyId, EventId, SessionId, TenantId, UserId};
 use tenantd_core::plans::Plan;
@@ -173,11 +174,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Checks a permission; a denial is audited and answered 403.
-    pub async fn require(&self, state: &AppState, p: Permission) -> Result<Granted, Error> {
-        if let Some(g) = self.role.grant(p) {
+    /// Checks the permission `P` (`ctx.require::<ResourcesWrite>(state)`); a denial is
+    /// audited and answered 403. The proof it returns is what the service function for `P`
+    /// takes.
+    pub async fn require<P: Perm>(&self, state: &AppState) -> Result<Granted<P>, Error> {
+        if let Some(g) = self.role.grant::<P>() {
             return Ok(g);
         }
+        let p = P::PERMISSION;
         let ev = event(
             &self.caller.meta,
             self.caller.actor.audit_name(),

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tenantd_core::Error;
-use tenantd_core::access::Permission;
+use tenantd_core::access::perm;
 use tenantd_core::ids::FileId;
 use tenantd_core::resource::FileMeta;
 use utoipa::{IntoParams, ToSchema};
@@ -82,7 +82,7 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<impl IntoResponse> {
-    let g = ctx.require(&state, Permission::ResourcesWrite).await?;
+    let g = ctx.require::<perm::ResourcesWrite>(&state).await?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .map(|v| {
@@ -136,7 +136,7 @@ async fn list(
     ctx: Ctx,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<FileResponse>>> {
-    let g = ctx.require(&state, Permission::ResourcesRead).await?;
+    let g = ctx.require::<perm::ResourcesRead>(&state).await?;
     let limit = cursor::limit(q.limit)?;
     let after = cursor::decode_id(q.cursor.as_deref(), "f")?.map(FileId);
     let items = svc::list(&state, &ctx, g, after, limit + 1).await?;
@@ -154,7 +154,7 @@ async fn get(
     ctx: Ctx,
     Path(i): Path<String>,
 ) -> ApiResult<Json<FileResponse>> {
-    let g = ctx.require(&state, Permission::ResourcesRead).await?;
+    let g = ctx.require::<perm::ResourcesRead>(&state).await?;
     Ok(Json(svc::get(&state, &ctx, g, id(&i)?).await?.into()))
 }
 
@@ -165,7 +165,7 @@ async fn content(
     ctx: Ctx,
     Path(i): Path<String>,
 ) -> ApiResult<Response> {
-    let g = ctx.require(&state, Permission::ResourcesRead).await?;
+    let g = ctx.require::<perm::ResourcesRead>(&state).await?;
     let (meta, bytes) = svc::content(&state, &ctx, g, id(&i)?).await?;
     let mut r = bytes.into_response();
     let h = r.headers_mut();
@@ -195,7 +195,7 @@ async fn delete(
     ctx: Ctx,
     Path(i): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let g = ctx.require(&state, Permission::ResourcesWrite).await?;
+    let g = ctx.require::<perm::ResourcesWrite>(&state).await?;
     svc::delete(&state, &ctx, g, id(&i)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

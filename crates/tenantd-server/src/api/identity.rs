@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use tenantd_core::Error;
-use tenantd_core::access::{Permission, Role};
+use tenantd_core::access::{Role, perm};
 use tenantd_core::ids::{ApiKeyId, InvitationId, UserId};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -45,7 +45,7 @@ async fn list_members(
     State(state): State<AppState>,
     ctx: Ctx,
 ) -> ApiResult<Json<Items<MemberResponse>>> {
-    let g = ctx.require(&state, Permission::MembersRead).await?;
+    let g = ctx.require::<perm::MembersRead>(&state).await?;
     let items = svc::list_members(&state, &ctx, g).await?;
     Ok(Json(Items {
         items: items.into_iter().map(Into::into).collect(),
@@ -67,7 +67,7 @@ async fn update_member(
     Path(user_id): Path<String>,
     ApiJson(req): ApiJson<RoleRequest>,
 ) -> ApiResult<Json<MemberResponse>> {
-    let g = ctx.require(&state, Permission::MembersWrite).await?;
+    let g = ctx.require::<perm::MembersWrite>(&state).await?;
     let user = path_id(&user_id, UserId::parse)?;
     let role = Role::parse(&req.role, "role")?;
     Ok(Json(
@@ -105,7 +105,7 @@ async fn invite(
     ctx: Ctx,
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let g = ctx.require(&state, Permission::MembersWrite).await?;
+    let g = ctx.require::<perm::MembersWrite>(&state).await?;
     let (inv, token) = svc::invite(&state, &ctx, g, &req.email, &req.role).await?;
     let mut body = InvitationResponse::from(inv);
     body.token = Some(token);
@@ -118,7 +118,7 @@ async fn list_invitations(
     State(state): State<AppState>,
     ctx: Ctx,
 ) -> ApiResult<Json<Items<InvitationResponse>>> {
-    let g = ctx.require(&state, Permission::MembersWrite).await?;
+    let g = ctx.require::<perm::MembersWrite>(&state).await?;
     let items = svc::list_invitations(&state, &ctx, g).await?;
     Ok(Json(Items {
         items: items.into_iter().map(Into::into).collect(),
@@ -132,7 +132,7 @@ async fn revoke_invitation(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let g = ctx.require(&state, Permission::MembersWrite).await?;
+    let g = ctx.require::<perm::MembersWrite>(&state).await?;
     svc::revoke_invitation(&state, &ctx, g, path_id(&id, InvitationId::parse)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -186,7 +186,7 @@ async fn create_key(
     ctx: Ctx,
     ApiJson(req): ApiJson<CreateKeyRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let g = ctx.require(&state, Permission::ApiKeysWrite).await?;
+    let g = ctx.require::<perm::ApiKeysWrite>(&state).await?;
     let (key, secret) = svc::create_api_key(
         &state,
         &ctx,
@@ -207,7 +207,7 @@ async fn list_keys(
     State(state): State<AppState>,
     ctx: Ctx,
 ) -> ApiResult<Json<Items<ApiKeyResponse>>> {
-    let g = ctx.require(&state, Permission::ApiKeysRead).await?;
+    let g = ctx.require::<perm::ApiKeysRead>(&state).await?;
     let items = svc::list_api_keys(&state, &ctx, g).await?;
     Ok(Json(Items {
         items: items.into_iter().map(Into::into).collect(),
@@ -221,7 +221,7 @@ async fn revoke_key(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let g = ctx.require(&state, Permission::ApiKeysWrite).await?;
+    let g = ctx.require::<perm::ApiKeysWrite>(&state).await?;
     svc::revoke_api_key(&state, &ctx, g, path_id(&id, ApiKeyId::parse)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

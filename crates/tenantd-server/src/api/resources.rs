@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use tenantd_core::Error;
-use tenantd_core::access::Permission;
+use tenantd_core::access::perm;
 use tenantd_core::ids::ResourceId;
 use tenantd_core::resource::{ListQuery, Resource, ResourceKind, SharedFilter};
 use utoipa::{IntoParams, ToSchema};
@@ -108,7 +108,7 @@ async fn create(
     ApiJson(req): ApiJson<CreateResourceRequest>,
 ) -> ApiResult<Response> {
     let kind = t.kind;
-    let g = ctx.require(&state, Permission::ResourcesWrite).await?;
+    let g = ctx.require::<perm::ResourcesWrite>(&state).await?;
     let input = svc::CreateInput {
         name: req.name,
         spec: req.spec,
@@ -145,7 +145,7 @@ async fn list(
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<ResourceResponse>>> {
     let kind = t.kind;
-    let g = ctx.require(&state, Permission::ResourcesRead).await?;
+    let g = ctx.require::<perm::ResourcesRead>(&state).await?;
     let limit = cursor::limit(q.limit)?;
     let shared = match q.shared.as_deref() {
         None => SharedFilter::Include,
@@ -177,7 +177,7 @@ async fn list(
     responses((status = 200, body = ResourceResponse, headers(("ETag" = String))), (status = 404)), security(("bearer" = [])))]
 async fn get(State(state): State<AppState>, t: Target, ctx: Ctx) -> ApiResult<Response> {
     let (kind, id) = (t.kind, t.id()?);
-    let g = ctx.require(&state, Permission::ResourcesRead).await?;
+    let g = ctx.require::<perm::ResourcesRead>(&state).await?;
     Ok(with_etag(
         StatusCode::OK,
         svc::get(&state, &ctx, g, kind, id).await?,
@@ -205,7 +205,7 @@ async fn update(
     ApiJson(req): ApiJson<PatchResourceRequest>,
 ) -> ApiResult<Response> {
     let (kind, id) = (t.kind, t.id()?);
-    let g = ctx.require(&state, Permission::ResourcesWrite).await?;
+    let g = ctx.require::<perm::ResourcesWrite>(&state).await?;
     let if_match = headers
         .get(header::IF_MATCH)
         .map(|v| v.to_str().unwrap_or("\"invalid\"").to_owned());
@@ -229,7 +229,7 @@ async fn update(
     responses((status = 204), (status = 403), (status = 404)), security(("bearer" = [])))]
 async fn delete(State(state): State<AppState>, t: Target, ctx: Ctx) -> ApiResult<StatusCode> {
     let (kind, id) = (t.kind, t.id()?);
-    let g = ctx.require(&state, Permission::ResourcesWrite).await?;
+    let g = ctx.require::<perm::ResourcesWrite>(&state).await?;
     svc::delete(&state, &ctx, g, kind, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tenantd_core::access::Permission;
+use tenantd_core::access::perm;
 use tenantd_core::ids::TenantId;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -266,6 +266,6 @@ async fn health(
 /// The tenant this request acts in.
 #[utoipa::path(get, path = "/v1/tenant", tag = "tenants", responses((status = 200, body = TenantResponse)), security(("bearer" = [])))]
 async fn current(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<TenantResponse>> {
-    ctx.require(&state, Permission::TenantRead).await?;
+    ctx.require::<perm::TenantRead>(&state).await?;
     Ok(Json(ctx.tenant.into()))
 }

@@ -1,4 +1,5 @@
-use tenantd_core::access::{Granted, Permission};
+use tenantd_core::access::Granted;
+use tenantd_core::access::perm::AuditRead;
 use tenantd_core::audit::{AuditEvent, AuditFilter, Verification, verify as verify_chain};
 use tenantd_core::{Error, Result};
 
@@ -7,8 +8,8 @@ use crate::state::AppState;
 
 /// Audit access: the role's `audit:read`, and the plan's `audit_logs` feature unless a
 /// platform admin is reading.
-pub async fn access(state: &AppState, ctx: &Ctx) -> Result<Granted> {
-    let g = ctx.require(state, Permission::AuditRead).await?;
+pub async fn access(state: &AppState, ctx: &Ctx) -> Result<Granted<AuditRead>> {
+    let g = ctx.require::<AuditRead>(state).await?;
     if !ctx.crossing && !ctx.caller.is_platform_admin() {
         ctx.plan.require_feature("audit_logs")?;
     }
@@ -19,7 +20,7 @@ pub async fn access(state: &AppState, ctx: &Ctx) -> Result<Granted> {
 pub async fn list(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<AuditRead>,
     filter: AuditFilter,
 ) -> Result<Vec<AuditEvent>> {
     state
@@ -29,12 +30,12 @@ pub async fn list(
 }
 
 /// The whole chain (exports).
-pub async fn all(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Vec<AuditEvent>> {
+pub async fn all(state: &AppState, ctx: &Ctx, _: Granted<AuditRead>) -> Result<Vec<AuditEvent>> {
     Ok(state.cell(&ctx.scope)?.audit_chain(&ctx.scope).await?.0)
 }
 
 /// Verifies the tenant's chain.
-pub async fn verify(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Verification> {
+pub async fn verify(state: &AppState, ctx: &Ctx, _: Granted<AuditRead>) -> Result<Verification> {
     let (events, head) = state.cell(&ctx.scope)?.audit_chain(&ctx.scope).await?;
     Ok(verify_chain(
         &events,

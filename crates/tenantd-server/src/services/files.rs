@@ -5,6 +5,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tenantd_core::access::Granted;
+use tenantd_core::access::perm::{ResourcesRead, ResourcesWrite};
 use tenantd_core::ids::FileId;
 use tenantd_core::resource::{FileMeta, NewFile, ResourceName, blob_key};
 use tenantd_core::{Error, Result, time};
@@ -111,7 +112,7 @@ fn remove_local_staging(dir: &std::path::Path, key: &str) {
 pub async fn upload(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<ResourcesWrite>,
     name: Option<&str>,
     ct: Option<&str>,
     body: Bytes,
@@ -181,7 +182,12 @@ pub async fn precheck(state: &AppState, ctx: &Ctx, declared: u64) -> Result<()> 
 }
 
 /// A file's metadata.
-pub async fn get(state: &AppState, ctx: &Ctx, _: Granted, id: FileId) -> Result<FileMeta> {
+pub async fn get(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted<ResourcesRead>,
+    id: FileId,
+) -> Result<FileMeta> {
     state.cell(&ctx.scope)?.get_file(&ctx.scope, id).await
 }
 
@@ -189,7 +195,7 @@ pub async fn get(state: &AppState, ctx: &Ctx, _: Granted, id: FileId) -> Result<
 pub async fn content(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<ResourcesRead>,
     id: FileId,
 ) -> Result<(FileMeta, Bytes)> {
     let meta = state.cell(&ctx.scope)?.get_file(&ctx.scope, id).await?;
@@ -212,7 +218,7 @@ pub async fn content(
 pub async fn list(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<ResourcesRead>,
     after: Option<FileId>,
     limit: u32,
 ) -> Result<Vec<FileMeta>> {
@@ -223,7 +229,12 @@ pub async fn list(
 }
 
 /// Deletes a file: the record and its count go in one transaction, then the blob.
-pub async fn delete(state: &AppState, ctx: &Ctx, _: Granted, id: FileId) -> Result<()> {
+pub async fn delete(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted<ResourcesWrite>,
+    id: FileId,
+) -> Result<()> {
     let ev = ctx.event("files.delete", "files", Some(id.to_string()), json!({}));
     state
         .cell(&ctx.scope)?

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use tenantd_core::access::{Granted, Permission, Role};
+use tenantd_core::access::perm::{ApiKeysRead, ApiKeysWrite, MembersRead, MembersWrite};
+use tenantd_core::access::{Granted, Role};
 use tenantd_core::identity::{
     ApiKey, Email, Invitation, Membership, NewInvitation, NewUser, Password,
 };
@@ -27,7 +28,11 @@ fn check_assign(ctx: &Ctx, role: Role) -> Result<()> {
 }
 
 /// The tenant's members.
-pub async fn list_members(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Vec<Membership>> {
+pub async fn list_members(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted<MembersRead>,
+) -> Result<Vec<Membership>> {
     state.catalog.list_members(ctx.tenant.id).await
 }
 
@@ -35,7 +40,7 @@ pub async fn list_members(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Vec
 pub async fn update_member(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<MembersWrite>,
     user: UserId,
     role: Role,
 ) -> Result<Membership> {
@@ -85,7 +90,7 @@ pub async fn remove_member(state: &AppState, ctx: &Ctx, user: UserId) -> Result<
         .ok_or(Error::NotFound)?;
     let leaving = ctx.caller.actor.user_id() == Some(user) && !ctx.crossing;
     if !leaving {
-        ctx.require(state, Permission::MembersWrite).await?;
+        ctx.require::<MembersWrite>(state).await?;
         check_assign(ctx, current.role)?;
     }
     let ev = ctx.event(
@@ -106,7 +111,7 @@ pub async fn remove_member(state: &AppState, ctx: &Ctx, user: UserId) -> Result<
 pub async fn invite(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<MembersWrite>,
     email: &str,
     role: &str,
 ) -> Result<(Invitation, String)> {
@@ -143,7 +148,11 @@ pub async fn invite(
 }
 
 /// The tenant's invitations.
-pub async fn list_invitations(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Vec<Invitation>> {
+pub async fn list_invitations(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted<MembersWrite>,
+) -> Result<Vec<Invitation>> {
     state.catalog.list_invitations(ctx.tenant.id).await
 }
 
@@ -151,7 +160,7 @@ pub async fn list_invitations(state: &AppState, ctx: &Ctx, _: Granted) -> Result
 pub async fn revoke_invitation(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<MembersWrite>,
     id: InvitationId,
 ) -> Result<()> {
     let ev = ctx.event(
@@ -270,7 +279,7 @@ pub async fn accept_invitation(
 pub async fn create_api_key(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<ApiKeysWrite>,
     name: &str,
     role: &str,
     expires_at: Option<&str>,
@@ -334,12 +343,21 @@ pub async fn create_api_key(
 }
 
 /// The tenant's API keys (never the secrets).
-pub async fn list_api_keys(state: &AppState, ctx: &Ctx, _: Granted) -> Result<Vec<ApiKey>> {
+pub async fn list_api_keys(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted<ApiKeysRead>,
+) -> Result<Vec<ApiKey>> {
     state.catalog.list_api_keys(ctx.tenant.id).await
 }
 
 /// Revokes an API key at once.
-pub async fn revoke_api_key(state: &AppState, ctx: &Ctx, _: Granted, id: ApiKeyId) -> Result<()> {
+pub async fn revoke_api_key(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted<ApiKeysWrite>,
+    id: ApiKeyId,
+) -> Result<()> {
     let ev = ctx.event(
         "api_keys.revoke",
         "api_keys",

@@ -1,5 +1,6 @@
 use serde_json::{Value, json};
 use tenantd_core::access::Granted;
+use tenantd_core::access::perm::{ResourcesRead, ResourcesWrite};
 use tenantd_core::ids::{ResourceId, TenantId};
 use tenantd_core::resource::*;
 use tenantd_core::tenant::{TenantScope, TenantType};
@@ -91,7 +92,7 @@ pub struct CreateInput {
 pub async fn create(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<ResourcesWrite>,
     kind: ResourceKind,
     input: CreateInput,
 ) -> Result<Resource> {
@@ -144,7 +145,7 @@ fn global_scope(state: &AppState, ctx: &Ctx) -> Option<TenantScope> {
 pub async fn get(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<ResourcesRead>,
     kind: ResourceKind,
     id: ResourceId,
 ) -> Result<Resource> {
@@ -166,7 +167,7 @@ pub async fn get(
 pub async fn list(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<ResourcesRead>,
     kind: ResourceKind,
     q: ListQuery,
 ) -> Result<Vec<Resource>> {
@@ -225,7 +226,7 @@ pub struct PatchInput {
 pub async fn update(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<ResourcesWrite>,
     kind: ResourceKind,
     id: ResourceId,
     input: PatchInput,
@@ -288,7 +289,7 @@ pub async fn update(
 pub async fn delete(
     state: &AppState,
     ctx: &Ctx,
-    _: Granted,
+    _: Granted<ResourcesWrite>,
     kind: ResourceKind,
     id: ResourceId,
 ) -> Result<()> {
