@@ -574,3 +574,57 @@ async fn create_owned(app: &TestApp, slug: String) -> crate::helpers::Resp {
     )
     .await
 }
+
+#[tokio::test]
+async fn platform_and_tenant_admin_denials_are_audited_like_every_permission_check() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", Some("starter")).await;
+    let viewer = app.join(&a.token, "viewer@acme.test", "viewer").await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/tenants",
+            Some(&a.token),
+            Some(json!({"name": "X", "slug": "xco", "plan": "free", "owner_email": "x@x.test"})),
+        )
+        .await;
+    r.assert_problem(403, "FORBIDDEN");
+    app.call(
+        "POST",
+        &format!("/v1/tenants/{}/suspend", a.tenant_id),
+        Some(&a.token),
+        Some(json!({"reason": "self"})),
+    )
+    .await
+    .assert_problem(403, "FORBIDDEN");
+    app.call(
+        "PATCH",
+        &format!("/v1/tenants/{}", a.tenant_id),
+        Some(&viewer),
+        Some(json!({"name": "Renamed"})),
+    )
+    .await
+    .assert_problem(403, "FORBIDDEN");
+    app.call(
+        "DELETE",
+        &format!("/v1/tenants/{}", a.tenant_id),
+        Some(&viewer),
+        None,
+    )
+    .await
+    .assert_problem(403, "FORBIDDEN");
+    let denials: Vec<String> = app
+        .audit_of(&a.tenant_id)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "permission.denied")
+        .map(|e| e["details"]["permission"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        denials.iter().filter(|p| *p == "platform:admin").count(),
+        2,
+        "{denials:?}"
+    );
+    assert!(denials.contains(&"tenant:write".to_owned()), "{denials:?}");
+    assert!(denials.contains(&"tenant:delete".to_owned()), "{denials:?}");
+}

@@ -41,6 +41,9 @@ pub enum Permission {
     ResourcesWrite,
     /// `audit:read`
     AuditRead,
+    /// `platform:admin`: tenant administration across tenants. No tenant role holds it; it is
+    /// an owner's or admin's of the platform tenant ([`grant_platform_admin`]).
+    PlatformAdmin,
 }
 
 impl Permission {
@@ -57,6 +60,7 @@ impl Permission {
             Permission::ResourcesRead => "resources:read",
             Permission::ResourcesWrite => "resources:write",
             Permission::AuditRead => "audit:read",
+            Permission::PlatformAdmin => "platform:admin",
         }
     }
 }
@@ -170,7 +174,18 @@ pub mod perm {
         ResourcesWrite,
         /// `audit:read`
         AuditRead,
+        /// `platform:admin`
+        PlatformAdmin,
     );
+}
+
+/// The platform-admin proof: for an owner or admin of the platform tenant, and nobody else.
+pub fn grant_platform_admin(
+    home: crate::tenant::TenantType,
+    role: Role,
+) -> Option<Granted<perm::PlatformAdmin>> {
+    (home == crate::tenant::TenantType::Platform && matches!(role, Role::Owner | Role::Admin))
+        .then_some(Granted(std::marker::PhantomData))
 }
 
 /// Proof that the permission `P` was checked for the caller. Only [`Role::grant`] makes one

@@ -6,12 +6,12 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use serde_json::{Value, json};
-use tenantd_core::access::perm::Perm;
-use tenantd_core::access::{Granted, Role};
+use tenantd_core::access::perm::{Perm, PlatformAdmin};
+use tenantd_core::access::{Granted, Permission, Role};
 use tenantd_core::audit::AuditDraft;
 use tenantd_core::ids::{ApiKeyId, EventId, SessionId, TenantId, UserId};
 use tenantd_core::plans::Plan;
-use tenantd_core::tenant::{Tenant, TenantScope, TenantType};
+use tenantd_core::tenant::{Tenant, TenantScope};
 use tenantd_core::{Error, time};
 
 use crate::auth::secrets::{hash_secret, looks_like_api_key};
@@ -104,7 +104,64 @@ impl Caller {
 
     /// Whether the caller administers the platform.
     pub fn is_platform_admin(&self) -> bool {
-        self.home.kind == TenantType::Platform && matches!(self.role, Role::Owner | Role::Admin)
+        tenantd_core::access::grant_platform_admin(self.home.kind, self.role).is_some()
+    }
+
+    /// Checks that the caller is a platform admin; a denial is audited in the caller's tenant
+    /// and answered 403, like every other permission check.
+    pub async fn require_platform_admin(
+        &self,
+        state: &AppState,
+    ) -> Result<Granted<PlatformAdmin>, Error> {
+        match tenantd_core::access::grant_platform_admin(self.home.kind, self.role) {
+            Some(g) => Ok(g),
+            None => Err(self
+                .denied(state, self.home.id, Permission::PlatformAdmin, self.role)
+                .await),
+        }
+    }
+
+    /// Checks `P` over tenant `t` named in a path (`/v1/tenants/{id}`): a platform admin holds
+    /// every permission there, a member what their role holds in it, anyone else nothing. A
+    /// denial is audited in the caller's tenant and answered 403.
+    pub async fn require_over<P: Perm>(
+        &self,
+        state: &AppState,
+        t: &Tenant,
+    ) -> Result<Granted<P>, Error> {
+        let role = if self.is_platform_admin() {
+            Role::Owner
+        } else if t.id == self.home.id {
+            self.role
+        } else {
+            Role::Viewer
+        };
+        match role.grant::<P>() {
+            Some(g) => Ok(g),
+            None => Err(self.denied(state, self.home.id, P::PERMISSION, role).await),
+        }
+    }
+
+    /// Audits a denied permission in `tenant`'s chain and makes its 403.
+    pub(crate) async fn denied(
+        &self,
+        state: &AppState,
+        tenant: TenantId,
+        p: Permission,
+        role: Role,
+    ) -> Error {
+        let ev = event(
+            &self.meta,
+            self.actor.audit_name(),
+            tenant,
+            "permission.denied",
+            p.as_str().split(':').next().unwrap_or("unknown"),
+            None,
+            "denied",
+            json!({ "permission": p.as_str(), "role": role.as_str() }),
+        );
+        crate::services::auth::append_now(state, tenant, ev).await;
+        Error::Forbidden(format!("the {role} role lacks {}", p.as_str()))
     }
 
     /// An audit draft by this caller in `tenant`.
@@ -181,29 +238,10 @@ impl Ctx {
         if let Some(g) = self.role.grant::<P>() {
             return Ok(g);
         }
-        let p = P::PERMISSION;
-        let ev = event(
-            &self.caller.meta,
-            self.caller.actor.audit_name(),
-            self.tenant.id,
-            "permission.denied",
-            p.as_str().split(':').next().unwrap_or("unknown"),
-            None,
-            "denied",
-            json!({ "permission": p.as_str(), "role": self.role.as_str() }),
-        );
-        if let Err(e) = state
-            .cell(&self.scope)?
-            .append_audit(&self.scope, vec![ev])
-            .await
-        {
-            tracing::warn!(error = %e, "could not audit a permission denial");
-        }
-        Err(Error::Forbidden(format!(
-            "the {} role lacks {}",
-            self.role,
-            p.as_str()
-        )))
+        Err(self
+            .caller
+            .denied(state, self.tenant.id, P::PERMISSION, self.role)
+            .await)
     }
 
     /// An audit draft by this request's caller in its tenant.

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use chrono::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use tenantd_core::access::{Permission, Role};
+use tenantd_core::access::{Role, perm};
 use tenantd_core::identity::{Email, NewInvitation};
 use tenantd_core::ids::{InvitationId, TenantId};
 use tenantd_core::plans::{CORE_QUOTAS, check_quota};
@@ -17,14 +17,6 @@ use crate::auth::secrets::{hash_secret, invitation_token};
 use crate::context::Caller;
 use crate::services::placement::{create_placed, placement};
 use crate::state::AppState;
-
-fn require_platform_admin(caller: &Caller) -> Result<()> {
-    if caller.is_platform_admin() {
-        Ok(())
-    } else {
-        Err(Error::Forbidden("platform admins only".into()))
-    }
-}
 
 /// A tenant by id or slug, for a caller allowed to see it (a platform admin, or a member):
 /// anyone else gets 404, as if it did not exist.
@@ -43,18 +35,6 @@ pub async fn visible(state: &AppState, caller: &Caller, id_or_slug: &str) -> Res
         Ok(t)
     } else {
         Err(Error::NotFound)
-    }
-}
-
-/// The caller's role over `t` for tenant administration: their own role in their home
-/// tenant, `owner` for a platform admin.
-fn role_over(caller: &Caller, t: &Tenant) -> Role {
-    if caller.is_platform_admin() {
-        Role::Owner
-    } else if t.id == caller.home.id {
-        caller.role
-    } else {
-        Role::Viewer
     }
 }
 
@@ -79,7 +59,7 @@ pub struct Created {
 
 /// Creates a tenant (platform admins).
 pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Result<Created> {
-    require_platform_admin(caller)?;
+    caller.require_platform_admin(state).await?;
     let mut v = tenantd_core::error::Validator::default();
     let name = v.check(DisplayName::parse(&input.name, "name"));
     let slug = v.check(TenantSlug::parse(&input.slug));
@@ -200,7 +180,7 @@ pub async fn list(
     after: Option<TenantId>,
     limit: u32,
 ) -> Result<Vec<Tenant>> {
-    require_platform_admin(caller)?;
+    caller.require_platform_admin(state).await?;
     state.catalog.list_tenants(after, limit).await
 }
 
@@ -233,12 +213,7 @@ pub async fn update(
     if t.status == TenantStatus::Deleted {
         return Err(Error::TenantDeleted);
     }
-    if !role_over(caller, &t).has(Permission::TenantWrite) {
-        return Err(Error::Forbidden(format!(
-            "the {} role lacks tenant:write",
-            caller.role
-        )));
-    }
+    caller.require_over::<perm::TenantWrite>(state, &t).await?;
     let mut v = tenantd_core::error::Validator::default();
     let name = input
         .name
@@ -298,7 +273,7 @@ pub async fn suspend(
     id: &str,
     reason: Option<String>,
 ) -> Result<Tenant> {
-    require_platform_admin(caller)?;
+    caller.require_platform_admin(state).await?;
     let t = visible(state, caller, id).await?;
     if t.kind == TenantType::Platform {
         return Err(Error::Forbidden(
@@ -326,7 +301,7 @@ pub async fn suspend(
 
 /// Reactivates a suspended tenant.
 pub async fn reactivate(state: &AppState, caller: &Caller, id: &str) -> Result<Tenant> {
-    require_platform_admin(caller)?;
+    caller.require_platform_admin(state).await?;
     let t = visible(state, caller, id).await?;
     if t.status == TenantStatus::Deleted {
         return Err(Error::TenantDeleted);
@@ -349,11 +324,7 @@ pub async fn reactivate(state: &AppState, caller: &Caller, id: &str) -> Result<T
 /// Soft-deletes a tenant (its owner, or a platform admin); the purge comes after retention.
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<Tenant> {
     let t = visible(state, caller, id).await?;
-    if !role_over(caller, &t).has(Permission::TenantDelete) {
-        return Err(Error::Forbidden(
-            "only an owner or a platform admin deletes a tenant".into(),
-        ));
-    }
+    caller.require_over::<perm::TenantDelete>(state, &t).await?;
     if t.kind == TenantType::Platform {
         return Err(Error::Forbidden(
             "the platform tenant cannot be deleted".into(),
@@ -449,7 +420,7 @@ pub async fn set_plan(
     plan: &str,
     force: bool,
 ) -> Result<Tenant> {
-    require_platform_admin(caller)?;
+    caller.require_platform_admin(state).await?;
     let t = visible(state, caller, id).await?;
     if t.status == TenantStatus::Deleted {
         return Err(Error::TenantDeleted);
