@@ -555,6 +555,52 @@ fn record_tenant(parts: &Parts, tenant: TenantId) {
     }
 }
 
+/// What a request's tenant sources resolve to.
+pub struct Resolution {
+    /// Who calls, in their home tenant.
+    pub caller: Caller,
+    /// The tenant the request acts in: the home tenant, or the one a platform admin names in
+    /// `X-Tenant-ID`.
+    pub target: Tenant,
+    /// Whether that is a platform admin's crossing into another tenant.
+    pub crossing: bool,
+}
+
+/// The one place the mismatch rule lives (DESIGN.md, "tenant context"): every source of tenant
+/// context — the credential, `X-Tenant-ID`, the subdomain, the `tenant` cookie — must name the
+/// same tenant, except that a platform admin may name another in `X-Tenant-ID` and act there
+/// (`cross`; for tenant-path endpoints the header is allowed but no crossing is made). Any
+/// other disagreement is `TENANT_MISMATCH`, audited in the caller's tenant.
+pub async fn resolve(state: &AppState, parts: &Parts, cross: bool) -> Result<Resolution, ApiError> {
+    let caller = authenticate(state, parts).await?;
+    let (header, others) = match named_tenants(state, parts) {
+        Ok(n) => n,
+        Err(e) => return Err(refuse(state, parts, &caller, e).await),
+    };
+    let mut target = caller.home.clone();
+    let mut crossing = false;
+    if let Some(h) = header.as_deref().filter(|h| !names(&caller.home, h)) {
+        if !caller.is_platform_admin() {
+            return Err(refuse(state, parts, &caller, Error::TenantMismatch).await);
+        }
+        if cross {
+            target = lookup(state, h).await?.ok_or(Error::NotFound)?;
+            crossing = target.id != caller.home.id;
+        }
+    }
+    if others
+        .iter()
+        .any(|v| !names(&target, v) && !names(&caller.home, v))
+    {
+        return Err(refuse(state, parts, &caller, Error::TenantMismatch).await);
+    }
+    Ok(Resolution {
+        caller,
+        target,
+        crossing,
+    })
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -564,22 +610,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(state, parts).await?;
-        let (header, others) = match named_tenants(state, parts) {
-            Ok(n) => n,
-            Err(e) => return Err(refuse(state, parts, &caller, e).await),
-        };
-        let admin_header = header
-            .as_deref()
-            .is_some_and(|_| caller.is_platform_admin());
-        if header
-            .iter()
-            .filter(|_| !admin_header)
-            .chain(others.iter())
-            .any(|v| !names(&caller.home, v))
-        {
-            return Err(refuse(state, parts, &caller, Error::TenantMismatch).await);
-        }
+        let Resolution { caller, .. } = resolve(state, parts, false).await?;
         record_tenant(parts, caller.home.id);
         rate_limit(state, parts, &caller.home).await?;
         Ok(caller)
@@ -593,26 +624,11 @@ impl FromRequestParts<AppState> for Ctx {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(state, parts).await?;
-        let (header, others) = match named_tenants(state, parts) {
-            Ok(n) => n,
-            Err(e) => return Err(refuse(state, parts, &caller, e).await),
-        };
-        let mut target = caller.home.clone();
-        let mut crossing = false;
-        if let Some(h) = header.as_deref().filter(|h| !names(&caller.home, h)) {
-            if !caller.is_platform_admin() {
-                return Err(refuse(state, parts, &caller, Error::TenantMismatch).await);
-            }
-            target = lookup(state, h).await?.ok_or(Error::NotFound)?;
-            crossing = target.id != caller.home.id;
-        }
-        if others
-            .iter()
-            .any(|v| !names(&target, v) && !names(&caller.home, v))
-        {
-            return Err(refuse(state, parts, &caller, Error::TenantMismatch).await);
-        }
+        let Resolution {
+            caller,
+            target,
+            crossing,
+        } = resolve(state, parts, true).await?;
         target.ensure_serving()?;
         record_tenant(parts, target.id);
         let scope = TenantScope::unscoped_trusted(target.id, target.cell.clone());
