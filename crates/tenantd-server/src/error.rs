@@ -2,7 +2,8 @@
 //!
 //! Each variant of the domain error maps to one status and API code. A 500 body is fixed
 //! text: the cause is logged inside the request span, never sent. `request_id` is added to
-//! every problem body by the `problem` middleware, which also turns errors produced outside
+//! every problem body by the request-context middleware (from the [`ProblemBody`] the
+//! response carries, never by parsing the body), which also turns errors produced outside
 //! the handlers (unknown route, wrong method, body too large, panic) into problem+json.
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -41,6 +42,11 @@ impl From<Error> for ApiError {
     }
 }
 
+/// A problem's body, carried in the response's extensions so the request-context middleware
+/// can add `request_id` without reading the body back.
+#[derive(Debug, Clone)]
+pub struct ProblemBody(pub Value);
+
 /// Builds a problem body.
 pub fn problem(status: StatusCode, code: &str, detail: &str, extras: Value) -> Response {
     let mut body = json!({
@@ -56,6 +62,7 @@ pub fn problem(status: StatusCode, code: &str, detail: &str, extras: Value) -> R
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    resp.extensions_mut().insert(ProblemBody(body));
     resp
 }
 

@@ -17,7 +17,7 @@ use tenantd_core::Error;
 use tenantd_core::ids::TenantId;
 use tracing::Instrument;
 
-use crate::error::{ApiError, PROBLEM_JSON, problem, problem_for_status};
+use crate::error::{ApiError, PROBLEM_JSON, ProblemBody, problem, problem_for_status};
 use crate::limits::RateInfo;
 
 /// Per-request facts every layer may need.
@@ -108,24 +108,20 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Makes an error response problem+json carrying `request_id`.
-async fn with_request_id(resp: Response, rid: &str) -> Response {
-    let is_problem = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    let (parts, body) = resp.into_parts();
-    let ours = if is_problem {
-        json_body(Response::new(body)).await
-    } else {
-        None
-    };
-    let mut value = match ours {
-        Some(v) => v,
-        None => json_body(problem_for_status(parts.status))
-            .await
+/// Makes an error response problem+json carrying `request_id`: a problem made by
+/// [`crate::error::problem`] carries its body in the response's extensions; any other error
+/// response (a layer's 408 or 413, a panic's 500, a rejection from axum) gets the problem for
+/// its status. The original's other headers (`Retry-After`, `Allow`, …) are kept.
+async fn with_request_id(mut resp: Response, rid: &str) -> Response {
+    let body = match resp.extensions_mut().remove::<ProblemBody>() {
+        Some(ProblemBody(v)) => v,
+        None => problem_for_status(resp.status())
+            .extensions_mut()
+            .remove::<ProblemBody>()
+            .map(|p| p.0)
             .unwrap_or_else(|| serde_json::json!({})),
     };
+    let mut value = body;
     if let Some(o) = value.as_object_mut() {
         o.insert("request_id".into(), rid.into());
     }
@@ -133,27 +129,18 @@ async fn with_request_id(resp: Response, rid: &str) -> Response {
         .get("status")
         .and_then(|s| s.as_u64())
         .and_then(|s| StatusCode::from_u16(s as u16).ok())
-        .unwrap_or(parts.status);
+        .unwrap_or(resp.status());
+    let (parts, _) = resp.into_parts();
     let mut fresh = (status, value.to_string()).into_response();
     fresh
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-    // Keep the original's other headers (Retry-After, Allow, ...).
     for (k, v) in parts.headers.iter() {
         if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
             fresh.headers_mut().insert(k.clone(), v.clone());
         }
     }
     fresh
-}
-
-async fn json_body(resp: Response) -> Option<serde_json::Value> {
-    let bytes = axum::body::to_bytes(resp.into_body(), 256 * 1024)
-        .await
-        .ok()?;
-    serde_json::from_slice(&bytes)
-        .ok()
-        .filter(|v: &serde_json::Value| v.is_object())
 }
 
 /// A JSON body. A body must come as `application/json` (parameters allowed) or
