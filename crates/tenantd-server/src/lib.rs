@@ -21,6 +21,8 @@ pub mod context;
 pub mod error;
 /// Request plumbing.
 pub mod http;
+/// The job supervisor: background work started and stopped with `serve`.
+pub mod jobs;
 /// Rate limits.
 pub mod limits;
 /// The audit outbox relay.
@@ -108,38 +110,49 @@ pub fn router(state: AppState) -> Router {
     .layer(axum::middleware::from_fn(http::request_context))
 }
 
-/// Releases the reservations of unanswered uploads (a killed process, a request cut off by
-/// its timeout) at start and every few seconds after.
-fn spawn_upload_sweep(state: AppState) {
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = services::files::release_expired_uploads(&state).await {
-                tracing::warn!(error = %e, "upload sweep failed; will retry");
-            }
-            tokio::time::sleep(Duration::from_secs(5)).await;
+/// Starts the background jobs of a serving node.
+fn start_jobs(state: &AppState) -> jobs::Jobs {
+    let mut jobs = jobs::Jobs::new();
+    let st = state.clone();
+    jobs.start("audit-relay", move |stop| relay::job(st, stop));
+    // Reservations of unanswered uploads (a killed process, a request cut off by its timeout):
+    // at start, and every few seconds after.
+    let st = state.clone();
+    jobs.every("upload-sweep", Duration::from_secs(5), move || {
+        let st = st.clone();
+        async move {
+            services::files::release_expired_uploads(&st)
+                .await
+                .map(|_| ())
         }
     });
+    if let Some(url) = state.config.redis_url.clone() {
+        let (cache, subscribed) = (
+            state.auth_cache.clone(),
+            state.invalidations_subscribed.clone(),
+        );
+        jobs.start("cache-invalidation", move |mut stop| async move {
+            tokio::select! {
+                _ = cache::subscribe(url, cache, subscribed) => {}
+                _ = stop.stopped() => {}
+            }
+        });
+    }
+    jobs
 }
 
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves until `shutdown` resolves, then lets requests in flight finish (up to 10 s);
-/// starts the audit relay. Connections that dawdle over their headers are closed.
+/// Serves until `shutdown` resolves, then lets requests in flight finish (up to 10 s) and
+/// stops the background jobs (up to 5 s); starts them first. Connections that dawdle over
+/// their headers are closed.
 pub async fn run(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    relay::spawn(state.clone());
-    spawn_upload_sweep(state.clone());
-    if let Some(url) = state.config.redis_url.clone() {
-        tokio::spawn(cache::subscribe(
-            url,
-            state.auth_cache.clone(),
-            state.invalidations_subscribed.clone(),
-        ));
-    }
+    let jobs = start_jobs(&state);
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -174,5 +187,7 @@ pub async fn run(
     }
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    // The jobs stop after the requests they serve have drained.
+    jobs.stop(Duration::from_secs(5)).await;
     Ok(())
 }

@@ -38,17 +38,22 @@ pub async fn flush(state: &AppState) -> Result<()> {
     }
 }
 
-/// Flushes after each kick, and every two seconds to pick up what a crash left behind.
-pub fn spawn(state: AppState) {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = state.relay_kick.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-            if let Err(e) = flush(&state).await {
-                tracing::warn!(error = %e, "audit relay failed; will retry");
+/// The relay as a job: flushes after each kick and every two seconds (to pick up what a crash
+/// left behind), and once more when stopped, so nothing the node wrote waits for the next start.
+pub async fn job(state: AppState, mut stop: crate::jobs::Stop) {
+    loop {
+        tokio::select! {
+            _ = state.relay_kick.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.stopped() => {
+                if let Err(e) = flush(&state).await {
+                    tracing::warn!(error = %e, "last audit relay flush failed; the next start relays it");
+                }
+                return;
             }
         }
-    });
+        if let Err(e) = flush(&state).await {
+            tracing::warn!(error = %e, "audit relay failed; will retry");
+        }
+    }
 }
