@@ -18,16 +18,8 @@ use tenantd_core::ids::TenantId;
 use tracing::Instrument;
 
 use crate::error::{ApiError, PROBLEM_JSON, ProblemBody, problem, problem_for_status};
-use crate::limits::RateInfo;
-
-/// Per-request facts every layer may need.
-#[derive(Debug, Clone)]
-pub struct RequestMeta {
-    /// The request id (`X-Request-ID`).
-    pub request_id: String,
-    /// The client address.
-    pub ip: Option<String>,
-}
+pub use tenantd_app::context::RequestMeta;
+use tenantd_app::limits::RateInfo;
 
 /// What the extractors learn and the middleware writes into the response headers.
 #[derive(Debug, Default)]

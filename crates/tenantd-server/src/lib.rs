@@ -1,36 +1,27 @@
-//! tenantd-server: the HTTP server.
+//! tenantd-server: the HTTP server over `tenantd-app`.
 //!
-//! `http` holds the plumbing (request context, problem+json, extractors), `context` the
-//! request path from credentials to a tenant-bound `Ctx`, `services` the use cases, `api`
-//! the handlers with their OpenAPI descriptions. State holds the stores as trait objects.
+//! `http` holds the plumbing (the request-context middleware, the JSON and query extractors),
+//! `resolve` the tenant resolution from a request to a `Caller` or a tenant-bound `Ctx`,
+//! `error` the one mapping to problem+json, `api` the handlers with their OpenAPI
+//! descriptions. The application itself — state, services, jobs — is `tenantd-app`.
 //!
 //! Entry points: [`AppState::build`] (stores, keys, bootstrap), [`router`], and [`run`].
 #![forbid(unsafe_code)]
 
 /// HTTP handlers and their OpenAPI paths.
 pub mod api;
-/// Credentials.
-pub mod auth;
-/// The per-node cache of resolved credentials and its invalidation.
-pub mod cache;
-/// Configuration.
-pub mod config;
-/// From credentials to a tenant-bound request context.
-pub mod context;
 /// The HTTP error type.
 pub mod error;
 /// Request plumbing.
 pub mod http;
-/// The job supervisor: background work started and stopped with `serve`.
-pub mod jobs;
-/// Rate limits.
-pub mod limits;
-/// The audit outbox relay.
-pub mod relay;
-/// Use cases.
-pub mod services;
-/// Application state and bootstrap.
-pub mod state;
+/// Tenant resolution: from the request to a `Caller` or a tenant-bound `Ctx`.
+pub mod resolve;
+
+// The application, re-exported under the paths the handlers, the CLI and the tests use.
+pub use tenantd_app::{
+    AppState, auth, cache, config, context, install_tls_provider, jobs, limits, relay, services,
+    state,
+};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,19 +30,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-pub use state::AppState;
 use tenantd_core::Error;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-
-/// Makes rustls (under reqwest, for the S3 client) use ring; call before any HTTP client is
-/// built. The tree has no aws-lc (see CRATES.md), so without this a client panics. Idempotent.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 /// The whole application as a router (tests call it in process).
 pub fn router(state: AppState) -> Router {
@@ -110,37 +94,6 @@ pub fn router(state: AppState) -> Router {
     .layer(axum::middleware::from_fn(http::request_context))
 }
 
-/// Starts the background jobs of a serving node.
-fn start_jobs(state: &AppState) -> jobs::Jobs {
-    let mut jobs = jobs::Jobs::new();
-    let st = state.clone();
-    jobs.start("audit-relay", move |stop| relay::job(st, stop));
-    // Reservations of unanswered uploads (a killed process, a request cut off by its timeout):
-    // at start, and every few seconds after.
-    let st = state.clone();
-    jobs.every("upload-sweep", Duration::from_secs(5), move || {
-        let st = st.clone();
-        async move {
-            services::files::release_expired_uploads(&st)
-                .await
-                .map(|_| ())
-        }
-    });
-    if let Some(url) = state.config.redis_url.clone() {
-        let (cache, subscribed) = (
-            state.auth_cache.clone(),
-            state.invalidations_subscribed.clone(),
-        );
-        jobs.start("cache-invalidation", move |mut stop| async move {
-            tokio::select! {
-                _ = cache::subscribe(url, cache, subscribed) => {}
-                _ = stop.stopped() => {}
-            }
-        });
-    }
-    jobs
-}
-
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -152,7 +105,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let jobs = start_jobs(&state);
+    let jobs = jobs::start_serving(&state);
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);

@@ -13,9 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::cursor;
-use crate::context::Ctx;
 use crate::error::ApiResult;
 use crate::http::ApiQuery;
+use crate::resolve::InTenant;
 use crate::services::audit as svc;
 use crate::state::AppState;
 
@@ -47,7 +47,7 @@ pub struct AuditParams {
     responses((status = 200, body = Object, description = "{items, next_cursor}"), (status = 403)), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     ApiQuery(q): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<Value>> {
     let g = svc::access(&state, &ctx).await?;
@@ -130,7 +130,7 @@ fn csv(events: &[AuditEvent]) -> String {
     responses((status = 200, description = "one event per line (ndjson) or a CSV table", content((String = "application/x-ndjson"), (String = "text/csv"))), (status = 403), (status = 422)), security(("bearer" = [])))]
 async fn export(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     ApiQuery(q): ApiQuery<ExportParams>,
 ) -> ApiResult<Response> {
     let g = svc::access(&state, &ctx).await?;
@@ -164,7 +164,7 @@ async fn export(
 
 /// Verifies the tenant's hash chain: `{ok, events, head}` or `{ok: false, first_bad_seq}`.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, body = Object)), security(("bearer" = [])))]
-async fn verify(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Value>> {
+async fn verify(State(state): State<AppState>, InTenant(ctx): InTenant) -> ApiResult<Json<Value>> {
     let g = svc::access(&state, &ctx).await?;
     let v = svc::verify(&state, &ctx, g).await?;
     Ok(Json(

@@ -11,9 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::dto::{TenantResponse, UserResponse};
-use crate::context::Caller;
 use crate::error::ApiResult;
 use crate::http::{ApiJson, RequestMeta};
+use crate::resolve::Authenticated;
 use crate::services::auth as svc;
 use crate::state::AppState;
 
@@ -151,7 +151,10 @@ async fn refresh(
 
 /// Ends the session: its access and refresh tokens stop working.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204), (status = 422, description = "an API key has no session: delete the key instead")), security(("bearer" = [])))]
-async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+async fn logout(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<StatusCode> {
     svc::logout(&state, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -167,7 +170,7 @@ pub struct SwitchRequest {
     responses((status = 200, body = TokenResponse), (status = 404, description = "not a member")), security(("bearer" = [])))]
 async fn switch(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(req): ApiJson<SwitchRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     let (tenant, tokens) = svc::switch(&state, &caller, &req.tenant).await?;
@@ -188,7 +191,7 @@ pub struct PasswordChangeRequest {
     responses((status = 204, description = "changed; other sessions ended"), (status = 422, description = "wrong current password, or a new one that is too short"), (status = 429, description = "too many attempts")), security(("bearer" = [])))]
 async fn change_password(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> ApiResult<StatusCode> {
     svc::change_password(&state, &caller, &req.current_password, &req.new_password).await?;

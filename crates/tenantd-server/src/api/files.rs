@@ -16,9 +16,9 @@ use utoipa_axum::routes;
 
 use crate::api::cursor;
 use crate::api::dto::Page;
-use crate::context::Ctx;
 use crate::error::ApiResult;
 use crate::http::ApiQuery;
+use crate::resolve::InTenant;
 use crate::services::files as svc;
 use crate::state::AppState;
 
@@ -77,7 +77,7 @@ pub struct UploadParams {
     responses((status = 201, body = FileResponse), (status = 403, description = "QUOTA_EXCEEDED"), (status = 413)), security(("bearer" = [])))]
 async fn upload(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     ApiQuery(q): ApiQuery<UploadParams>,
     headers: HeaderMap,
     body: Body,
@@ -133,7 +133,7 @@ pub struct ListParams {
 #[utoipa::path(get, path = "/v1/files", tag = "files", params(ListParams), responses((status = 200, body = Page<FileResponse>)), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<FileResponse>>> {
     let g = ctx.require::<perm::ResourcesRead>(&state).await?;
@@ -151,7 +151,7 @@ async fn list(
 #[utoipa::path(get, path = "/v1/files/{id}", tag = "files", responses((status = 200, body = FileResponse), (status = 404)), security(("bearer" = [])))]
 async fn get(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     Path(i): Path<String>,
 ) -> ApiResult<Json<FileResponse>> {
     let g = ctx.require::<perm::ResourcesRead>(&state).await?;
@@ -162,7 +162,7 @@ async fn get(
 #[utoipa::path(get, path = "/v1/files/{id}/content", tag = "files", responses((status = 200, content_type = "application/octet-stream"), (status = 404)), security(("bearer" = [])))]
 async fn content(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     Path(i): Path<String>,
 ) -> ApiResult<Response> {
     let g = ctx.require::<perm::ResourcesRead>(&state).await?;
@@ -192,7 +192,7 @@ async fn content(
 #[utoipa::path(delete, path = "/v1/files/{id}", tag = "files", responses((status = 204), (status = 404)), security(("bearer" = [])))]
 async fn delete(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     Path(i): Path<String>,
 ) -> ApiResult<StatusCode> {
     let g = ctx.require::<perm::ResourcesWrite>(&state).await?;

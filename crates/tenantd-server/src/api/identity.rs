@@ -14,9 +14,9 @@ use utoipa_axum::routes;
 
 use crate::api::auth::TokenResponse;
 use crate::api::dto::{ApiKeyResponse, InvitationResponse, Items, MemberResponse};
-use crate::context::Ctx;
 use crate::error::ApiResult;
 use crate::http::{ApiJson, RequestMeta};
+use crate::resolve::InTenant;
 use crate::services::identity as svc;
 use crate::state::AppState;
 
@@ -43,7 +43,7 @@ fn path_id<T>(
 #[utoipa::path(get, path = "/v1/members", tag = "members", responses((status = 200, body = Items<MemberResponse>)), security(("bearer" = [])))]
 async fn list_members(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
 ) -> ApiResult<Json<Items<MemberResponse>>> {
     let g = ctx.require::<perm::MembersRead>(&state).await?;
     let items = svc::list_members(&state, &ctx, g).await?;
@@ -63,7 +63,7 @@ pub struct RoleRequest {
     responses((status = 200, body = MemberResponse), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 async fn update_member(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     Path(user_id): Path<String>,
     ApiJson(req): ApiJson<RoleRequest>,
 ) -> ApiResult<Json<MemberResponse>> {
@@ -82,7 +82,7 @@ async fn update_member(
     responses((status = 204), (status = 403), (status = 404), (status = 409)), security(("bearer" = [])))]
 async fn remove_member(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     Path(user_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     // Anyone may leave; removing someone else needs members:write (checked by the service).
@@ -102,7 +102,7 @@ pub struct InviteRequest {
     responses((status = 201, body = InvitationResponse), (status = 403, description = "FORBIDDEN or QUOTA_EXCEEDED"), (status = 409)), security(("bearer" = [])))]
 async fn invite(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     ApiJson(req): ApiJson<InviteRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let g = ctx.require::<perm::MembersWrite>(&state).await?;
@@ -116,7 +116,7 @@ async fn invite(
 #[utoipa::path(get, path = "/v1/invitations", tag = "members", responses((status = 200, body = Items<InvitationResponse>)), security(("bearer" = [])))]
 async fn list_invitations(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
 ) -> ApiResult<Json<Items<InvitationResponse>>> {
     let g = ctx.require::<perm::MembersWrite>(&state).await?;
     let items = svc::list_invitations(&state, &ctx, g).await?;
@@ -129,7 +129,7 @@ async fn list_invitations(
 #[utoipa::path(delete, path = "/v1/invitations/{id}", tag = "members", responses((status = 204), (status = 404)), security(("bearer" = [])))]
 async fn revoke_invitation(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let g = ctx.require::<perm::MembersWrite>(&state).await?;
@@ -183,7 +183,7 @@ pub struct CreateKeyRequest {
     responses((status = 201, body = ApiKeyResponse), (status = 403), (status = 422)), security(("bearer" = [])))]
 async fn create_key(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     ApiJson(req): ApiJson<CreateKeyRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let g = ctx.require::<perm::ApiKeysWrite>(&state).await?;
@@ -205,7 +205,7 @@ async fn create_key(
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", responses((status = 200, body = Items<ApiKeyResponse>)), security(("bearer" = [])))]
 async fn list_keys(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
 ) -> ApiResult<Json<Items<ApiKeyResponse>>> {
     let g = ctx.require::<perm::ApiKeysRead>(&state).await?;
     let items = svc::list_api_keys(&state, &ctx, g).await?;
@@ -218,7 +218,7 @@ async fn list_keys(
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", responses((status = 204), (status = 404)), security(("bearer" = [])))]
 async fn revoke_key(
     State(state): State<AppState>,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let g = ctx.require::<perm::ApiKeysWrite>(&state).await?;

@@ -17,9 +17,9 @@ use utoipa_axum::routes;
 
 use crate::api::cursor;
 use crate::api::dto::{Page, ResourceResponse};
-use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiQuery};
+use crate::resolve::InTenant;
 use crate::services::resources::{self as svc, SharingInput};
 use crate::state::AppState;
 
@@ -104,7 +104,7 @@ pub struct CreateResourceRequest {
 async fn create(
     State(state): State<AppState>,
     t: Target,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     ApiJson(req): ApiJson<CreateResourceRequest>,
 ) -> ApiResult<Response> {
     let kind = t.kind;
@@ -141,7 +141,7 @@ pub struct ListParams {
 async fn list(
     State(state): State<AppState>,
     t: Target,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<ResourceResponse>>> {
     let kind = t.kind;
@@ -175,7 +175,11 @@ async fn list(
 /// One item (owned or shared with the tenant); another tenant's id is a 404.
 #[utoipa::path(get, path = "/v1/{kind}/{id}", tag = "resources", params(("kind" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = ResourceResponse, headers(("ETag" = String))), (status = 404)), security(("bearer" = [])))]
-async fn get(State(state): State<AppState>, t: Target, ctx: Ctx) -> ApiResult<Response> {
+async fn get(
+    State(state): State<AppState>,
+    t: Target,
+    InTenant(ctx): InTenant,
+) -> ApiResult<Response> {
     let (kind, id) = (t.kind, t.id()?);
     let g = ctx.require::<perm::ResourcesRead>(&state).await?;
     Ok(with_etag(
@@ -200,7 +204,7 @@ pub struct PatchResourceRequest {
 async fn update(
     State(state): State<AppState>,
     t: Target,
-    ctx: Ctx,
+    InTenant(ctx): InTenant,
     headers: HeaderMap,
     ApiJson(req): ApiJson<PatchResourceRequest>,
 ) -> ApiResult<Response> {
@@ -227,7 +231,11 @@ async fn update(
 /// Deletes an item the tenant owns.
 #[utoipa::path(delete, path = "/v1/{kind}/{id}", tag = "resources", params(("kind" = String, Path), ("id" = String, Path)),
     responses((status = 204), (status = 403), (status = 404)), security(("bearer" = [])))]
-async fn delete(State(state): State<AppState>, t: Target, ctx: Ctx) -> ApiResult<StatusCode> {
+async fn delete(
+    State(state): State<AppState>,
+    t: Target,
+    InTenant(ctx): InTenant,
+) -> ApiResult<StatusCode> {
     let (kind, id) = (t.kind, t.id()?);
     let g = ctx.require::<perm::ResourcesWrite>(&state).await?;
     svc::delete(&state, &ctx, g, kind, id).await?;

@@ -14,9 +14,9 @@ use utoipa_axum::routes;
 
 use crate::api::cursor;
 use crate::api::dto::{Page, TenantResponse};
-use crate::context::{Caller, Ctx};
 use crate::error::ApiResult;
 use crate::http::{ApiJson, ApiQuery};
+use crate::resolve::{Authenticated, InTenant};
 use crate::services::tenants as svc;
 use crate::state::AppState;
 
@@ -71,7 +71,7 @@ pub struct CreatedTenantResponse {
     responses((status = 201, body = CreatedTenantResponse), (status = 403), (status = 409), (status = 422)), security(("bearer" = [])))]
 async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiJson(req): ApiJson<CreateTenantRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let out = svc::create(
@@ -117,7 +117,7 @@ pub struct ListParams {
     responses((status = 200, body = Page<TenantResponse>), (status = 403)), security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<TenantResponse>>> {
     let limit = cursor::limit(q.limit)?;
@@ -135,7 +135,7 @@ async fn list(
     responses((status = 200, body = TenantResponse), (status = 404)), security(("bearer" = [])))]
 async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TenantResponse>> {
     Ok(Json(svc::visible(&state, &caller, &id).await?.into()))
@@ -157,7 +157,7 @@ pub struct PatchTenantRequest {
     responses((status = 200, body = TenantResponse), (status = 403), (status = 404), (status = 422)), security(("bearer" = [])))]
 async fn update(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PatchTenantRequest>,
 ) -> ApiResult<Json<TenantResponse>> {
@@ -180,7 +180,7 @@ async fn update(
     responses((status = 202, body = TenantResponse), (status = 403), (status = 404)), security(("bearer" = [])))]
 async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let t = svc::delete(&state, &caller, &id).await?;
@@ -197,7 +197,7 @@ pub struct SuspendRequest {
     responses((status = 200, body = TenantResponse), (status = 403), (status = 404)), security(("bearer" = [])))]
 async fn suspend(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<SuspendRequest>,
 ) -> ApiResult<Json<TenantResponse>> {
@@ -211,7 +211,7 @@ async fn suspend(
     responses((status = 200, body = TenantResponse), (status = 403), (status = 404)), security(("bearer" = [])))]
 async fn reactivate(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TenantResponse>> {
     Ok(Json(svc::reactivate(&state, &caller, &id).await?.into()))
@@ -230,7 +230,7 @@ pub struct PlanRequest {
     responses((status = 200, body = TenantResponse), (status = 403, description = "QUOTA_EXCEEDED or FORBIDDEN"), (status = 404)), security(("bearer" = [])))]
 async fn set_plan(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PlanRequest>,
 ) -> ApiResult<Json<TenantResponse>> {
@@ -246,7 +246,7 @@ async fn set_plan(
     responses((status = 200, body = svc::Usage), (status = 404)), security(("bearer" = [])))]
 async fn usage(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<svc::Usage>> {
     Ok(Json(svc::usage(&state, &caller, &id).await?))
@@ -257,7 +257,7 @@ async fn usage(
     responses((status = 200, body = Object), (status = 404)), security(("bearer" = [])))]
 async fn health(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(svc::health(&state, &caller, &id).await?))
@@ -265,7 +265,10 @@ async fn health(
 
 /// The tenant this request acts in.
 #[utoipa::path(get, path = "/v1/tenant", tag = "tenants", responses((status = 200, body = TenantResponse)), security(("bearer" = [])))]
-async fn current(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<TenantResponse>> {
+async fn current(
+    State(state): State<AppState>,
+    InTenant(ctx): InTenant,
+) -> ApiResult<Json<TenantResponse>> {
     ctx.require::<perm::TenantRead>(&state).await?;
     Ok(Json(ctx.tenant.into()))
 }

@@ -13,8 +13,8 @@ use tenantd_core::{Error, Result, time};
 use utoipa::ToSchema;
 
 use crate::auth::secrets::{hash_secret, refresh_token};
+use crate::context::RequestMeta;
 use crate::context::{Caller, event};
-use crate::http::RequestMeta;
 use crate::state::AppState;
 
 /// A token pair.
@@ -335,11 +335,7 @@ pub async fn login(
 }
 
 /// Appends one event straight to a tenant's chain (events with no change to commit with).
-pub(crate) async fn append_now(
-    state: &AppState,
-    tenant: TenantId,
-    ev: tenantd_core::audit::AuditDraft,
-) {
+pub async fn append_now(state: &AppState, tenant: TenantId, ev: tenantd_core::audit::AuditDraft) {
     let res = async {
         let t = state
             .catalog

@@ -11,8 +11,8 @@ use tenantd_core::tenant::{DisplayName, Tenant};
 use tenantd_core::{Error, Result, time};
 
 use crate::auth::secrets::{api_key, hash_secret, invitation_token};
+use crate::context::RequestMeta;
 use crate::context::{Ctx, event};
-use crate::http::RequestMeta;
 use crate::services::auth::{Tokens, issue};
 use crate::state::AppState;
 

@@ -1,0 +1,39 @@
+//! tenantd-app: the application, without HTTP.
+//!
+//! What a request does once the server has read it, and everything that runs beside requests:
+//! the state and its bootstrap (`state`), configuration (`config`), the request context and
+//! its typed permission checks (`context`), credentials (`auth`: signing keys sealed under the
+//! master key, passwords, opaque secrets), the credential cache and its invalidation
+//! (`cache`), rate limits (`limits`), the use cases (`services`, one function per use case),
+//! and the background jobs under one supervisor (`jobs`, with the audit `relay`).
+//!
+//! It depends on `tenantd-core` and `tenantd-store`, never on axum, hyper or tower: a console,
+//! a worker API or a CLI calls the same services. The HTTP server is `tenantd-server`.
+#![forbid(unsafe_code)]
+
+/// Credentials: signing keys and access tokens, the master key, passwords, opaque secrets.
+pub mod auth;
+/// The per-node cache of resolved credentials and its invalidation.
+pub mod cache;
+/// Configuration.
+pub mod config;
+/// Who calls, the tenant a request is bound to, and the checks that return typed proofs.
+pub mod context;
+/// The job supervisor: background work started and stopped with `serve`.
+pub mod jobs;
+/// Rate limits.
+pub mod limits;
+/// The audit outbox relay.
+pub mod relay;
+/// Use cases.
+pub mod services;
+/// Application state and bootstrap.
+pub mod state;
+
+pub use state::AppState;
+
+/// Makes rustls (under reqwest, for the S3 client) use ring; call before any HTTP client is
+/// built. The tree has no aws-lc (see CRATES.md), so without this a client panics. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
