@@ -136,7 +136,7 @@ async fn open(g: &Global, listen: Option<String>) -> anyhow::Result<AppState> {
 }
 
 async fn open_config(config: Config) -> anyhow::Result<AppState> {
-    let (state, boot) = AppState::build(config)
+    let (state, boot) = tenantd_server::build_state(config)
         .await
         .map_err(|e| anyhow!("{e}"))
         .context("cannot open the databases")?;

@@ -259,7 +259,7 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         config.public_url = Some(format!("http://{addr}"));
         tweak(&mut config);
-        let (state, boot) = AppState::build(config).await.expect("state");
+        let (state, boot) = tenantd_server::build_state(config).await.expect("state");
         let admin_password = boot
             .and_then(|b| b.generated_password)
             .expect("generated admin password");

@@ -4,7 +4,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
-use tenantd_server::AppState;
 use tenantd_server::auth::seal::MasterKeySource;
 
 use crate::helpers::TestApp;
@@ -131,7 +130,9 @@ async fn clear_keys_of_an_older_release_are_sealed_at_start_and_a_wrong_master_k
     app.insert_clear_signing_key("legacy", &seed, &public).await;
 
     let config = app.state.config.clone();
-    let (restarted, _) = AppState::build(config.clone()).await.expect("restart");
+    let (restarted, _) = tenantd_server::build_state(config.clone())
+        .await
+        .expect("restart");
     let legacy = app
         .stored_signing_keys()
         .await
@@ -158,7 +159,7 @@ async fn clear_keys_of_an_older_release_are_sealed_at_start_and_a_wrong_master_k
     let mut wrong = config.clone();
     wrong.master_key =
         MasterKeySource::Value(base64::engine::general_purpose::STANDARD.encode([9u8; 32]));
-    let e = AppState::build(wrong)
+    let e = tenantd_server::build_state(wrong)
         .await
         .err()
         .expect("wrong master key")
@@ -167,7 +168,7 @@ async fn clear_keys_of_an_older_release_are_sealed_at_start_and_a_wrong_master_k
     assert!(!e.contains('\n'), "{e}");
     let mut missing = config.clone();
     missing.master_key = MasterKeySource::File(app.dir.join("nowhere").join("master.key"));
-    let e = AppState::build(missing)
+    let e = tenantd_server::build_state(missing)
         .await
         .err()
         .expect("missing master key")

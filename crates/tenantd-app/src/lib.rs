@@ -31,9 +31,3 @@ pub mod services;
 pub mod state;
 
 pub use state::AppState;
-
-/// Makes rustls (under reqwest, for the S3 client) use ring; call before any HTTP client is
-/// built. The tree has no aws-lc (see CRATES.md), so without this a client panics. Idempotent.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}

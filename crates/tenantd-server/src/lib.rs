@@ -5,11 +5,14 @@
 //! `error` the one mapping to problem+json, `api` the handlers with their OpenAPI
 //! descriptions. The application itself — state, services, jobs — is `tenantd-app`.
 //!
-//! Entry points: [`AppState::build`] (stores, keys, bootstrap), [`router`], and [`run`].
+//! Entry points: [`build_state`] (file store, databases, keys, bootstrap), [`router`], and
+//! [`run`].
 #![forbid(unsafe_code)]
 
 /// HTTP handlers and their OpenAPI paths.
 pub mod api;
+/// The object store for file contents (local directory or S3-compatible bucket).
+pub mod blobs;
 /// The HTTP error type.
 pub mod error;
 /// Request plumbing.
@@ -19,9 +22,24 @@ pub mod resolve;
 
 // The application, re-exported under the paths the handlers, the CLI and the tests use.
 pub use tenantd_app::{
-    AppState, auth, cache, config, context, install_tls_provider, jobs, limits, relay, services,
-    state,
+    AppState, auth, cache, config, context, jobs, limits, relay, services, state,
 };
+
+/// Makes rustls (under reqwest, for the S3 client) use ring; call before any HTTP client is
+/// built. The tree has no aws-lc (see CRATES.md), so without this a client panics. Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The application's state for this configuration: opens the file store at the edge, then
+/// the databases, keys and bootstrap (`AppState::build`).
+pub async fn build_state(
+    config: config::Config,
+) -> Result<(AppState, Option<state::Bootstrap>), Error> {
+    install_tls_provider();
+    let blobs = blobs::open_blobs(&config).await?;
+    AppState::build(config, blobs).await
+}
 
 use std::future::Future;
 use std::sync::Arc;

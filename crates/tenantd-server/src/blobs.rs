@@ -1,0 +1,60 @@
+//! The object store for file contents, opened at the edge: a local directory, or an
+//! S3-compatible bucket through object_store's HTTP client (reqwest on rustls with ring).
+
+use std::sync::Arc;
+
+use tenantd_app::config::Config;
+use tenantd_core::{Error, Result};
+
+/// The object store for file contents: the S3-compatible bucket of `blob_store`, else the
+/// local `blob_dir`. Checked at start, so a wrong bucket or key fails here with its reason.
+pub async fn open_blobs(config: &Config) -> Result<Arc<dyn object_store::ObjectStore>> {
+    use object_store::ObjectStoreExt;
+    let Some(s3) = &config.s3 else {
+        let dir = &config.blob_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Internal(format!("blob_dir {}: {e}", dir.display())))?;
+        let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| Error::Internal(format!("blob_dir {}: {e}", dir.display())))?;
+        return Ok(Arc::new(local));
+    };
+    let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
+    if let Some(e) = &s3.endpoint {
+        b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+    }
+    if let Some(r) = &s3.region {
+        b = b.with_region(r);
+    }
+    if let Some(k) = &s3.access_key_id {
+        b = b.with_access_key_id(k);
+    }
+    if let Some(k) = &s3.secret_access_key {
+        b = b.with_secret_access_key(k);
+    }
+    let store = b
+        .build()
+        .map_err(|e| Error::Internal(format!("blob_store s3://{}: {e}", s3.bucket)))?;
+    let store: Arc<dyn object_store::ObjectStore> = if s3.prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(
+            store,
+            s3.prefix.as_str(),
+        ))
+    };
+    // Write and delete a probe: what uploads need, and allowed by a least-privilege policy.
+    let probe = object_store::path::Path::from(".tenantd-probe");
+    let checked = async {
+        store
+            .put(&probe, bytes::Bytes::from_static(b"ok").into())
+            .await?;
+        store.delete(&probe).await
+    };
+    match checked.await {
+        Ok(()) => Ok(store),
+        Err(e) => Err(Error::Internal(format!(
+            "blob_store s3://{}: cannot write to the bucket: {e}",
+            s3.bucket
+        ))),
+    }
+}
