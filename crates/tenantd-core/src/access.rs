@@ -18,52 +18,77 @@ str_enum!(
     }
 );
 
-/// A `resource:action` permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Permission {
-    /// `tenant:read`
-    TenantRead,
-    /// `tenant:write` (name, settings, branding)
-    TenantWrite,
-    /// `tenant:delete`
-    TenantDelete,
-    /// `members:read`
-    MembersRead,
-    /// `members:write` (roles, removal, invitations)
-    MembersWrite,
-    /// `api_keys:read`
-    ApiKeysRead,
-    /// `api_keys:write`
-    ApiKeysWrite,
-    /// `resources:read`
-    ResourcesRead,
-    /// `resources:write`
-    ResourcesWrite,
-    /// `audit:read`
-    AuditRead,
-    /// `platform:admin`: tenant administration across tenants. No tenant role holds it; it is
-    /// an owner's or admin's of the platform tenant ([`grant_platform_admin`]).
-    PlatformAdmin,
+/// The permissions, written once: each makes a [`Permission`] variant, its `resource:action`
+/// name, and the zero-sized type of the same name in [`perm`] that a proof carries.
+macro_rules! permissions {
+    ($($(#[$m:meta])* $name:ident = $text:literal),+ $(,)?) => {
+        /// A `resource:action` permission.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum Permission {
+            $($(#[$m])* $name),+
+        }
+
+        impl Permission {
+            /// The `resource:action` name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Permission::$name => $text),+
+                }
+            }
+        }
+
+        /// One zero-sized type per permission, so a proof names its permission in its type.
+        pub mod perm {
+            use super::Permission;
+
+            mod sealed {
+                pub trait Sealed {}
+            }
+
+            /// A permission as a type. Sealed: the set is this module's.
+            pub trait Perm: sealed::Sealed + Send + Sync + 'static {
+                /// The permission it stands for.
+                const PERMISSION: Permission;
+            }
+
+            $(
+                $(#[$m])*
+                #[derive(Debug, Clone, Copy)]
+                pub struct $name;
+                impl sealed::Sealed for $name {}
+                impl Perm for $name {
+                    const PERMISSION: Permission = Permission::$name;
+                }
+            )+
+        }
+    };
 }
 
-impl Permission {
-    /// The `resource:action` name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::TenantRead => "tenant:read",
-            Permission::TenantWrite => "tenant:write",
-            Permission::TenantDelete => "tenant:delete",
-            Permission::MembersRead => "members:read",
-            Permission::MembersWrite => "members:write",
-            Permission::ApiKeysRead => "api_keys:read",
-            Permission::ApiKeysWrite => "api_keys:write",
-            Permission::ResourcesRead => "resources:read",
-            Permission::ResourcesWrite => "resources:write",
-            Permission::AuditRead => "audit:read",
-            Permission::PlatformAdmin => "platform:admin",
-        }
-    }
-}
+permissions!(
+    /// `tenant:read`
+    TenantRead = "tenant:read",
+    /// `tenant:write` (name, settings, branding)
+    TenantWrite = "tenant:write",
+    /// `tenant:delete`
+    TenantDelete = "tenant:delete",
+    /// `members:read`
+    MembersRead = "members:read",
+    /// `members:write` (roles, removal, invitations)
+    MembersWrite = "members:write",
+    /// `api_keys:read`
+    ApiKeysRead = "api_keys:read",
+    /// `api_keys:write`
+    ApiKeysWrite = "api_keys:write",
+    /// `resources:read`
+    ResourcesRead = "resources:read",
+    /// `resources:write`
+    ResourcesWrite = "resources:write",
+    /// `audit:read`
+    AuditRead = "audit:read",
+    /// `platform:admin`: tenant administration across tenants. No tenant role holds it; it is
+    /// an owner's or admin's of the platform tenant ([`grant_platform_admin`]).
+    PlatformAdmin = "platform:admin",
+);
 
 impl Role {
     /// The permissions this role holds in its tenant.
@@ -125,58 +150,6 @@ impl Role {
     pub fn within(self, creator: Role) -> bool {
         self.permissions().iter().all(|p| creator.has(*p))
     }
-}
-
-/// One zero-sized type per permission, so a proof names its permission in its type.
-pub mod perm {
-    use super::Permission;
-
-    mod sealed {
-        pub trait Sealed {}
-    }
-
-    /// A permission as a type. Sealed: the set is this module's.
-    pub trait Perm: sealed::Sealed + Send + Sync + 'static {
-        /// The permission it stands for.
-        const PERMISSION: Permission;
-    }
-
-    macro_rules! perms {
-        ($($(#[$m:meta])* $name:ident),+ $(,)?) => {$(
-            $(#[$m])*
-            #[derive(Debug, Clone, Copy)]
-            pub struct $name;
-            impl sealed::Sealed for $name {}
-            impl Perm for $name {
-                const PERMISSION: Permission = Permission::$name;
-            }
-        )+};
-    }
-
-    perms!(
-        /// `tenant:read`
-        TenantRead,
-        /// `tenant:write`
-        TenantWrite,
-        /// `tenant:delete`
-        TenantDelete,
-        /// `members:read`
-        MembersRead,
-        /// `members:write`
-        MembersWrite,
-        /// `api_keys:read`
-        ApiKeysRead,
-        /// `api_keys:write`
-        ApiKeysWrite,
-        /// `resources:read`
-        ResourcesRead,
-        /// `resources:write`
-        ResourcesWrite,
-        /// `audit:read`
-        AuditRead,
-        /// `platform:admin`
-        PlatformAdmin,
-    );
 }
 
 /// The platform-admin proof: for an owner or admin of the platform tenant, and nobody else.
