@@ -207,8 +207,19 @@ async fn uploads_cut_off_by_a_kill_are_released_after_the_restart_with_no_orphan
     let base = format!("http://127.0.0.1:{port}");
     tenantd_server::install_tls_provider();
     let client = reqwest::Client::new();
-    // A short request timeout, so an interrupted upload's deadline passes within seconds.
-    let env = [("TENANTD_REQUEST_TIMEOUT_SECS", "2")];
+    // A short request timeout, so an interrupted upload's deadline passes within seconds. On
+    // the PostgreSQL run the catalog and cells are PostgreSQL's; blobs stay in the data dir.
+    std::fs::create_dir_all(&dir).unwrap();
+    let pg = match crate::helpers::postgres_admin_url() {
+        Some(admin) => Some(crate::helpers::PgTest::create(&admin).await),
+        None => None,
+    };
+    let cfg = dir.join("tenantd.toml");
+    let mut env = vec![("TENANTD_REQUEST_TIMEOUT_SECS", "2")];
+    if let Some(pg) = &pg {
+        std::fs::write(&cfg, pg.toml()).unwrap();
+        env.push(("TENANTD_CONFIG", cfg.to_str().unwrap()));
+    }
     let mut child = start_with(&dir, port, &env);
     wait_healthy(&client, &base).await;
     let (s, up) = call_at(&client, &base, "POST", "/v1/auth/signup", None, Some(json!({"email": "o@u.test", "password": "owner-pass-123", "name": "O", "tenant": {"name": "U", "slug": "uploads", "plan": "professional"}})), None).await;
