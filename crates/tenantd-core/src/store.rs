@@ -103,12 +103,22 @@ impl std::fmt::Debug for SigningKeyRecord {
     }
 }
 
-/// The control plane: tenants, users, memberships, invitations, keys, sessions, placements.
+/// The control plane: tenants, users, memberships, invitations, keys, sessions, placements —
+/// one database, reached through five capabilities, so code that needs one names only it
+/// (the signing-key ring takes a [`SigningKeyStore`], the relay an [`OutboxStore`]) and the
+/// server's credential-cache decorator wraps only the three whose changes alter a resolved
+/// credential ([`TenantStore`], [`MemberStore`], [`CredentialStore`]).
 #[async_trait]
-pub trait CatalogStore: Send + Sync + 'static {
+pub trait CatalogStore:
+    TenantStore + MemberStore + CredentialStore + SigningKeyStore + OutboxStore + 'static
+{
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
+}
 
+/// Tenants: lookup, creation with their owner, settings, status and plan.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
     /// A tenant by id.
     async fn find_tenant(&self, id: TenantId) -> Result<Option<Tenant>>;
     /// A tenant by slug.
@@ -147,7 +157,11 @@ pub trait CatalogStore: Send + Sync + 'static {
         plan: &str,
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant>;
+}
 
+/// Users, memberships and invitations (the `users` quota lives here).
+#[async_trait]
+pub trait MemberStore: Send + Sync {
     /// A user by id.
     async fn find_user(&self, id: UserId) -> Result<Option<User>>;
     /// A user by (normalised) email.
@@ -208,7 +222,11 @@ pub trait CatalogStore: Send + Sync + 'static {
         session: NewSession,
         outbox: Vec<AuditDraft>,
     ) -> Result<()>;
+}
 
+/// API keys, sessions, refresh-token families and passwords.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
     /// Stores an API key.
     async fn create_api_key(&self, key: NewApiKey, outbox: Vec<AuditDraft>) -> Result<ApiKey>;
     /// A tenant's keys (revoked ones included).
@@ -250,7 +268,11 @@ pub trait CatalogStore: Send + Sync + 'static {
         keep: SessionId,
         outbox: Vec<AuditDraft>,
     ) -> Result<Vec<TenantId>>;
+}
 
+/// The token-signing keys (sealed private keys, public keys, rotation).
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
     /// Every signing key.
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
     /// Adds a signing key; the others stop verifying after `retire_others_at`.
@@ -262,22 +284,34 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Replaces a key's stored private key `old` by `new` (sealing a clear one); `false`
     /// when it no longer is `old` (another process sealed it first).
     async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool>;
+}
 
+/// The audit outbox: events of catalog changes, waiting for the relay to chain them.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// Audit events waiting for the relay, oldest first.
     async fn pending_outbox(&self, limit: u32) -> Result<Vec<AuditDraft>>;
     /// Drops relayed events.
     async fn delete_outbox(&self, ids: &[EventId]) -> Result<()>;
 }
 
-/// A data-plane database: tenant-owned resources, quota counters and audit chains.
-/// Every method takes the [`TenantScope`] it acts in.
+/// A data-plane database: tenant-owned resources, files, quota counters and audit chains,
+/// reached through three capabilities. Every method takes the [`TenantScope`] it acts in.
 #[async_trait]
-pub trait CellStore: Send + Sync + 'static {
+pub trait CellStore: ResourceStore + FileStore + AuditStore + 'static {
     /// The cell's name.
     fn name(&self) -> &str;
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
 
+    /// The tenant's quota counters in this cell.
+    async fn counters(&self, scope: &TenantScope) -> Result<BTreeMap<String, i64>>;
+}
+
+/// Resources and their sharing.
+/// Every method takes the [`TenantScope`] it acts in.
+#[async_trait]
+pub trait ResourceStore: Send + Sync {
     /// Creates a resource if its kind's counter has room under `limit`; full →
     /// `QuotaExceeded`; name taken → `Conflict{name}`.
     async fn create_resource(
@@ -318,6 +352,12 @@ pub trait CellStore: Send + Sync + 'static {
         id: ResourceId,
         audit: AuditDraft,
     ) -> Result<()>;
+}
+
+/// File records and upload reservations (the bytes are in the object store).
+/// Every method takes the [`TenantScope`] it acts in.
+#[async_trait]
+pub trait FileStore: Send + Sync {
     /// Reserves a file's bytes against `storage_bytes` (full → `QuotaExceeded`) and records
     /// it as pending, noting the reservation until `expires_at` (past it, no request can
     /// still be storing the blob, so [`CellStore::unscoped_expired_uploads`] finds it).
@@ -361,10 +401,12 @@ pub trait CellStore: Send + Sync + 'static {
         id: FileId,
         audit: AuditDraft,
     ) -> Result<FileMeta>;
+}
 
-    /// The tenant's quota counters in this cell.
-    async fn counters(&self, scope: &TenantScope) -> Result<BTreeMap<String, i64>>;
-
+/// Each tenant's hash-chained audit trail.
+/// Every method takes the [`TenantScope`] it acts in.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Appends events to the tenant's chain, skipping ids already there (the relay's
     /// retries are idempotent).
     async fn append_audit(&self, scope: &TenantScope, events: Vec<AuditDraft>) -> Result<()>;

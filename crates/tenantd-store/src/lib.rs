@@ -1,20 +1,34 @@
 //! tenantd-store: the sqlx implementations of the `tenantd-core` store traits.
 //!
-//! `sqlite` holds the embedded backend (catalog and cells as SQLite files). Every statement
-//! is a runtime `query` with bound parameters — never SQL built from input — and every
-//! statement on a tenant table binds `tenant_id` from a `TenantScope`. Migrations live under
-//! `migrations/<backend>/<catalog|cell>/` and are applied at start.
+//! - `sql/`: every statement, by area, as named constants — one text for every backend.
+//! - `rows/`: the row structs those statements return, and their `TryFrom` into domain types.
+//! - `catalog/`, `cell/`: the store traits, written once over [`db::Db`], a file per capability.
+//! - `sqlite.rs`, `postgres/`: what differs — pools, how a transaction starts and is bound to a
+//!   tenant (row-level security on PostgreSQL), migrations, grants.
+//!
+//! Every statement is a runtime `query` with bound parameters — never SQL built from input —
+//! and every statement on a tenant table binds `tenant_id` from a `TenantScope`. Migrations
+//! live under `migrations/<backend>/<catalog|cell>/` and are applied at start.
 //!
 //! It depends on `tenantd-core` and sqlx only: no HTTP, no server types.
 #![forbid(unsafe_code)]
 
 /// The circuit breaker of each PostgreSQL database.
 pub mod breaker;
-/// The store, written once, expanded per backend.
-#[macro_use]
-mod shared;
+/// The catalog, over any backend.
+pub mod catalog;
+/// A cell, over any backend.
+pub mod cell;
+/// The seam between the store and a database.
+pub mod db;
 /// PostgreSQL: catalog and cells, row-level security on tenant tables.
 pub mod postgres;
+/// Quota units taken and given back.
+mod quota;
+/// Row structs.
+mod rows;
+/// The statements.
+pub mod sql;
 /// The embedded SQLite backend.
 pub mod sqlite;
 
@@ -49,6 +63,15 @@ pub fn classify(e: sqlx::Error) -> Error {
         }
         sqlx::Error::RowNotFound => Error::NotFound,
         _ => Error::Internal(e.to_string()),
+    }
+}
+
+/// A unique violation on the statement just run, as a conflict on `field` with `message`
+/// (where the constraint alone does not say which input collided).
+pub(crate) fn classify_conflict(e: Error, field: &str, message: &str) -> Error {
+    match e {
+        Error::Conflict { .. } => Error::conflict(field, message),
+        other => other,
     }
 }
 

@@ -13,7 +13,8 @@ use tenantd_core::identity::{
 };
 use tenantd_core::ids::{ApiKeyId, EventId, InvitationId, SessionId, TenantId, UserId};
 use tenantd_core::store::{
-    CatalogStore, Joiner, NewApiKey, NewSession, SigningKeyRecord, TenantOwner,
+    CatalogStore, CredentialStore, Joiner, MemberStore, NewApiKey, NewSession, OutboxStore,
+    SigningKeyRecord, SigningKeyStore, TenantOwner, TenantStore,
 };
 use tenantd_core::tenant::{NewTenant, Tenant, TenantPatch, TenantStatus};
 
@@ -104,6 +105,11 @@ impl CatalogStore for InvalidatingCatalog {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
+}
+
+/// Status, plan and settings are part of a resolved tenant: their changes invalidate it.
+#[async_trait]
+impl TenantStore for InvalidatingCatalog {
     async fn find_tenant(&self, id: TenantId) -> Result<Option<Tenant>> {
         self.inner.find_tenant(id).await
     }
@@ -163,6 +169,11 @@ impl CatalogStore for InvalidatingCatalog {
         pending.done();
         r
     }
+}
+
+/// Role changes and removals alter what a member's credentials grant.
+#[async_trait]
+impl MemberStore for InvalidatingCatalog {
     async fn find_user(&self, id: UserId) -> Result<Option<User>> {
         self.inner.find_user(id).await
     }
@@ -244,6 +255,11 @@ impl CatalogStore for InvalidatingCatalog {
             .accept_invitation(id, joiner, session, outbox)
             .await
     }
+}
+
+/// Revoked keys and sessions, spent refresh families and changed passwords end credentials.
+#[async_trait]
+impl CredentialStore for InvalidatingCatalog {
     async fn create_api_key(&self, key: NewApiKey, outbox: Vec<AuditDraft>) -> Result<ApiKey> {
         self.inner.create_api_key(key, outbox).await
     }
@@ -322,6 +338,12 @@ impl CatalogStore for InvalidatingCatalog {
         }
         r
     }
+}
+
+/// Signing keys and the outbox pass through: no resolved credential depends on them (the key
+/// ring reloads itself).
+#[async_trait]
+impl SigningKeyStore for InvalidatingCatalog {
     async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
         self.inner.list_signing_keys().await
     }
@@ -335,6 +357,10 @@ impl CatalogStore for InvalidatingCatalog {
     async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
         self.inner.reseal_signing_key(kid, old, new).await
     }
+}
+
+#[async_trait]
+impl OutboxStore for InvalidatingCatalog {
     async fn pending_outbox(&self, limit: u32) -> Result<Vec<AuditDraft>> {
         self.inner.pending_outbox(limit).await
     }

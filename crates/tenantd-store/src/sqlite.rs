@@ -4,44 +4,36 @@
 //! in process and never fail a read-to-write lock upgrade; reads use their own pool (WAL
 //! lets them run beside the writer).
 
-mod rows {
-    rows_impl!(sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
-}
-mod catalog {
-    catalog_impl!(
-        SqliteCatalog,
-        sqlx::sqlite::SqliteRow,
-        sqlx::SqliteConnection
-    );
-}
-mod cell {
-    cell_impl!(SqliteCell, sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
-}
-
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use catalog::SqliteCatalog;
-pub use cell::SqliteCell;
+use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tenantd_core::{Error, Result};
 
+use crate::catalog::Catalog;
+use crate::cell::Cell;
 use crate::{Migration, classify};
+
+/// The catalog on SQLite.
+pub type SqliteCatalog = Catalog<Db>;
+/// A cell on SQLite.
+pub type SqliteCell = Cell<Db>;
 
 const CATALOG_MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "init",
-        sql: include_str!("../../migrations/sqlite/catalog/0001_init.sql"),
+        sql: include_str!("../migrations/sqlite/catalog/0001_init.sql"),
     },
     Migration {
         version: 2,
         name: "dedicated_cells",
-        sql: include_str!("../../migrations/sqlite/catalog/0002_dedicated_cells.sql"),
+        sql: include_str!("../migrations/sqlite/catalog/0002_dedicated_cells.sql"),
     },
 ];
 
@@ -49,17 +41,17 @@ const CELL_MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "init",
-        sql: include_str!("../../migrations/sqlite/cell/0001_init.sql"),
+        sql: include_str!("../migrations/sqlite/cell/0001_init.sql"),
     },
     Migration {
         version: 2,
         name: "files",
-        sql: include_str!("../../migrations/sqlite/cell/0002_files.sql"),
+        sql: include_str!("../migrations/sqlite/cell/0002_files.sql"),
     },
     Migration {
         version: 3,
         name: "upload_reservations",
-        sql: include_str!("../../migrations/sqlite/cell/0003_upload_reservations.sql"),
+        sql: include_str!("../migrations/sqlite/cell/0003_upload_reservations.sql"),
     },
 ];
 
@@ -84,7 +76,7 @@ async fn out_of_transaction(
 
 /// A SQLite database: a writer pool of one connection and a reader pool.
 #[derive(Clone, Debug)]
-pub(crate) struct Db {
+pub struct Db {
     write: SqlitePool,
     read: SqlitePool,
 }
@@ -127,7 +119,7 @@ impl Db {
     }
 
     async fn migrate(&self, migrations: &[Migration]) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut tx = crate::db::Db::begin(self).await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS _tenantd_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
         )
@@ -160,54 +152,47 @@ impl Db {
         }
         tx.commit().await.map_err(classify)
     }
+}
+
+#[async_trait]
+impl crate::db::Db for Db {
+    type Tx = Transaction<'static, Sqlite>;
+    type Pool = SqlitePool;
+
+    fn reader(&self) -> Result<SqlitePool> {
+        Ok(self.read.clone())
+    }
+
+    fn writer(&self) -> Result<SqlitePool> {
+        Ok(self.write.clone())
+    }
 
     /// A write transaction that holds the write lock from its first statement.
-    /// The pool for reads.
-    fn reader(&self) -> Result<&SqlitePool> {
-        Ok(&self.read)
-    }
-
-    /// The writer pool, for single-statement writes.
-    fn writer(&self) -> Result<&SqlitePool> {
-        Ok(&self.write)
-    }
-
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+    async fn begin(&self) -> Result<Self::Tx> {
         self.write
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(classify)
     }
 
-    /// A write transaction on a tenant's data. SQLite has no row-level security: the scope is
-    /// enforced by the statements, which all bind its tenant id.
-    async fn begin_scoped(
-        &self,
-        _scope: &tenantd_core::tenant::TenantScope,
-    ) -> Result<Transaction<'static, Sqlite>> {
+    /// SQLite has no row-level security: the scope is enforced by the statements, which all
+    /// bind its tenant id.
+    async fn begin_scoped(&self, _scope: &tenantd_core::tenant::TenantScope) -> Result<Self::Tx> {
         self.begin().await
     }
 
-    /// A read transaction on a tenant's data (one snapshot).
-    async fn read_scoped(
-        &self,
-        _scope: &tenantd_core::tenant::TenantScope,
-    ) -> Result<Transaction<'static, Sqlite>> {
+    /// One snapshot, on the reader pool (WAL lets it run beside the writer).
+    async fn read_scoped(&self, _scope: &tenantd_core::tenant::TenantScope) -> Result<Self::Tx> {
         self.read.begin().await.map_err(classify)
     }
 }
 
 /// Opens (creating and migrating) a catalog database file.
 pub async fn open_catalog(path: &Path) -> Result<SqliteCatalog> {
-    Ok(SqliteCatalog::new(
-        Db::open(path, CATALOG_MIGRATIONS).await?,
-    ))
+    Ok(Catalog::new(Db::open(path, CATALOG_MIGRATIONS).await?))
 }
 
 /// Opens (creating and migrating) a cell database file.
 pub async fn open_cell(name: &str, path: &Path) -> Result<SqliteCell> {
-    Ok(SqliteCell::new(
-        name,
-        Db::open(path, CELL_MIGRATIONS).await?,
-    ))
+    Ok(Cell::new(name, Db::open(path, CELL_MIGRATIONS).await?))
 }

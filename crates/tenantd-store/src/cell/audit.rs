@@ -1,0 +1,105 @@
+//! Each tenant's hash chain: appended in the transaction of the change it records.
+
+use async_trait::async_trait;
+use tenantd_core::audit::{AuditDraft, AuditEvent, AuditFilter, GENESIS_HASH};
+use tenantd_core::ids::TenantId;
+use tenantd_core::store::AuditStore;
+use tenantd_core::tenant::TenantScope;
+use tenantd_core::{Error, Result};
+
+use super::Cell;
+use crate::db::{Conn, Db, Int, Tx, q};
+use crate::rows::{EventRow, HeadRow};
+use crate::sql::audit as sql;
+
+/// Appends events to `tenant`'s chain, skipping ids already there.
+pub(crate) async fn append(
+    tx: &mut impl Conn,
+    tenant: TenantId,
+    drafts: Vec<AuditDraft>,
+) -> Result<()> {
+    let t = tenant.to_string();
+    tx.execute(q(sql::START_CHAIN).bind(&t).bind(GENESIS_HASH))
+        .await?;
+    for d in drafts {
+        if d.tenant_id != tenant {
+            return Err(Error::Internal("audit event for another tenant".into()));
+        }
+        let seen: Option<Int> = tx
+            .fetch_optional(q(sql::SEQ_OF_EVENT).bind(d.id.to_string()))
+            .await?;
+        if seen.is_some() {
+            continue;
+        }
+        tx.execute(q(sql::LOCK_HEAD).bind(&t)).await?;
+        let head: HeadRow = tx.fetch_one(q(sql::HEAD).bind(&t)).await?;
+        let ev = AuditEvent::chain(d, head.seq + 1, &head.hash);
+        tx.execute(
+            q(sql::INSERT_EVENT)
+                .bind(&t)
+                .bind(ev.seq)
+                .bind(ev.id.to_string())
+                .bind(&ev.actor)
+                .bind(&ev.action)
+                .bind(&ev.resource)
+                .bind(&ev.resource_id)
+                .bind(&ev.outcome)
+                .bind(&ev.request_id)
+                .bind(&ev.ip)
+                .bind(&ev.at)
+                .bind(ev.details.to_string())
+                .bind(&ev.prev_hash)
+                .bind(&ev.hash),
+        )
+        .await?;
+        tx.execute(q(sql::SET_HEAD).bind(ev.seq).bind(&ev.hash).bind(&t))
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl<D: Db> AuditStore for Cell<D> {
+    async fn append_audit(&self, scope: &TenantScope, events: Vec<AuditDraft>) -> Result<()> {
+        let mut tx = self.db.begin_scoped(scope).await?;
+        append(&mut tx, scope.tenant_id(), events).await?;
+        tx.commit().await
+    }
+
+    async fn list_audit(&self, scope: &TenantScope, f: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        let mut tx = self.db.read_scoped(scope).await?;
+        let rows: Vec<EventRow> = tx
+            .fetch_all(
+                q(sql::LIST_EVENTS)
+                    .bind(scope.tenant_id().to_string())
+                    .bind(f.actor.as_deref())
+                    .bind(f.action.as_deref())
+                    .bind(f.resource.as_deref())
+                    .bind(f.from.as_deref())
+                    .bind(f.to.as_deref())
+                    .bind(f.after_seq)
+                    .bind(i64::from(f.limit)),
+            )
+            .await?;
+        tx.commit().await?;
+        rows.into_iter().map(AuditEvent::try_from).collect()
+    }
+
+    async fn audit_chain(
+        &self,
+        scope: &TenantScope,
+    ) -> Result<(Vec<AuditEvent>, Option<(i64, String)>)> {
+        // One read transaction, so the head and the events are the same snapshot.
+        let mut tx = self.db.read_scoped(scope).await?;
+        let t = scope.tenant_id().to_string();
+        let head: Option<HeadRow> = tx.fetch_optional(q(sql::HEAD).bind(&t)).await?;
+        let rows: Vec<EventRow> = tx.fetch_all(q(sql::CHAIN).bind(&t)).await?;
+        tx.commit().await?;
+        let events = rows
+            .into_iter()
+            .map(AuditEvent::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        let head = head.map(|h| (h.seq, h.hash)).filter(|(seq, _)| *seq > 0);
+        Ok((events, head))
+    }
+}

@@ -1,0 +1,61 @@
+//! Tenants and their placement (catalog).
+
+/// One tenant by id.
+pub const FIND_BY_ID: &str = "
+SELECT id, slug, name, type, plan, status, status_reason, region, cell,
+       settings, branding, created_at, updated_at, deleted_at, purge_after
+  FROM tenants
+ WHERE id = $1";
+
+/// One tenant by slug.
+pub const FIND_BY_SLUG: &str = "
+SELECT id, slug, name, type, plan, status, status_reason, region, cell,
+       settings, branding, created_at, updated_at, deleted_at, purge_after
+  FROM tenants
+ WHERE slug = $1";
+
+/// A page of tenants by id: $1 after (NULL for the first page), $2 limit.
+pub const LIST: &str = "
+SELECT id, slug, name, type, plan, status, status_reason, region, cell,
+       settings, branding, created_at, updated_at, deleted_at, purge_after
+  FROM tenants
+ WHERE ($1 IS NULL OR id > $1)
+ ORDER BY id
+ LIMIT $2";
+
+/// A new tenant, active, with empty branding.
+pub const INSERT: &str = "
+INSERT INTO tenants (id, slug, name, type, plan, status, region, cell,
+                     settings, branding, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, '{}', $9, $10)";
+
+/// Claims a dedicated cell for one tenant (its primary key refuses a second).
+pub const CLAIM_DEDICATED_CELL: &str = "
+INSERT INTO dedicated_cells (cell, tenant_id) VALUES ($1, $2)";
+
+/// Tenants in cell $1 other than $2: a cell placed into before it was declared dedicated.
+pub const OTHERS_IN_CELL: &str = "
+SELECT COUNT(*) AS n FROM tenants WHERE cell = $1 AND id <> $2";
+
+/// Name, settings and branding.
+pub const UPDATE: &str = "
+UPDATE tenants
+   SET name = $1, settings = $2, branding = $3, updated_at = $4
+ WHERE id = $5";
+
+/// Status, reason and deletion times: $4 whether it is deleted (then `deleted_at` = $5).
+pub const SET_STATUS: &str = "
+UPDATE tenants
+   SET status = $1, status_reason = $2, updated_at = $3,
+       deleted_at = CASE WHEN $4 THEN $5 ELSE NULL END,
+       purge_after = $6
+ WHERE id = $7";
+
+/// The plan.
+pub const SET_PLAN: &str = "
+UPDATE tenants SET plan = $1, updated_at = $2 WHERE id = $3";
+
+/// Serialises changes to one tenant's membership: a row lock on PostgreSQL (SQLite's writer
+/// is single anyway), so two concurrent demotions cannot leave it without an owner.
+pub const LOCK: &str = "
+UPDATE tenants SET updated_at = updated_at WHERE id = $1";
