@@ -153,7 +153,7 @@ async fn with_redis_killed_a_request_costs_no_redis_round_trip_until_it_is_back(
         return;
     };
     let url = format!("redis://127.0.0.1:{port}");
-    let app = TestApp::spawn_with(|c| c.redis_url = Some(url.clone())).await;
+    let app = TestApp::spawn_with(|c| c.redis_url = Some(url.clone().into())).await;
     let a = app.signup("acme", Some("professional")).await;
     let ready = app.call("GET", "/readyz", None, None).await;
     assert_eq!(ready.body["rate_limits"], "redis", "{}", ready.text);

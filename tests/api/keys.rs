@@ -157,8 +157,11 @@ async fn clear_keys_of_an_older_release_are_sealed_at_start_and_a_wrong_master_k
     // A wrong master key, or a missing file once keys are sealed: a one-line start error,
     // never a silent new key.
     let mut wrong = config.clone();
-    wrong.master_key =
-        MasterKeySource::Value(base64::engine::general_purpose::STANDARD.encode([9u8; 32]));
+    wrong.master_key = MasterKeySource::Value(
+        base64::engine::general_purpose::STANDARD
+            .encode([9u8; 32])
+            .into(),
+    );
     let e = tenantd_server::build_state(wrong)
         .await
         .err()

@@ -136,7 +136,7 @@ pub fn start_serving(state: &AppState) -> Jobs {
         );
         jobs.start("cache-invalidation", move |mut stop| async move {
             tokio::select! {
-                _ = crate::cache::subscribe(url, cache, subscribed) => {}
+                _ = crate::cache::subscribe(url.expose().to_owned(), cache, subscribed) => {}
                 _ = stop.stopped() => {}
             }
         });

@@ -144,7 +144,9 @@ impl AppState {
             config.auth_cache_ttl_ms,
         )));
         let announcer = match &config.redis_url {
-            Some(url) => Some(Arc::new(Announcer::new(url).map_err(Error::Internal)?)),
+            Some(url) => Some(Arc::new(
+                Announcer::new(url.expose()).map_err(Error::Internal)?,
+            )),
             None => None,
         };
         let catalog: Arc<dyn CatalogStore> = Arc::new(InvalidatingCatalog::new(
@@ -193,7 +195,7 @@ impl AppState {
             keys,
             passwords,
             limiter: match &config_redis {
-                Some(url) => RateLimits::redis(url).map_err(Error::Internal)?,
+                Some(url) => RateLimits::redis(url.expose()).map_err(Error::Internal)?,
                 None => RateLimits::local(),
             },
             sign_in: Limiter::with_max_keys(100_000),
@@ -253,7 +255,7 @@ async fn bootstrap(
     let email = Email::parse(&email_text, "TENANTD_ADMIN_EMAIL")
         .map_err(|e| Error::Internal(format!("{}: {}", e.field, e.message)))?;
     let (password, generated) = match &config.admin_password {
-        Some(p) => (p.clone(), None),
+        Some(p) => (p.expose().to_owned(), None),
         None => {
             let p = crate::auth::secrets::random_secret()?[..24].to_owned();
             (p.clone(), Some(p))

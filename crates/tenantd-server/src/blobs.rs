@@ -29,7 +29,7 @@ pub async fn open_blobs(config: &Config) -> Result<Arc<dyn object_store::ObjectS
         b = b.with_access_key_id(k);
     }
     if let Some(k) = &s3.secret_access_key {
-        b = b.with_secret_access_key(k);
+        b = b.with_secret_access_key(k.expose());
     }
     let store = b
         .build()

@@ -23,7 +23,7 @@ const NONCE_LEN: usize = 24;
 #[derive(Clone)]
 pub enum MasterKeySource {
     /// `TENANTD_MASTER_KEY` (or `master_key` in the file): base64 of 32 bytes.
-    Value(String),
+    Value(crate::config::Secret),
     /// `master_key_file`: created with mode 0600 when nothing is sealed yet.
     File(PathBuf),
 }
@@ -77,7 +77,9 @@ impl MasterKey {
     /// (mode 0600); otherwise a missing key is an error, never a silent new key.
     pub fn load(source: &MasterKeySource, may_create: bool) -> Result<Self, Error> {
         match source {
-            MasterKeySource::Value(v) => Ok(Self::from_bytes(&parse(v, "TENANTD_MASTER_KEY")?)),
+            MasterKeySource::Value(v) => {
+                Ok(Self::from_bytes(&parse(v.expose(), "TENANTD_MASTER_KEY")?))
+            }
             MasterKeySource::File(path) => match std::fs::read_to_string(path) {
                 Ok(text) => {
                     warn_if_readable_by_others(path);
