@@ -238,3 +238,93 @@ pub struct NewFile {
 pub fn blob_key(tenant: TenantId, file: crate::ids::FileId) -> String {
     format!("tenants/{tenant}/files/{file}")
 }
+
+/// Sharing as a request states it, its syntax checked: a mode and, for `selective`, 1 to 100
+/// distinct tenant ids. Whether the tenant may share so — the plan's feature, the platform
+/// tenant's global sharing, targets in the same cell — is the service's decision.
+#[derive(Debug, Clone)]
+pub struct SharingDraft {
+    /// The mode.
+    pub mode: SharingMode,
+    /// The tenants named, sorted and without repeats (empty unless `selective`).
+    pub tenants: Vec<TenantId>,
+}
+
+impl SharingDraft {
+    /// Parses a mode and its tenant list, recording every field error in `v`.
+    pub fn parse(
+        mode: &str,
+        tenants: Option<&[String]>,
+        v: &mut crate::error::Validator,
+    ) -> Option<Self> {
+        let mode = v.check(SharingMode::parse(mode, "sharing.mode"))?;
+        let raw = tenants.unwrap_or_default();
+        match mode {
+            SharingMode::Private if !raw.is_empty() => {
+                v.push(FieldError::new(
+                    "sharing.tenants",
+                    "only selective sharing lists tenants",
+                ));
+                None
+            }
+            SharingMode::Private | SharingMode::Global => Some(Self {
+                mode,
+                tenants: Vec::new(),
+            }),
+            SharingMode::Selective => {
+                if raw.is_empty() || raw.len() > 100 {
+                    v.push(FieldError::new("sharing.tenants", "1 to 100 tenant ids"));
+                    return None;
+                }
+                let mut ids = Vec::with_capacity(raw.len());
+                for (i, r) in raw.iter().enumerate() {
+                    ids.push(v.check(TenantId::parse(r, &format!("sharing.tenants[{i}]"))));
+                }
+                let mut ids: Vec<TenantId> = ids.into_iter().collect::<Option<_>>()?;
+                ids.sort();
+                ids.dedup();
+                Some(Self { mode, tenants: ids })
+            }
+        }
+    }
+}
+
+/// A new resource as a request states it, parsed: every field error is reported at once.
+#[derive(Debug, Clone)]
+pub struct ResourceDraft {
+    /// Its name.
+    pub name: ResourceName,
+    /// Its spec (`{}` when the request had none).
+    pub spec: Spec,
+    /// Its sharing (`None`: private).
+    pub sharing: Option<SharingDraft>,
+}
+
+/// A change to a resource as a request states it, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceChanges {
+    /// New name.
+    pub name: Option<ResourceName>,
+    /// New spec.
+    pub spec: Option<Spec>,
+    /// New sharing.
+    pub sharing: Option<SharingDraft>,
+    /// The version `If-Match` named (`None`: absent or `*`).
+    pub if_version: Option<i64>,
+}
+
+impl ResourceChanges {
+    /// The version an `If-Match` header names: `None` for none or `*`; an ETag tenantd never
+    /// issued cannot match (`PreconditionFailed`).
+    pub fn if_version(if_match: Option<&str>) -> crate::Result<Option<i64>> {
+        match if_match.map(str::trim) {
+            None | Some("*") => Ok(None),
+            Some(tag) => tag
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| crate::Error::PreconditionFailed),
+        }
+    }
+}

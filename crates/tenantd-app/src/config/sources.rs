@@ -50,16 +50,16 @@ impl Merged {
                 }
                 (section, toml::Value::Table(t)) => {
                     for (sub, v) in t {
-                        self.from_toml(&format!("{section}.{sub}"), v, what)?;
+                        self.set_toml(&format!("{section}.{sub}"), v, what)?;
                     }
                 }
-                (name, v) => self.from_toml(name, v, what)?,
+                (name, v) => self.set_toml(name, v, what)?,
             }
         }
         Ok(())
     }
 
-    fn from_toml(&mut self, name: &str, v: toml::Value, what: &str) -> Result<(), String> {
+    fn set_toml(&mut self, name: &str, v: toml::Value, what: &str) -> Result<(), String> {
         let key = keys::find(name).ok_or_else(|| format!("{what}: unknown key {name}"))?;
         let value = match (key.kind, v) {
             (Kind::Retired(why), _) => return Err(why.into()),

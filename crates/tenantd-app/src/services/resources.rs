@@ -1,7 +1,7 @@
-use serde_json::{Value, json};
+use serde_json::json;
 use tenantd_core::access::Granted;
 use tenantd_core::access::perm::{ResourcesRead, ResourcesWrite};
-use tenantd_core::ids::{ResourceId, TenantId};
+use tenantd_core::ids::ResourceId;
 use tenantd_core::resource::*;
 use tenantd_core::tenant::{TenantScope, TenantType};
 use tenantd_core::{Error, FieldError, Result};
@@ -9,24 +9,12 @@ use tenantd_core::{Error, FieldError, Result};
 use crate::context::Ctx;
 use crate::state::AppState;
 
-/// Sharing as the client sent it.
-pub struct SharingInput {
-    pub mode: String,
-    pub tenants: Option<Vec<String>>,
-}
-
-async fn parse_sharing(state: &AppState, ctx: &Ctx, s: SharingInput) -> Result<Sharing> {
-    let mode = SharingMode::parse(&s.mode, "sharing.mode")?;
-    match mode {
-        SharingMode::Private => {
-            if s.tenants.as_ref().is_some_and(|t| !t.is_empty()) {
-                return Err(Error::invalid(
-                    "sharing.tenants",
-                    "only selective sharing lists tenants",
-                ));
-            }
-            Ok(Sharing::private())
-        }
+/// Whether this tenant may share as `draft` says: global sharing is the platform tenant's,
+/// selective sharing a plan feature, and every named tenant must exist and keep its data in
+/// this tenant's cell (a share is read where the item is stored).
+async fn admit_sharing(state: &AppState, ctx: &Ctx, draft: SharingDraft) -> Result<Sharing> {
+    match draft.mode {
+        SharingMode::Private => Ok(Sharing::private()),
         SharingMode::Global => {
             if ctx.tenant.kind != TenantType::Platform {
                 return Err(Error::Forbidden(
@@ -34,58 +22,43 @@ async fn parse_sharing(state: &AppState, ctx: &Ctx, s: SharingInput) -> Result<S
                 ));
             }
             Ok(Sharing {
-                mode,
+                mode: draft.mode,
                 tenants: Vec::new(),
             })
         }
         SharingMode::Selective => {
             ctx.plan.require_feature("selective_sharing")?;
-            let raw = s.tenants.unwrap_or_default();
-            if raw.is_empty() || raw.len() > 100 {
-                return Err(Error::invalid("sharing.tenants", "1 to 100 tenant ids"));
-            }
-            let mut ids = Vec::with_capacity(raw.len());
-            for (i, r) in raw.iter().enumerate() {
+            let mut v = tenantd_core::error::Validator::default();
+            for (i, id) in draft.tenants.iter().enumerate() {
                 let field = format!("sharing.tenants[{i}]");
-                let id = TenantId::parse(r, &field)?;
                 // A tenant that does not exist is refused like a malformed id: nothing about
                 // other tenants is revealed beyond what the caller already knows.
-                let Some(target) = state
+                let target = state
                     .catalog
-                    .find_tenant(id)
+                    .find_tenant(*id)
                     .await?
-                    .filter(|_| id != ctx.tenant.id)
-                else {
-                    return Err(FieldError::new(
+                    .filter(|_| *id != ctx.tenant.id);
+                match target {
+                    None => v.push(FieldError::new(
                         field,
                         "not a tenant this item can be shared with",
-                    )
-                    .into());
-                };
-                // A share is read where the item is stored; a tenant in another cell would
-                // never see it, so it is refused rather than silently ineffective.
-                if target.cell != ctx.tenant.cell {
-                    return Err(FieldError::new(
+                    )),
+                    // A tenant in another cell would never see the share: refused rather
+                    // than silently ineffective.
+                    Some(t) if t.cell != ctx.tenant.cell => v.push(FieldError::new(
                         field,
                         "this tenant's data is in another storage cell; selective sharing works within one cell",
-                    )
-                    .into());
-                }
-                if !ids.contains(&id) {
-                    ids.push(id);
+                    )),
+                    Some(_) => {}
                 }
             }
-            ids.sort();
-            Ok(Sharing { mode, tenants: ids })
+            v.finish()?;
+            Ok(Sharing {
+                mode: draft.mode,
+                tenants: draft.tenants,
+            })
         }
     }
-}
-
-/// A create request.
-pub struct CreateInput {
-    pub name: Option<String>,
-    pub spec: Option<Value>,
-    pub sharing: Option<SharingInput>,
 }
 
 /// Creates a resource, taking a slot of its kind's quota in the same transaction.
@@ -94,30 +67,17 @@ pub async fn create(
     ctx: &Ctx,
     _: Granted<ResourcesWrite>,
     kind: ResourceKind,
-    input: CreateInput,
+    draft: ResourceDraft,
 ) -> Result<Resource> {
-    let mut v = tenantd_core::error::Validator::default();
-    let name = match &input.name {
-        Some(n) => v.check(ResourceName::parse(n)),
-        None => {
-            v.push(FieldError::new("name", "is required"));
-            None
-        }
-    };
-    let spec = v.check(Spec::parse(input.spec.unwrap_or_else(|| json!({}))));
-    v.finish()?;
-    let (Some(name), Some(spec)) = (name, spec) else {
-        return Err(Error::Internal("validator".into()));
-    };
-    let sharing = match input.sharing {
-        Some(s) => parse_sharing(state, ctx, s).await?,
+    let sharing = match draft.sharing {
+        Some(s) => admit_sharing(state, ctx, s).await?,
         None => Sharing::private(),
     };
     let new = NewResource {
         id: ResourceId::new(),
         kind,
-        name,
-        spec,
+        name: draft.name,
+        spec: draft.spec,
         sharing,
         created_by: ctx.caller.actor.audit_name(),
     };
@@ -214,14 +174,6 @@ async fn read_only_elsewhere(
     }
 }
 
-/// A patch request.
-pub struct PatchInput {
-    pub name: Option<String>,
-    pub spec: Option<Value>,
-    pub sharing: Option<SharingInput>,
-    pub if_match: Option<String>,
-}
-
 /// Changes a resource the tenant owns (honouring `If-Match`).
 pub async fn update(
     state: &AppState,
@@ -229,29 +181,16 @@ pub async fn update(
     _: Granted<ResourcesWrite>,
     kind: ResourceKind,
     id: ResourceId,
-    input: PatchInput,
+    changes: ResourceChanges,
 ) -> Result<Resource> {
-    let mut v = tenantd_core::error::Validator::default();
-    let name = input
-        .name
-        .as_deref()
-        .and_then(|n| v.check(ResourceName::parse(n)));
-    let spec = input.spec.and_then(|s| v.check(Spec::parse(s)));
-    let if_version = match input.if_match.as_deref().map(str::trim) {
-        None | Some("*") => None,
-        Some(tag) => match tag
-            .trim_start_matches("W/")
-            .trim_matches('"')
-            .parse::<i64>()
-        {
-            Ok(n) => Some(n),
-            // An ETag we never issued cannot match.
-            Err(_) => return Err(Error::PreconditionFailed),
-        },
-    };
-    v.finish()?;
-    let sharing = match input.sharing {
-        Some(s) => Some(parse_sharing(state, ctx, s).await?),
+    let ResourceChanges {
+        name,
+        spec,
+        sharing,
+        if_version,
+    } = changes;
+    let sharing = match sharing {
+        Some(s) => Some(admit_sharing(state, ctx, s).await?),
         None => None,
     };
     let changed: Vec<&str> = [

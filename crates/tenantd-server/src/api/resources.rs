@@ -9,8 +9,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use tenantd_core::Error;
 use tenantd_core::access::perm;
+use tenantd_core::error::Validator;
 use tenantd_core::ids::ResourceId;
-use tenantd_core::resource::{ListQuery, Resource, ResourceKind, SharedFilter};
+use tenantd_core::resource::{
+    ListQuery, Resource, ResourceChanges, ResourceDraft, ResourceKind, ResourceName, SharedFilter,
+    SharingDraft, Spec,
+};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,7 +24,7 @@ use crate::api::dto::{Page, ResourceResponse};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ApiJson, ApiQuery};
 use crate::resolve::InTenant;
-use crate::services::resources::{self as svc, SharingInput};
+use crate::services::resources as svc;
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -109,17 +113,10 @@ async fn create(
 ) -> ApiResult<Response> {
     let kind = t.kind;
     let g = ctx.require::<perm::ResourcesWrite>(&state).await?;
-    let input = svc::CreateInput {
-        name: req.name,
-        spec: req.spec,
-        sharing: req.sharing.map(|s| SharingInput {
-            mode: s.mode,
-            tenants: s.tenants,
-        }),
-    };
+    let draft = ResourceDraft::try_from(req)?;
     Ok(with_etag(
         StatusCode::CREATED,
-        svc::create(&state, &ctx, g, kind, input).await?,
+        svc::create(&state, &ctx, g, kind, draft).await?,
     ))
 }
 
@@ -197,6 +194,65 @@ pub struct PatchResourceRequest {
     pub sharing: Option<SharingRequest>,
 }
 
+impl SharingRequest {
+    fn parse(&self, v: &mut Validator) -> Option<SharingDraft> {
+        SharingDraft::parse(&self.mode, self.tenants.as_deref(), v)
+    }
+}
+
+impl TryFrom<CreateResourceRequest> for ResourceDraft {
+    type Error = Error;
+
+    /// Every field error at once (422 naming each).
+    fn try_from(req: CreateResourceRequest) -> Result<Self, Error> {
+        let mut v = Validator::default();
+        let name = match &req.name {
+            Some(n) => v.check(ResourceName::parse(n)),
+            None => {
+                v.push(tenantd_core::FieldError::new("name", "is required"));
+                None
+            }
+        };
+        let spec = v.check(Spec::parse(
+            req.spec.unwrap_or_else(|| serde_json::json!({})),
+        ));
+        let sharing = req.sharing.as_ref().map(|s| s.parse(&mut v));
+        v.finish()?;
+        match (name, spec, sharing) {
+            (Some(name), Some(spec), None) => Ok(Self {
+                name,
+                spec,
+                sharing: None,
+            }),
+            (Some(name), Some(spec), Some(Some(s))) => Ok(Self {
+                name,
+                spec,
+                sharing: Some(s),
+            }),
+            _ => Err(Error::Internal("validator passed an unparsed field".into())),
+        }
+    }
+}
+
+impl TryFrom<PatchResourceRequest> for ResourceChanges {
+    type Error = Error;
+
+    /// Every field error at once; `if_version` comes from the `If-Match` header.
+    fn try_from(req: PatchResourceRequest) -> Result<Self, Error> {
+        let mut v = Validator::default();
+        let name = req.name.as_deref().map(|n| v.check(ResourceName::parse(n)));
+        let spec = req.spec.map(|s| v.check(Spec::parse(s)));
+        let sharing = req.sharing.as_ref().map(|s| s.parse(&mut v));
+        v.finish()?;
+        Ok(Self {
+            name: name.flatten(),
+            spec: spec.flatten(),
+            sharing: sharing.flatten(),
+            if_version: None,
+        })
+    }
+}
+
 /// Changes an item the tenant owns; honours `If-Match`. Shared items are read-only (403).
 #[utoipa::path(patch, path = "/v1/{kind}/{id}", tag = "resources", request_body = PatchResourceRequest,
     params(("kind" = String, Path), ("id" = String, Path), ("If-Match" = Option<String>, Header)),
@@ -212,19 +268,16 @@ async fn update(
     let g = ctx.require::<perm::ResourcesWrite>(&state).await?;
     let if_match = headers
         .get(header::IF_MATCH)
-        .map(|v| v.to_str().unwrap_or("\"invalid\"").to_owned());
-    let input = svc::PatchInput {
-        name: req.name,
-        spec: req.spec,
-        sharing: req.sharing.map(|s| SharingInput {
-            mode: s.mode,
-            tenants: s.tenants,
-        }),
-        if_match,
+        .map(|v| v.to_str().unwrap_or("\"invalid\""));
+    // A precondition tenantd never issued fails before the body is looked at.
+    let if_version = ResourceChanges::if_version(if_match)?;
+    let changes = ResourceChanges {
+        if_version,
+        ..ResourceChanges::try_from(req)?
     };
     Ok(with_etag(
         StatusCode::OK,
-        svc::update(&state, &ctx, g, kind, id, input).await?,
+        svc::update(&state, &ctx, g, kind, id, changes).await?,
     ))
 }
 
