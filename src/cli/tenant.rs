@@ -2,7 +2,7 @@
 
 use anyhow::anyhow;
 use clap::Subcommand;
-use tenantd_core::tenant::Tenant;
+use tenantd_core::tenant::{Tenant, TenantDraft};
 use tenantd_server::AppState;
 use tenantd_server::api::dto::TenantResponse;
 use tenantd_server::context::Caller;
@@ -155,21 +155,18 @@ pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
             region,
             json,
         } => {
-            let out = svc::create(
-                &state,
-                &op,
-                svc::CreateInput {
-                    name,
-                    slug,
-                    plan,
-                    kind,
-                    region,
-                    settings: None,
-                    owner_email,
-                },
+            let g = op.require_platform_admin(&state).await.map_err(err)?;
+            let draft = TenantDraft::parse(
+                &name,
+                &slug,
+                &plan,
+                kind.as_deref(),
+                region.as_deref(),
+                None,
+                &owner_email,
             )
-            .await
             .map_err(err)?;
+            let out = svc::create(&state, &op, g, draft).await.map_err(err)?;
             if let Some((_, token, exp)) = &out.owner_invitation {
                 if json {
                     let mut v = serde_json::to_value(TenantResponse::from(out.tenant))?;

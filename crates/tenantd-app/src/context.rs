@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 use tenantd_core::access::perm::{Perm, PlatformAdmin};
 use tenantd_core::access::{Granted, Permission, Role};
+use tenantd_core::audit::Action;
 use tenantd_core::audit::AuditDraft;
 use tenantd_core::ids::{ApiKeyId, EventId, SessionId, TenantId, UserId};
 use tenantd_core::plans::Plan;
@@ -158,7 +159,7 @@ impl Caller {
             &self.meta,
             self.actor.audit_name(),
             tenant,
-            "permission.denied",
+            Action::PermissionDenied,
             p.as_str().split(':').next().unwrap_or("unknown"),
             None,
             "denied",
@@ -172,7 +173,7 @@ impl Caller {
     pub fn event(
         &self,
         tenant: TenantId,
-        action: &str,
+        action: Action,
         resource: &str,
         resource_id: Option<String>,
         details: Value,
@@ -196,7 +197,7 @@ pub fn event(
     meta: &RequestMeta,
     actor: String,
     tenant: TenantId,
-    action: &str,
+    action: Action,
     resource: &str,
     resource_id: Option<String>,
     outcome: &str,
@@ -206,7 +207,7 @@ pub fn event(
         id: EventId::new(),
         tenant_id: tenant,
         actor,
-        action: action.into(),
+        action: action.text().into_owned(),
         resource: resource.into(),
         resource_id,
         outcome: outcome.into(),
@@ -251,7 +252,7 @@ impl Ctx {
     /// An audit draft by this request's caller in its tenant.
     pub fn event(
         &self,
-        action: &str,
+        action: Action,
         resource: &str,
         resource_id: Option<String>,
         details: Value,
@@ -387,5 +388,5 @@ pub async fn lookup(state: &AppState, value: &str) -> Result<Option<Tenant>, Err
 }
 
 pub fn names(t: &Tenant, value: &str) -> bool {
-    value.eq_ignore_ascii_case(&t.id.to_string()) || value.eq_ignore_ascii_case(&t.slug)
+    value.eq_ignore_ascii_case(&t.id.to_string()) || value.eq_ignore_ascii_case(t.slug.as_str())
 }

@@ -5,12 +5,15 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use tenantd_core::access::Role;
+use tenantd_core::audit::Action;
 use tenantd_core::audit::AuditDraft;
 use tenantd_core::identity::{Email, NewUser, Password};
 use tenantd_core::ids::{EventId, TenantId, UserId};
 use tenantd_core::plans::{Plan, Plans};
 use tenantd_core::store::{CatalogStore, CellStore, TenantOwner};
-use tenantd_core::tenant::{DisplayName, NewTenant, Tenant, TenantScope, TenantSlug, TenantType};
+use tenantd_core::tenant::{
+    CellName, DisplayName, NewTenant, Tenant, TenantScope, TenantSlug, TenantType,
+};
 use tenantd_core::{Error, Result, time};
 use tokio::sync::{Mutex, Notify};
 
@@ -37,7 +40,7 @@ pub struct Inner {
     /// Whether this node hears the other nodes' invalidations now.
     pub invalidations_subscribed: Arc<std::sync::atomic::AtomicBool>,
     /// The cells, by name.
-    pub cells: HashMap<String, Arc<dyn CellStore>>,
+    pub cells: HashMap<CellName, Arc<dyn CellStore>>,
     /// The plans.
     pub plans: Plans,
     /// File contents (keys under `tenants/<tenant_id>/`).
@@ -55,7 +58,7 @@ pub struct Inner {
     /// The platform tenant.
     pub platform: TenantId,
     /// The cell that holds the platform tenant's data, hence every global item.
-    pub platform_cell: String,
+    pub platform_cell: CellName,
     /// Uploads being read at once (each may hold up to `file_limit_bytes` in memory).
     pub uploads: tokio::sync::Semaphore,
     /// Serialises audit relay flushes.
@@ -83,12 +86,16 @@ pub struct Bootstrap {
 impl AppState {
     /// The cell holding a scope's tenant.
     pub fn cell(&self, scope: &TenantScope) -> Result<&Arc<dyn CellStore>> {
-        self.cells.get(scope.cell()).ok_or(Error::Unavailable)
+        self.cells
+            .get(scope.cell().as_str())
+            .ok_or(Error::Unavailable)
     }
 
     /// A tenant's plan (a tenant on a plan that left the plans file gets `free` limits).
     pub fn plan_of(&self, tenant: &Tenant) -> &Arc<Plan> {
-        self.plans.get(&tenant.plan).unwrap_or(&self.fallback_plan)
+        self.plans
+            .get(tenant.plan.as_str())
+            .unwrap_or(&self.fallback_plan)
     }
 
     /// Wakes the audit relay and waits for it to move what is pending, so a client that
@@ -128,14 +135,14 @@ impl AppState {
                 Arc::new(tenantd_store::postgres::open_catalog(loc).await?)
             }
         };
-        let mut cells: HashMap<String, Arc<dyn CellStore>> = HashMap::new();
+        let mut cells: HashMap<CellName, Arc<dyn CellStore>> = HashMap::new();
         for c in &config.cells {
             let cell: Arc<dyn CellStore> = match &c.location {
                 DbLocation::Sqlite(path) => {
-                    Arc::new(tenantd_store::sqlite::open_cell(&c.name, path).await?)
+                    Arc::new(tenantd_store::sqlite::open_cell(c.name.as_str(), path).await?)
                 }
                 DbLocation::Postgres(loc) => {
-                    Arc::new(tenantd_store::postgres::open_cell(&c.name, loc).await?)
+                    Arc::new(tenantd_store::postgres::open_cell(c.name.as_str(), loc).await?)
                 }
             };
             cells.insert(c.name.clone(), cell);
@@ -220,7 +227,7 @@ impl AppState {
 /// The system's own audit draft (no request).
 pub fn system_event(
     tenant: TenantId,
-    action: &str,
+    action: Action,
     resource: &str,
     resource_id: Option<String>,
     details: serde_json::Value,
@@ -229,7 +236,7 @@ pub fn system_event(
         id: EventId::new(),
         tenant_id: tenant,
         actor: "system".into(),
-        action: action.into(),
+        action: action.text().into_owned(),
         resource: resource.into(),
         resource_id,
         outcome: "success".into(),
@@ -289,7 +296,7 @@ async fn bootstrap(
     };
     let audit = vec![system_event(
         tenant.id,
-        "tenant.create",
+        Action::TenantCreate,
         "tenants",
         Some(tenant.id.to_string()),
         serde_json::json!({"slug": "platform", "bootstrap": true}),
@@ -330,7 +337,7 @@ async fn ensure_default_tenant(state: &AppState) -> Result<()> {
         kind: TenantType::Client,
         plan: "enterprise".into(),
         region: None,
-        cell: String::new(),
+        cell: CellName::default(),
         dedicated: false,
         settings: serde_json::json!({}),
     };
@@ -342,7 +349,7 @@ async fn ensure_default_tenant(state: &AppState) -> Result<()> {
     let placement = crate::services::placement::placement(state, None, &plan, false)?;
     let audit = vec![system_event(
         tenant.id,
-        "tenant.create",
+        Action::TenantCreate,
         "tenants",
         Some(tenant.id.to_string()),
         serde_json::json!({"slug": slug.as_str(), "single_mode_default": true}),

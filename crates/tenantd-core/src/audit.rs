@@ -4,6 +4,110 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::{EventId, TenantId};
 
+/// What an audit event records. The set is closed: every action tenantd appends is a variant
+/// here, its text written once, so a reader of the chain can look each one up and a typo
+/// cannot invent a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// An API key made. (`api_keys.create`)
+    ApiKeyCreate,
+    /// An API key revoked (by a member, or with its maker's membership). (`api_keys.revoke`)
+    ApiKeyRevoke,
+    /// A sign-in, successful or refused. (`auth.login`)
+    Login,
+    /// A session ended by its holder. (`auth.logout`)
+    Logout,
+    /// A password changed, or a change refused. (`auth.password_change`)
+    PasswordChange,
+    /// A spent refresh token presented again: its family revoked. (`auth.refresh_reuse`)
+    RefreshReuse,
+    /// A self-serve signup. (`auth.signup`)
+    Signup,
+    /// A session switched to another tenant of the user. (`auth.switch`)
+    Switch,
+    /// A file stored. (`files.create`)
+    FileCreate,
+    /// A file deleted. (`files.delete`)
+    FileDelete,
+    /// An invitation accepted. (`invitations.accept`)
+    InvitationAccept,
+    /// An invitation sent. (`invitations.create`)
+    InvitationCreate,
+    /// An invitation revoked. (`invitations.revoke`)
+    InvitationRevoke,
+    /// A member removed. (`members.remove`)
+    MemberRemove,
+    /// A member's role changed. (`members.update`)
+    MemberUpdate,
+    /// A request refused for its role's permissions. (`permission.denied`)
+    PermissionDenied,
+    /// A platform admin acting in another tenant (in both chains). (`platform.cross_tenant`)
+    CrossTenant,
+    /// A tenant created (in its chain and the platform's). (`tenant.create`)
+    TenantCreate,
+    /// A tenant soft-deleted. (`tenant.delete`)
+    TenantDelete,
+    /// A request naming a tenant other than its credential's, refused. (`tenant.mismatch`)
+    TenantMismatch,
+    /// A tenant's plan changed. (`tenant.plan`)
+    TenantPlan,
+    /// A suspended tenant reactivated. (`tenant.reactivate`)
+    TenantReactivate,
+    /// A tenant suspended. (`tenant.suspend`)
+    TenantSuspend,
+    /// A tenant's name, settings or branding changed. (`tenant.update`)
+    TenantUpdate,
+    /// An item of a resource kind created (`<kind>.create`, e.g. `agents.create`).
+    ResourceCreate(crate::resource::ResourceKind),
+    /// An item changed (`<kind>.update`).
+    ResourceUpdate(crate::resource::ResourceKind),
+    /// An item deleted (`<kind>.delete`).
+    ResourceDelete(crate::resource::ResourceKind),
+}
+
+impl Action {
+    /// The stored text.
+    pub fn text(self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow;
+        let fixed = match self {
+            Action::ApiKeyCreate => "api_keys.create",
+            Action::ApiKeyRevoke => "api_keys.revoke",
+            Action::Login => "auth.login",
+            Action::Logout => "auth.logout",
+            Action::PasswordChange => "auth.password_change",
+            Action::RefreshReuse => "auth.refresh_reuse",
+            Action::Signup => "auth.signup",
+            Action::Switch => "auth.switch",
+            Action::FileCreate => "files.create",
+            Action::FileDelete => "files.delete",
+            Action::InvitationAccept => "invitations.accept",
+            Action::InvitationCreate => "invitations.create",
+            Action::InvitationRevoke => "invitations.revoke",
+            Action::MemberRemove => "members.remove",
+            Action::MemberUpdate => "members.update",
+            Action::PermissionDenied => "permission.denied",
+            Action::CrossTenant => "platform.cross_tenant",
+            Action::TenantCreate => "tenant.create",
+            Action::TenantDelete => "tenant.delete",
+            Action::TenantMismatch => "tenant.mismatch",
+            Action::TenantPlan => "tenant.plan",
+            Action::TenantReactivate => "tenant.reactivate",
+            Action::TenantSuspend => "tenant.suspend",
+            Action::TenantUpdate => "tenant.update",
+            Action::ResourceCreate(k) => return Cow::Owned(format!("{k}.create")),
+            Action::ResourceUpdate(k) => return Cow::Owned(format!("{k}.update")),
+            Action::ResourceDelete(k) => return Cow::Owned(format!("{k}.delete")),
+        };
+        Cow::Borrowed(fixed)
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
 /// The `prev_hash` of a tenant's first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -199,6 +303,22 @@ pub struct AuditFilter {
     pub after_seq: Option<i64>,
     /// At most this many.
     pub limit: u32,
+}
+
+#[cfg(test)]
+mod action_tests {
+    use super::Action;
+    use crate::resource::ResourceKind;
+
+    #[test]
+    fn an_action_is_stored_as_its_text() {
+        assert_eq!(Action::TenantCreate.text(), "tenant.create");
+        assert_eq!(
+            Action::ResourceDelete(ResourceKind::Agents).text(),
+            "agents.delete"
+        );
+        assert_eq!(Action::CrossTenant.to_string(), "platform.cross_tenant");
+    }
 }
 
 #[cfg(test)]

@@ -19,21 +19,32 @@ pub const CORE_QUOTAS: &[&str] = &[
 /// Rate-limited actions.
 pub const RATE_ACTIONS: &[&str] = &["api_requests", "agent_spawns"];
 
+/// How a plan's tenants are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// In a pooled cell, beside other tenants (row-level isolation).
+    #[default]
+    Pooled,
+    /// In a dedicated cell of its own.
+    Dedicated,
+}
+
 /// One plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// The plan's id (its key in the file).
     #[serde(skip_deserializing)]
-    pub id: String,
+    pub id: crate::tenant::PlanId,
     /// Display name.
     pub name: String,
     /// Whether self-serve signup may pick it.
     #[serde(default)]
     pub self_serve: bool,
-    /// `pooled` or `dedicated`.
-    #[serde(default = "pooled")]
-    pub isolation: String,
+    /// `pooled` (the default) or `dedicated`.
+    #[serde(default)]
+    pub isolation: Isolation,
     /// Quota limits; `~` (null) or absent is unlimited.
     #[serde(default)]
     pub quotas: BTreeMap<String, Option<i64>>,
@@ -46,10 +57,6 @@ pub struct Plan {
     /// Models agent runs may use; absent = any.
     #[serde(default)]
     pub models: Option<Vec<String>>,
-}
-
-fn pooled() -> String {
-    "pooled".to_owned()
 }
 
 impl Plan {
@@ -70,7 +77,7 @@ impl Plan {
         } else {
             Err(Error::FeatureNotInPlan {
                 feature: feature.to_owned(),
-                plan: self.id.clone(),
+                plan: self.id.to_string(),
             })
         }
     }
@@ -113,10 +120,7 @@ impl Plans {
         let file: PlansFile = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
         let mut plans = BTreeMap::new();
         for (id, mut plan) in file.plans {
-            plan.id = id.clone();
-            if !matches!(plan.isolation.as_str(), "pooled" | "dedicated") {
-                return Err(format!("plan {id}: isolation must be pooled or dedicated"));
-            }
+            plan.id = id.as_str().into();
             for (q, v) in &plan.quotas {
                 if v.is_some_and(|v| v < 0) {
                     return Err(format!("plan {id}: quota {q} is negative"));
@@ -178,7 +182,7 @@ mod tests {
         let ent = p.get("enterprise").unwrap();
         assert_eq!(ent.limit("users"), None);
         assert_eq!(ent.limit("concurrent_runs"), Some(50));
-        assert_eq!(ent.isolation, "dedicated");
+        assert_eq!(ent.isolation, Isolation::Dedicated);
         assert!(ent.has_feature("audit_logs") && ent.has_feature("sso"));
         assert!(
             p.get("professional")

@@ -154,7 +154,7 @@ pub trait TenantStore: Send + Sync {
     async fn set_tenant_plan(
         &self,
         id: TenantId,
-        plan: &str,
+        plan: &crate::tenant::PlanId,
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant>;
 }

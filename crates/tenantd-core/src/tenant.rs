@@ -83,6 +83,19 @@ impl TenantSlug {
         Ok(Self(s.to_owned()))
     }
 
+    /// A slug as stored: the form is checked, not the reserved list (the platform tenant
+    /// holds `platform`, and a slug reserved after a tenant took it stays that tenant's).
+    pub fn stored(s: &str) -> Result<Self, FieldError> {
+        let form_ok = (3..=63).contains(&s.len())
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+        if form_ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(FieldError::new("slug", "not a stored slug"))
+        }
+    }
+
     /// The platform tenant's slug, the one reserved slug that exists.
     pub fn platform() -> Self {
         Self("platform".to_owned())
@@ -99,6 +112,77 @@ impl fmt::Display for TenantSlug {
         f.write_str(&self.0)
     }
 }
+
+/// A text value known by its name in the deployment's configuration: a plan id (`free`, `pro`
+/// …, from the plans file) or a cell name (from `[[cells]]`). The type says which, so a cell
+/// name cannot be passed where a plan is meant; whether the name exists is the configuration's
+/// to say, not the value's.
+macro_rules! config_name {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a name.
+            pub fn new(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+config_name!(
+    /// A plan's id.
+    PlanId
+);
+
+config_name!(
+    /// A storage cell's name.
+    CellName
+);
 
 /// A display name: 1 to 200 characters after trimming, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -208,22 +292,22 @@ pub struct Tenant {
     /// Its id.
     pub id: TenantId,
     /// Its slug.
-    pub slug: String,
+    pub slug: TenantSlug,
     /// Its display name.
     pub name: String,
     /// Platform, client, solution or industry.
     #[serde(rename = "type")]
     pub kind: TenantType,
     /// The plan's id.
-    pub plan: String,
+    pub plan: PlanId,
     /// Lifecycle status.
     pub status: TenantStatus,
     /// Why it was suspended, while it is.
     pub status_reason: Option<String>,
     /// Requested data-residency region.
-    pub region: Option<String>,
+    pub region: Option<Region>,
     /// The cell that holds its data.
-    pub cell: String,
+    pub cell: CellName,
     /// Free-form settings object.
     pub settings: Value,
     /// Branding object (logo, colours).
@@ -257,14 +341,14 @@ impl Tenant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantScope {
     tenant_id: TenantId,
-    cell: String,
+    cell: CellName,
 }
 
 impl TenantScope {
     /// Makes a scope. Only the request path (after authentication, status and membership
     /// checks), the audited platform-admin crossing, the audit relay and operator commands
     /// call this; the name makes each call site easy to find and review.
-    pub fn unscoped_trusted(tenant_id: TenantId, cell: impl Into<String>) -> Self {
+    pub fn unscoped_trusted(tenant_id: TenantId, cell: impl Into<CellName>) -> Self {
         Self {
             tenant_id,
             cell: cell.into(),
@@ -277,7 +361,7 @@ impl TenantScope {
     }
 
     /// The cell holding the tenant's data.
-    pub fn cell(&self) -> &str {
+    pub fn cell(&self) -> &CellName {
         &self.cell
     }
 }
@@ -294,11 +378,11 @@ pub struct NewTenant {
     /// Its type.
     pub kind: TenantType,
     /// Its plan id (already checked against the plans).
-    pub plan: String,
+    pub plan: PlanId,
     /// Requested region.
     pub region: Option<Region>,
     /// The cell chosen for it.
-    pub cell: String,
+    pub cell: CellName,
     /// Whether the cell is dedicated: it is claimed for this tenant alone, and creation fails
     /// with `Conflict{cell}` if another tenant holds it.
     pub dedicated: bool,
@@ -315,6 +399,134 @@ pub struct TenantPatch {
     pub settings: Option<serde_json::Map<String, Value>>,
     /// Branding, merged key by key.
     pub branding: Option<serde_json::Map<String, Value>>,
+}
+
+/// A JSON object of at most 64 KiB (tenant settings, branding); `None` when absent.
+pub fn json_object(
+    field: &str,
+    v: Option<Value>,
+) -> Result<Option<serde_json::Map<String, Value>>, FieldError> {
+    match v {
+        None => Ok(None),
+        Some(Value::Object(o)) if Value::Object(o.clone()).to_string().len() <= 64 * 1024 => {
+            Ok(Some(o))
+        }
+        Some(Value::Object(_)) => Err(FieldError::new(field, "larger than 64 KiB")),
+        Some(_) => Err(FieldError::new(field, "must be a JSON object")),
+    }
+}
+
+/// The region `settings.data_residency` names, if it names one.
+pub fn residency(settings: &serde_json::Map<String, Value>) -> Result<Option<Region>, FieldError> {
+    match settings.get("data_residency") {
+        None => Ok(None),
+        Some(dr) => dr
+            .as_str()
+            .and_then(|r| Region::parse(r, "settings.data_residency").ok())
+            .map(Some)
+            .ok_or_else(|| FieldError::new("settings.data_residency", "one of: us eu ap")),
+    }
+}
+
+/// A new tenant as a request (`POST /v1/tenants`, `tenantd tenant create`) states it,
+/// parsed, every field error reported at once. Whether the plan exists and where the tenant
+/// goes are the service's to decide.
+#[derive(Debug, Clone)]
+pub struct TenantDraft {
+    /// Its name.
+    pub name: DisplayName,
+    /// Its slug.
+    pub slug: TenantSlug,
+    /// The plan asked for (not yet checked against the plans).
+    pub plan: PlanId,
+    /// `client` unless the request said `solution` or `industry`.
+    pub kind: TenantType,
+    /// The region, from `region` or `settings.data_residency` (which must agree).
+    pub region: Option<Region>,
+    /// Initial settings.
+    pub settings: serde_json::Map<String, Value>,
+    /// The owner's email.
+    pub owner_email: crate::identity::Email,
+}
+
+impl TenantDraft {
+    /// Parses the fields of a tenant creation.
+    pub fn parse(
+        name: &str,
+        slug: &str,
+        plan: &str,
+        kind: Option<&str>,
+        region: Option<&str>,
+        settings: Option<Value>,
+        owner_email: &str,
+    ) -> crate::Result<Self> {
+        let mut v = crate::error::Validator::default();
+        let name = v.check(DisplayName::parse(name, "name"));
+        let slug = v.check(TenantSlug::parse(slug));
+        let kind = match kind {
+            None => Some(TenantType::Client),
+            Some("platform") => {
+                v.push(FieldError::new("type", "there is one platform tenant"));
+                None
+            }
+            Some(k) => v.check(TenantType::parse(k, "type")),
+        };
+        let region = region.and_then(|r| v.check(Region::parse(r, "region")));
+        let settings = v
+            .check(json_object("settings", settings))
+            .flatten()
+            .unwrap_or_default();
+        let residency = v.check(residency(&settings)).flatten();
+        if let (Some(r), Some(dr)) = (region, residency)
+            && r != dr
+        {
+            v.push(FieldError::new(
+                "settings.data_residency",
+                format!("disagrees with region {r}"),
+            ));
+        }
+        let owner_email = v.check(crate::identity::Email::parse(owner_email, "owner_email"));
+        v.finish()?;
+        match (name, slug, kind, owner_email) {
+            (Some(name), Some(slug), Some(kind), Some(owner_email)) => Ok(Self {
+                name,
+                slug,
+                plan: PlanId::new(plan),
+                kind,
+                region: region.or(residency),
+                settings,
+                owner_email,
+            }),
+            _ => Err(crate::Error::Internal(
+                "validator passed an unparsed field".into(),
+            )),
+        }
+    }
+}
+
+impl TenantPatch {
+    /// Parses the fields of a tenant change (`PATCH /v1/tenants/{id}`), every field error at
+    /// once. Whether `settings.data_residency` agrees with the tenant's region is the
+    /// service's to check (it needs the tenant).
+    pub fn parse(
+        name: Option<&str>,
+        settings: Option<Value>,
+        branding: Option<Value>,
+    ) -> crate::Result<Self> {
+        let mut v = crate::error::Validator::default();
+        let name = name.map(|n| v.check(DisplayName::parse(n, "name")));
+        let settings = v.check(json_object("settings", settings)).flatten();
+        let branding = v.check(json_object("branding", branding)).flatten();
+        if let Some(s) = &settings {
+            v.check(residency(s));
+        }
+        v.finish()?;
+        Ok(Self {
+            name: name.flatten(),
+            settings,
+            branding,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -58,12 +58,12 @@ use tower_http::timeout::TimeoutLayer;
 /// The whole application as a router (tests call it in process).
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api::routes(state.config.file_limit_bytes);
-    let plans: Vec<String> = state.plans.all().map(|p| p.id.clone()).collect();
+    let plans: Vec<String> = state.plans.all().map(|p| p.id.to_string()).collect();
     let self_serve: Vec<String> = state
         .plans
         .all()
         .filter(|p| p.self_serve)
-        .map(|p| p.id.clone())
+        .map(|p| p.id.to_string())
         .collect();
     let mut regions: Vec<String> = state
         .config

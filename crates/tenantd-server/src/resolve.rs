@@ -11,6 +11,7 @@ use tenantd_app::AppState;
 use tenantd_app::context::{Caller, Ctx, RequestMeta, authenticate, event, lookup, names};
 use tenantd_core::Error;
 use tenantd_core::access::Role;
+use tenantd_core::audit::Action;
 use tenantd_core::ids::TenantId;
 use tenantd_core::tenant::{Tenant, TenantScope};
 
@@ -164,7 +165,7 @@ async fn refuse(state: &AppState, parts: &Parts, caller: &Caller, e: Error) -> A
             &caller.meta,
             caller.actor.audit_name(),
             caller.home.id,
-            "tenant.mismatch",
+            Action::TenantMismatch,
             "tenants",
             named_ids.first().cloned(),
             "denied",
@@ -278,14 +279,14 @@ impl FromRequestParts<AppState> for InTenant {
             let details = json!({ "method": parts.method.as_str(), "path": parts.uri.path(), "from_tenant": caller.home.id, "to_tenant": target.id });
             let out = caller.event(
                 caller.home.id,
-                "platform.cross_tenant",
+                Action::CrossTenant,
                 "tenants",
                 Some(target.id.to_string()),
                 details.clone(),
             );
             let inn = caller.event(
                 target.id,
-                "platform.cross_tenant",
+                Action::CrossTenant,
                 "tenants",
                 Some(target.id.to_string()),
                 details,

@@ -251,7 +251,7 @@ mod tests {
             },
             tenant: Tenant {
                 id: tenant,
-                slug: "t".into(),
+                slug: tenantd_core::tenant::TenantSlug::parse("tee").expect("a slug"),
                 name: "T".into(),
                 kind: tenantd_core::tenant::TenantType::Client,
                 plan: "free".into(),

@@ -161,7 +161,7 @@ impl TenantStore for InvalidatingCatalog {
     async fn set_tenant_plan(
         &self,
         id: TenantId,
-        plan: &str,
+        plan: &tenantd_core::tenant::PlanId,
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant> {
         let pending = self.pending(Some(id));

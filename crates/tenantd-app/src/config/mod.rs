@@ -66,7 +66,7 @@ pub struct S3Config {
 #[derive(Debug, Clone)]
 pub struct CellConfig {
     /// Its name.
-    pub name: String,
+    pub name: tenantd_core::tenant::CellName,
     /// Its region (`us`, `eu`, `ap`), if any.
     pub region: Option<String>,
     /// `pooled` or `dedicated`.
@@ -387,7 +387,11 @@ fn validate_cells(
     };
     let mut out: Vec<CellConfig> = Vec::new();
     for (i, c) in list.iter().enumerate() {
-        let name = c.name.clone().ok_or(format!("cells[{i}].name: missing"))?;
+        let name: tenantd_core::tenant::CellName = c
+            .name
+            .clone()
+            .ok_or(format!("cells[{i}].name: missing"))?
+            .into();
         if out.iter().any(|o| o.name == name) {
             return Err(format!("cells[{i}].name: {name} appears twice"));
         }

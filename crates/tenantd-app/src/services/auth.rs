@@ -3,12 +3,13 @@ use chrono::Duration;
 use serde::Serialize;
 use serde_json::json;
 use tenantd_core::access::Role;
+use tenantd_core::audit::Action;
 use tenantd_core::identity::{
-    Email, Membership, NewRefreshToken, NewUser, Password, RefreshOutcome, User,
+    Email, Membership, NewRefreshToken, NewUser, Password, RefreshOutcome, SignupDraft, User,
 };
 use tenantd_core::ids::{SessionId, TenantId, UserId};
 use tenantd_core::store::{NewSession, TenantOwner};
-use tenantd_core::tenant::{DisplayName, NewTenant, Tenant, TenantSlug, TenantType};
+use tenantd_core::tenant::{CellName, NewTenant, Tenant, TenantType};
 use tenantd_core::{Error, Result, time};
 use utoipa::ToSchema;
 
@@ -94,16 +95,6 @@ pub(crate) fn issue(
     })
 }
 
-/// Input of signup.
-pub struct SignupInput {
-    pub email: String,
-    pub password: String,
-    pub name: String,
-    pub tenant_name: String,
-    pub tenant_slug: String,
-    pub plan: Option<String>,
-}
-
 /// Signup's result.
 pub struct SignupOutput {
     pub user: User,
@@ -111,36 +102,34 @@ pub struct SignupOutput {
     pub tokens: Tokens,
 }
 
-/// Self-serve signup: a user, a tenant they own, and a session.
+/// Self-serve signup: a user, a tenant they own, and a session. `draft` is the request's
+/// parse, looked at once signup is known to be on and the client within its sign-in rate.
 pub async fn signup(
     state: &AppState,
     meta: &RequestMeta,
-    input: SignupInput,
+    draft: Result<SignupDraft>,
 ) -> Result<SignupOutput> {
     if !state.config.signup {
         return Err(Error::Forbidden("self-serve signup is switched off".into()));
     }
     throttle(state, meta, None)?;
-    let mut v = tenantd_core::error::Validator::default();
-    let email = v.check(Email::parse(&input.email, "email"));
-    let password = v.check(Password::parse(&input.password, "password"));
-    let name = v.check(DisplayName::parse(&input.name, "name"));
-    let tname = v.check(DisplayName::parse(&input.tenant_name, "tenant.name"));
-    let slug = v.check(TenantSlug::parse(&input.tenant_slug).map_err(|e| e.under("tenant")));
-    let plan_id = input.plan.unwrap_or_else(|| "free".into());
-    match state.plans.get(&plan_id) {
-        Some(p) if p.self_serve => {}
-        Some(_) => v.push(tenantd_core::FieldError::new(
-            "tenant.plan",
-            "this plan is not available for self-serve signup",
-        )),
-        None => v.push(tenantd_core::FieldError::new("tenant.plan", "unknown plan")),
-    }
-    v.finish()?;
-    let (Some(email), Some(password), Some(name), Some(tname), Some(slug)) =
-        (email, password, name, tname, slug)
-    else {
-        return Err(Error::Internal("validator".into()));
+    let SignupDraft {
+        email,
+        password,
+        name,
+        tenant_name: tname,
+        tenant_slug: slug,
+        plan: plan_id,
+    } = draft?;
+    let plan = match state.plans.get(plan_id.as_str()) {
+        Some(p) if p.self_serve => p.clone(),
+        Some(_) => {
+            return Err(Error::invalid(
+                "tenant.plan",
+                "this plan is not available for self-serve signup",
+            ));
+        }
+        None => return Err(Error::invalid("tenant.plan", "unknown plan")),
     };
     if state
         .catalog
@@ -153,7 +142,6 @@ pub async fn signup(
             "an account with this email exists; log in and create the tenant from there",
         ));
     }
-    let plan = state.plans.get(&plan_id).cloned().ok_or(Error::NotFound)?;
     let placement = placement(state, None, &plan, false)?;
     let hash = state.passwords.hash(&password).await?;
     let user = NewUser {
@@ -169,7 +157,7 @@ pub async fn signup(
         kind: TenantType::Client,
         plan: plan_id,
         region: None,
-        cell: String::new(),
+        cell: CellName::default(),
         dedicated: false,
         settings: json!({}),
     };
@@ -180,7 +168,7 @@ pub async fn signup(
             meta,
             actor.clone(),
             tenant.id,
-            "tenant.create",
+            Action::TenantCreate,
             "tenants",
             Some(tenant.id.to_string()),
             "success",
@@ -190,7 +178,7 @@ pub async fn signup(
             meta,
             actor,
             tenant.id,
-            "auth.signup",
+            Action::Signup,
             "users",
             Some(user.id.to_string()),
             "success",
@@ -232,7 +220,7 @@ async fn pick_membership(
     if let Some(t) = tenant {
         for m in &all {
             if let Some(ten) = state.catalog.find_tenant(m.tenant_id).await?
-                && (t.eq_ignore_ascii_case(&ten.slug)
+                && (t.eq_ignore_ascii_case(ten.slug.as_str())
                     || t.eq_ignore_ascii_case(&ten.id.to_string()))
             {
                 return Ok(Some(m.clone()));
@@ -286,7 +274,7 @@ pub async fn login(
             meta,
             actor,
             audit_tenant,
-            "auth.login",
+            Action::Login,
             "sessions",
             None,
             "failure",
@@ -305,7 +293,7 @@ pub async fn login(
             meta,
             actor,
             t.id,
-            "auth.login",
+            Action::Login,
             "sessions",
             None,
             "denied",
@@ -319,7 +307,7 @@ pub async fn login(
         meta,
         actor,
         t.id,
-        "auth.login",
+        Action::Login,
         "sessions",
         Some(issued.session.id.to_string()),
         "success",
@@ -382,7 +370,7 @@ pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Resul
                 meta,
                 format!("user:{}", s.user_id),
                 s.tenant_id,
-                "auth.refresh_reuse",
+                Action::RefreshReuse,
                 "sessions",
                 Some(s.id.to_string()),
                 "denied",
@@ -432,7 +420,7 @@ pub async fn logout(state: &AppState, caller: &Caller) -> Result<()> {
     };
     let ev = caller.event(
         caller.home.id,
-        "auth.logout",
+        Action::Logout,
         "sessions",
         Some(session.to_string()),
         json!({}),
@@ -474,7 +462,7 @@ pub async fn change_password(
             &caller.meta,
             caller.actor.audit_name(),
             caller.home.id,
-            "auth.password_change",
+            Action::PasswordChange,
             "users",
             Some(id.to_string()),
             "failure",
@@ -489,7 +477,7 @@ pub async fn change_password(
     let hash = state.passwords.hash(&new).await?;
     let ev = caller.event(
         caller.home.id,
-        "auth.password_change",
+        Action::PasswordChange,
         "users",
         Some(id.to_string()),
         json!({"other_sessions_ended": true}),
@@ -527,7 +515,7 @@ pub async fn switch(state: &AppState, caller: &Caller, tenant: &str) -> Result<(
     let issued = issue(state, user.id, t.id, m.role)?;
     let ev = caller.event(
         t.id,
-        "auth.switch",
+        Action::Switch,
         "sessions",
         Some(issued.session.id.to_string()),
         json!({"from_tenant": caller.home.id}),

@@ -6,6 +6,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tenantd_core::access::Granted;
 use tenantd_core::access::perm::{ResourcesRead, ResourcesWrite};
+use tenantd_core::audit::Action;
 use tenantd_core::ids::FileId;
 use tenantd_core::resource::{FileMeta, NewFile, ResourceName, blob_key};
 use tenantd_core::{Error, Result, time};
@@ -145,7 +146,7 @@ pub async fn upload(
         });
     }
     let ev = ctx.event(
-        "files.create",
+        Action::FileCreate,
         "files",
         Some(new.id.to_string()),
         json!({"name": new.name.as_str(), "size": new.size, "sha256": new.sha256}),
@@ -235,7 +236,7 @@ pub async fn delete(
     _: Granted<ResourcesWrite>,
     id: FileId,
 ) -> Result<()> {
-    let ev = ctx.event("files.delete", "files", Some(id.to_string()), json!({}));
+    let ev = ctx.event(Action::FileDelete, "files", Some(id.to_string()), json!({}));
     state
         .cell(&ctx.scope)?
         .delete_file(&ctx.scope, id, ev)

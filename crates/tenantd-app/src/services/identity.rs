@@ -2,6 +2,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use tenantd_core::access::perm::{ApiKeysRead, ApiKeysWrite, MembersRead, MembersWrite};
 use tenantd_core::access::{Granted, Role};
+use tenantd_core::audit::Action;
 use tenantd_core::identity::{
     ApiKey, Email, Invitation, Membership, NewInvitation, NewUser, Password,
 };
@@ -52,7 +53,7 @@ pub async fn update_member(
     check_assign(ctx, role)?;
     check_assign(ctx, current.role)?;
     let ev = ctx.event(
-        "members.update",
+        Action::MemberUpdate,
         "members",
         Some(user.to_string()),
         json!({"from": current.role, "to": role}),
@@ -66,7 +67,7 @@ pub async fn update_member(
     for key in state.catalog.list_api_keys(ctx.tenant.id).await? {
         if key.created_by == Some(user) && key.revoked_at.is_none() && !key.role.within(role) {
             let ev = ctx.event(
-                "api_keys.revoke",
+                Action::ApiKeyRevoke,
                 "api_keys",
                 Some(key.id.to_string()),
                 json!({"reason": "creator demoted"}),
@@ -94,7 +95,7 @@ pub async fn remove_member(state: &AppState, ctx: &Ctx, user: UserId) -> Result<
         check_assign(ctx, current.role)?;
     }
     let ev = ctx.event(
-        "members.remove",
+        Action::MemberRemove,
         "members",
         Some(user.to_string()),
         json!({"role": current.role, "left": leaving}),
@@ -134,7 +135,7 @@ pub async fn invite(
         created_by: ctx.caller.actor.accountable_user(),
     };
     let ev = ctx.event(
-        "invitations.create",
+        Action::InvitationCreate,
         "invitations",
         Some(inv.id.to_string()),
         json!({"email": inv.email.as_str(), "role": role}),
@@ -164,7 +165,7 @@ pub async fn revoke_invitation(
     id: InvitationId,
 ) -> Result<()> {
     let ev = ctx.event(
-        "invitations.revoke",
+        Action::InvitationRevoke,
         "invitations",
         Some(id.to_string()),
         json!({}),
@@ -217,7 +218,7 @@ pub async fn accept_invitation(
                     meta,
                     "anonymous".into(),
                     tenant.id,
-                    "invitations.accept",
+                    Action::InvitationAccept,
                     "invitations",
                     Some(inv.id.to_string()),
                     "failure",
@@ -257,7 +258,7 @@ pub async fn accept_invitation(
         meta,
         format!("user:{user_id}"),
         tenant.id,
-        "invitations.accept",
+        Action::InvitationAccept,
         "invitations",
         Some(inv.id.to_string()),
         "success",
@@ -332,7 +333,7 @@ pub async fn create_api_key(
         expires_at: expires,
     };
     let ev = ctx.event(
-        "api_keys.create",
+        Action::ApiKeyCreate,
         "api_keys",
         Some(new.id.to_string()),
         json!({"name": new.name, "role": role, "prefix": new.prefix}),
@@ -359,7 +360,7 @@ pub async fn revoke_api_key(
     id: ApiKeyId,
 ) -> Result<()> {
     let ev = ctx.event(
-        "api_keys.revoke",
+        Action::ApiKeyRevoke,
         "api_keys",
         Some(id.to_string()),
         json!({}),

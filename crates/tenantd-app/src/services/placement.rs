@@ -14,7 +14,7 @@
 use tenantd_core::audit::AuditDraft;
 use tenantd_core::plans::Plan;
 use tenantd_core::store::{NewSession, TenantOwner};
-use tenantd_core::tenant::{NewTenant, Region, Tenant};
+use tenantd_core::tenant::{CellName, NewTenant, Region, Tenant};
 use tenantd_core::{Error, Result};
 
 use crate::state::AppState;
@@ -23,7 +23,7 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub struct Placement {
     /// Candidate cells, in order of preference.
-    pub cells: Vec<String>,
+    pub cells: Vec<CellName>,
     /// Whether they are dedicated cells to claim.
     pub dedicated: bool,
     region: Option<Region>,
@@ -41,9 +41,10 @@ pub fn placement(
     let in_region = |c: &&crate::config::CellConfig| {
         region.is_none_or(|r| c.region.as_deref() == Some(r.as_str()))
     };
-    let wants_dedicated =
-        !pooled_only && plan.isolation == "dedicated" && cells.iter().any(|c| c.dedicated);
-    let candidates: Vec<String> = cells
+    let wants_dedicated = !pooled_only
+        && plan.isolation == tenantd_core::plans::Isolation::Dedicated
+        && cells.iter().any(|c| c.dedicated);
+    let candidates: Vec<CellName> = cells
         .iter()
         .filter(|c| c.dedicated == wants_dedicated)
         .filter(in_region)

@@ -1,6 +1,7 @@
 use serde_json::json;
 use tenantd_core::access::Granted;
 use tenantd_core::access::perm::{ResourcesRead, ResourcesWrite};
+use tenantd_core::audit::Action;
 use tenantd_core::ids::ResourceId;
 use tenantd_core::resource::*;
 use tenantd_core::tenant::{TenantScope, TenantType};
@@ -82,7 +83,7 @@ pub async fn create(
         created_by: ctx.caller.actor.audit_name(),
     };
     let ev = ctx.event(
-        &format!("{kind}.create"),
+        Action::ResourceCreate(kind),
         kind.as_str(),
         Some(new.id.to_string()),
         json!({"name": new.name.as_str(), "sharing": new.sharing.mode}),
@@ -203,7 +204,7 @@ pub async fn update(
     .map(|(f, _)| *f)
     .collect();
     let ev = ctx.event(
-        &format!("{kind}.update"),
+        Action::ResourceUpdate(kind),
         kind.as_str(),
         Some(id.to_string()),
         json!({"changed": changed}),
@@ -233,7 +234,7 @@ pub async fn delete(
     id: ResourceId,
 ) -> Result<()> {
     let ev = ctx.event(
-        &format!("{kind}.delete"),
+        Action::ResourceDelete(kind),
         kind.as_str(),
         Some(id.to_string()),
         json!({}),

@@ -2,15 +2,17 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
-use tenantd_core::access::{Role, perm};
-use tenantd_core::identity::{Email, NewInvitation};
+use serde_json::{Value, json};
+use tenantd_core::access::perm::PlatformAdmin;
+use tenantd_core::access::{Granted, Role, perm};
+use tenantd_core::audit::Action;
+use tenantd_core::identity::NewInvitation;
 use tenantd_core::ids::{InvitationId, TenantId};
 use tenantd_core::plans::{CORE_QUOTAS, check_quota};
 use tenantd_core::resource::ResourceKind;
 use tenantd_core::store::TenantOwner;
 use tenantd_core::tenant::*;
-use tenantd_core::{Error, FieldError, Result, time};
+use tenantd_core::{Error, Result, time};
 use utoipa::ToSchema;
 
 use crate::auth::secrets::{hash_secret, invitation_token};
@@ -38,18 +40,6 @@ pub async fn visible(state: &AppState, caller: &Caller, id_or_slug: &str) -> Res
     }
 }
 
-/// Input of `POST /v1/tenants`.
-pub struct CreateInput {
-    pub name: String,
-    pub slug: String,
-    pub plan: String,
-    pub kind: Option<String>,
-    pub region: Option<String>,
-    /// Initial settings; `data_residency` (us|eu|ap) chooses the region when `region` does not.
-    pub settings: Option<Value>,
-    pub owner_email: String,
-}
-
 /// What creating a tenant made.
 pub struct Created {
     pub tenant: Tenant,
@@ -57,66 +47,28 @@ pub struct Created {
     pub owner_invitation: Option<(InvitationId, String, chrono::DateTime<chrono::Utc>)>,
 }
 
-/// Creates a tenant (platform admins).
-pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Result<Created> {
-    caller.require_platform_admin(state).await?;
-    let mut v = tenantd_core::error::Validator::default();
-    let name = v.check(DisplayName::parse(&input.name, "name"));
-    let slug = v.check(TenantSlug::parse(&input.slug));
-    let kind = match input.kind.as_deref() {
-        None => Some(TenantType::Client),
-        Some("platform") => {
-            v.push(FieldError::new("type", "there is one platform tenant"));
-            None
-        }
-        Some(k) => v.check(TenantType::parse(k, "type")),
-    };
-    let region = input
-        .region
-        .as_deref()
-        .map(|r| v.check(Region::parse(r, "region")))
-        .unwrap_or(None);
-    let settings = v
-        .check(object("settings", input.settings).map_err(to_field))
-        .flatten()
-        .unwrap_or_default();
-    let residency = match settings.get("data_residency") {
-        None => None,
-        Some(dr) => {
-            let r = dr
-                .as_str()
-                .and_then(|r| Region::parse(r, "settings.data_residency").ok());
-            if r.is_none() {
-                v.push(FieldError::new(
-                    "settings.data_residency",
-                    "one of: us eu ap",
-                ));
-            }
-            r
-        }
-    };
-    if let (Some(r), Some(dr)) = (region, residency)
-        && r != dr
-    {
-        v.push(FieldError::new(
-            "settings.data_residency",
-            format!("disagrees with region {r}"),
-        ));
-    }
-    let region = region.or(residency);
-    let email = v.check(Email::parse(&input.owner_email, "owner_email"));
-    if state.plans.get(&input.plan).is_none() {
-        v.push(FieldError::new("plan", "unknown plan"));
-    }
-    v.finish()?;
-    let (Some(name), Some(slug), Some(kind), Some(email)) = (name, slug, kind, email) else {
-        return Err(Error::Internal("validator".into()));
-    };
+/// Creates a tenant (platform admins): the plan must exist; the tenant is placed on a cell
+/// of its region and plan.
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    _: Granted<PlatformAdmin>,
+    draft: TenantDraft,
+) -> Result<Created> {
+    let TenantDraft {
+        name,
+        slug,
+        plan,
+        kind,
+        region,
+        settings,
+        owner_email: email,
+    } = draft;
     let plan = state
         .plans
-        .get(&input.plan)
+        .get(plan.as_str())
         .cloned()
-        .ok_or(Error::Internal("plan checked above".into()))?;
+        .ok_or_else(|| Error::invalid("plan", "unknown plan"))?;
     let placement = placement(state, region, &plan, false)?;
     let id = TenantId::new();
     let (owner, invitation) = match state.catalog.find_user_by_email(email.as_str()).await? {
@@ -141,9 +93,9 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Re
         slug,
         name,
         kind,
-        plan: input.plan.clone(),
+        plan: plan.id.clone(),
         region,
-        cell: String::new(),
+        cell: CellName::default(),
         dedicated: false,
         settings: Value::Object(settings),
     };
@@ -152,14 +104,14 @@ pub async fn create(state: &AppState, caller: &Caller, input: CreateInput) -> Re
     let audit = vec![
         caller.event(
             id,
-            "tenant.create",
+            Action::TenantCreate,
             "tenants",
             Some(id.to_string()),
             details.clone(),
         ),
         caller.event(
             caller.home.id,
-            "tenant.create",
+            Action::TenantCreate,
             "tenants",
             Some(id.to_string()),
             details,
@@ -184,65 +136,34 @@ pub async fn list(
     state.catalog.list_tenants(after, limit).await
 }
 
-/// Input of `PATCH /v1/tenants/{id}`.
-pub struct PatchInput {
-    pub name: Option<String>,
-    pub settings: Option<Value>,
-    pub branding: Option<Value>,
-}
-
-fn object(field: &str, v: Option<Value>) -> Result<Option<Map<String, Value>>> {
-    match v {
-        None => Ok(None),
-        Some(Value::Object(o)) if Value::Object(o.clone()).to_string().len() <= 64 * 1024 => {
-            Ok(Some(o))
-        }
-        Some(Value::Object(_)) => Err(Error::invalid(field, "larger than 64 KiB")),
-        Some(_) => Err(Error::invalid(field, "must be a JSON object")),
-    }
-}
-
-/// Changes name, settings or branding (tenant owners and admins, platform admins).
+/// Changes name, settings or branding (tenant owners and admins, platform admins). `patch` is
+/// the request's parse, looked at only once the caller may change this tenant: a caller who
+/// may not learns nothing from the validity of its body.
 pub async fn update(
     state: &AppState,
     caller: &Caller,
     id: &str,
-    input: PatchInput,
+    patch: Result<TenantPatch>,
 ) -> Result<Tenant> {
     let t = visible(state, caller, id).await?;
     if t.status == TenantStatus::Deleted {
         return Err(Error::TenantDeleted);
     }
     caller.require_over::<perm::TenantWrite>(state, &t).await?;
-    let mut v = tenantd_core::error::Validator::default();
-    let name = input
-        .name
-        .as_deref()
-        .and_then(|n| v.check(DisplayName::parse(n, "name")));
-    let settings = v
-        .check(object("settings", input.settings).map_err(to_field))
-        .flatten();
-    let branding = v
-        .check(object("branding", input.branding).map_err(to_field))
-        .flatten();
-    if let Some(dr) = settings.as_ref().and_then(|s| s.get("data_residency")) {
-        let ok = dr
-            .as_str()
-            .is_some_and(|r| Region::parse(r, "settings.data_residency").is_ok());
-        if !ok {
-            v.push(FieldError::new(
-                "settings.data_residency",
-                "one of: us eu ap",
-            ));
-        } else if dr.as_str() != t.region.as_deref() {
-            v.push(FieldError::new(
-                "settings.data_residency",
-                "moving a tenant to another region is done with `tenantd tenant move`",
-            ));
-        }
+    let TenantPatch {
+        name,
+        settings,
+        branding,
+    } = patch?;
+    if let Some(dr) = settings.as_ref().and_then(|s| residency(s).ok().flatten())
+        && Some(dr) != t.region
+    {
+        return Err(Error::invalid(
+            "settings.data_residency",
+            "moving a tenant to another region is done with `tenantd tenant move`",
+        ));
     }
-    v.finish()?;
-    let ev = caller.event(t.id, "tenant.update", "tenants", Some(t.id.to_string()), json!({"name": name.is_some(), "settings": settings.as_ref().map(|s| s.keys().cloned().collect::<Vec<_>>()), "branding": branding.is_some()}));
+    let ev = caller.event(t.id, Action::TenantUpdate, "tenants", Some(t.id.to_string()), json!({"name": name.is_some(), "settings": settings.as_ref().map(|s| s.keys().cloned().collect::<Vec<_>>()), "branding": branding.is_some()}));
     let out = state
         .catalog
         .update_tenant(
@@ -257,13 +178,6 @@ pub async fn update(
         .await?;
     state.relay_now().await;
     Ok(out)
-}
-
-fn to_field(e: Error) -> FieldError {
-    match e {
-        Error::Validation(mut v) if !v.is_empty() => v.remove(0),
-        _ => FieldError::new("body", "invalid"),
-    }
 }
 
 /// Suspends a tenant: its credentials stop working, its data stays.
@@ -286,7 +200,7 @@ pub async fn suspend(
     let reason = reason.map(|r| r.chars().take(500).collect::<String>());
     let ev = caller.event(
         t.id,
-        "tenant.suspend",
+        Action::TenantSuspend,
         "tenants",
         Some(t.id.to_string()),
         json!({"reason": reason}),
@@ -308,7 +222,7 @@ pub async fn reactivate(state: &AppState, caller: &Caller, id: &str) -> Result<T
     }
     let ev = caller.event(
         t.id,
-        "tenant.reactivate",
+        Action::TenantReactivate,
         "tenants",
         Some(t.id.to_string()),
         json!({"from": t.status}),
@@ -336,7 +250,7 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<Tenan
     let purge_after = time::now() + Duration::days(state.config.retention_days);
     let ev = caller.event(
         t.id,
-        "tenant.delete",
+        Action::TenantDelete,
         "tenants",
         Some(t.id.to_string()),
         json!({"purge_after": time::format(purge_after)}),
@@ -434,7 +348,7 @@ pub async fn set_plan(
     }
     let ev = caller.event(
         t.id,
-        "tenant.plan",
+        Action::TenantPlan,
         "tenants",
         Some(t.id.to_string()),
         json!({"from": t.plan, "to": new.id, "force": force}),

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tenantd_core::identity::SignupDraft;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -44,6 +45,22 @@ pub struct SignupRequest {
     pub tenant: SignupTenant,
 }
 
+impl TryFrom<SignupRequest> for SignupDraft {
+    type Error = tenantd_core::Error;
+
+    /// Every field error at once.
+    fn try_from(r: SignupRequest) -> Result<Self, Self::Error> {
+        SignupDraft::parse(
+            &r.email,
+            &r.password,
+            &r.name,
+            &r.tenant.name,
+            &r.tenant.slug,
+            r.tenant.plan.as_deref(),
+        )
+    }
+}
+
 /// Tokens, with the user and tenant they act for.
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
@@ -79,19 +96,7 @@ async fn signup(
     Extension(meta): Extension<RequestMeta>,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let out = svc::signup(
-        &state,
-        &meta,
-        svc::SignupInput {
-            email: req.email,
-            password: req.password,
-            name: req.name,
-            tenant_name: req.tenant.name,
-            tenant_slug: req.tenant.slug,
-            plan: req.tenant.plan,
-        },
-    )
-    .await?;
+    let out = svc::signup(&state, &meta, SignupDraft::try_from(req)).await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenResponse::new(

@@ -37,14 +37,14 @@ impl From<Tenant> for TenantResponse {
     fn from(t: Tenant) -> Self {
         Self {
             id: t.id.to_string(),
-            slug: t.slug,
+            slug: t.slug.to_string(),
             name: t.name,
             kind: t.kind.as_str().into(),
-            plan: t.plan,
+            plan: t.plan.to_string(),
             status: t.status.as_str().into(),
             status_reason: t.status_reason,
-            region: t.region,
-            cell: t.cell,
+            region: t.region.map(|r| r.as_str().to_owned()),
+            cell: t.cell.to_string(),
             settings: t.settings,
             branding: t.branding,
             created_at: t.created_at.to_rfc3339(),

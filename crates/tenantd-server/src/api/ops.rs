@@ -131,7 +131,7 @@ async fn blob_state(state: &AppState) -> &'static str {
 /// ready is a 503 problem (`UNAVAILABLE`, `Retry-After`) carrying the same fields.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, content_type = "application/problem+json", body = Object)))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let names: Vec<&String> = state.cells.keys().collect();
+    let names: Vec<&tenantd_core::tenant::CellName> = state.cells.keys().collect();
     let (catalog, cell_states, files) = tokio::join!(
         db_state(state.catalog.ping()),
         futures_util::future::join_all(names.iter().map(|n| db_state(state.cells[*n].ping()))),
@@ -141,7 +141,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let mut cells = serde_json::Map::new();
     for (name, st) in names.into_iter().zip(cell_states) {
         all &= st == "ok";
-        cells.insert(name.clone(), json!(st));
+        cells.insert(name.to_string(), json!(st));
     }
     let limits = match (state.limiter.is_shared(), state.limiter.degraded()) {
         (false, _) => "in-process",

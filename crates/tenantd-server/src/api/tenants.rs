@@ -6,8 +6,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tenantd_core::Error;
 use tenantd_core::access::perm;
 use tenantd_core::ids::TenantId;
+use tenantd_core::tenant::{TenantDraft, TenantPatch};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -66,6 +68,32 @@ pub struct CreatedTenantResponse {
     pub owner_invitation: Option<OwnerInvitation>,
 }
 
+impl TryFrom<CreateTenantRequest> for TenantDraft {
+    type Error = Error;
+
+    /// Every field error at once.
+    fn try_from(r: CreateTenantRequest) -> Result<Self, Error> {
+        TenantDraft::parse(
+            &r.name,
+            &r.slug,
+            &r.plan,
+            r.kind.as_deref(),
+            r.region.as_deref(),
+            r.settings,
+            &r.owner_email,
+        )
+    }
+}
+
+impl TryFrom<PatchTenantRequest> for TenantPatch {
+    type Error = Error;
+
+    /// Every field error at once.
+    fn try_from(r: PatchTenantRequest) -> Result<Self, Error> {
+        TenantPatch::parse(r.name.as_deref(), r.settings, r.branding)
+    }
+}
+
 /// Creates a tenant (platform admins).
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenantRequest,
     responses((status = 201, body = CreatedTenantResponse), (status = 403), (status = 409), (status = 422)), security(("bearer" = [])))]
@@ -74,20 +102,9 @@ async fn create(
     Authenticated(caller): Authenticated,
     ApiJson(req): ApiJson<CreateTenantRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let out = svc::create(
-        &state,
-        &caller,
-        svc::CreateInput {
-            name: req.name,
-            slug: req.slug,
-            plan: req.plan,
-            kind: req.kind,
-            region: req.region,
-            settings: req.settings,
-            owner_email: req.owner_email,
-        },
-    )
-    .await?;
+    let g = caller.require_platform_admin(&state).await?;
+    let draft = TenantDraft::try_from(req)?;
+    let out = svc::create(&state, &caller, g, draft).await?;
     let owner_invitation = out
         .owner_invitation
         .map(|(id, token, exp)| OwnerInvitation {
@@ -161,17 +178,7 @@ async fn update(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PatchTenantRequest>,
 ) -> ApiResult<Json<TenantResponse>> {
-    let t = svc::update(
-        &state,
-        &caller,
-        &id,
-        svc::PatchInput {
-            name: req.name,
-            settings: req.settings,
-            branding: req.branding,
-        },
-    )
-    .await?;
+    let t = svc::update(&state, &caller, &id, TenantPatch::try_from(req)).await?;
     Ok(Json(t.into()))
 }
 

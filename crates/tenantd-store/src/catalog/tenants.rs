@@ -112,9 +112,9 @@ impl<D: Db> TenantStore for Catalog<D> {
                 .bind(t.slug.as_str())
                 .bind(t.name.as_str())
                 .bind(t.kind.as_str())
-                .bind(&t.plan)
+                .bind(t.plan.as_str())
                 .bind(t.region.map(|r| r.as_str()))
-                .bind(&t.cell)
+                .bind(t.cell.as_str())
                 .bind(t.settings.to_string())
                 .bind(&now)
                 .bind(&now),
@@ -123,14 +123,14 @@ impl<D: Db> TenantStore for Catalog<D> {
         if t.dedicated {
             tx.execute(
                 q(tenants::CLAIM_DEDICATED_CELL)
-                    .bind(&t.cell)
+                    .bind(t.cell.as_str())
                     .bind(t.id.to_string()),
             )
             .await?;
             let Int(others) = tx
                 .fetch_one(
                     q(tenants::OTHERS_IN_CELL)
-                        .bind(&t.cell)
+                        .bind(t.cell.as_str())
                         .bind(t.id.to_string()),
                 )
                 .await?;
@@ -218,14 +218,14 @@ impl<D: Db> TenantStore for Catalog<D> {
     async fn set_tenant_plan(
         &self,
         id: TenantId,
-        plan: &str,
+        plan: &tenantd_core::tenant::PlanId,
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant> {
         let mut tx = self.db.begin().await?;
         let n = tx
             .execute(
                 q(tenants::SET_PLAN)
-                    .bind(plan)
+                    .bind(plan.as_str())
                     .bind(fmt(time::now()))
                     .bind(id.to_string()),
             )

@@ -6,7 +6,9 @@ use tenantd_core::audit::AuditDraft;
 use tenantd_core::identity::{ApiKey, Invitation, Membership, Session, User};
 use tenantd_core::ids::*;
 use tenantd_core::store::SigningKeyRecord;
-use tenantd_core::tenant::{Tenant, TenantStatus, TenantType};
+use tenantd_core::tenant::{
+    CellName, PlanId, Region, Tenant, TenantSlug, TenantStatus, TenantType,
+};
 
 use super::{bad, json, opt_ts, opt_uuid, role, ts, uuid};
 use crate::db::{Columns, Record};
@@ -58,14 +60,17 @@ impl TryFrom<TenantRow> for Tenant {
     fn try_from(r: TenantRow) -> Result<Self> {
         Ok(Tenant {
             id: TenantId(uuid(&r.id, "id")?),
-            slug: r.slug,
+            slug: TenantSlug::stored(&r.slug).map_err(|_| bad("slug"))?,
             name: r.name,
             kind: TenantType::parse(&r.kind, "type").map_err(|_| bad("type"))?,
-            plan: r.plan,
+            plan: PlanId::new(r.plan),
             status: TenantStatus::parse(&r.status, "status").map_err(|_| bad("status"))?,
             status_reason: r.status_reason,
-            region: r.region,
-            cell: r.cell,
+            region: r
+                .region
+                .map(|g| Region::parse(&g, "region").map_err(|_| bad("region")))
+                .transpose()?,
+            cell: CellName::new(r.cell),
             settings: json(&r.settings, "settings")?,
             branding: json(&r.branding, "branding")?,
             created_at: ts(&r.created_at, "created_at")?,

@@ -128,7 +128,7 @@ impl Backend {
 
     /// The cell holding `t`'s data.
     pub fn home(&self, t: &TestTenant) -> &Arc<dyn CellStore> {
-        self.cell(&t.tenant.cell)
+        self.cell(t.tenant.cell.as_str())
     }
 
     /// A new tenant in `cell`, owned by a new user, as signup makes one.

@@ -57,7 +57,7 @@ async fn check_tenant_creation(b: &Backend) {
         (TenantStatus::Active, TenantType::Client, "free")
     );
     let by_id = c.find_tenant(tid).await.expect("find").expect("by id");
-    assert_eq!(by_id.slug, slug);
+    assert_eq!(by_id.slug.as_str(), slug);
     let by_slug = c
         .find_tenant_by_slug(&slug)
         .await
