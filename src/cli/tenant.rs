@@ -2,7 +2,8 @@
 
 use anyhow::anyhow;
 use clap::Subcommand;
-use tenantd_core::tenant::{Tenant, TenantDraft};
+use tenantd_core::drafts::TenantDraft;
+use tenantd_core::tenant::Tenant;
 use tenantd_server::AppState;
 use tenantd_server::api::dto::TenantResponse;
 use tenantd_server::context::Caller;

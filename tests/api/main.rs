@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod api_keys;
 mod audit;
 mod auth;
 mod durability;
@@ -12,6 +13,7 @@ mod files;
 mod isolation;
 mod keys;
 mod nodes;
+mod placement;
 mod postgres;
 mod quotas;
 mod ratelimit;

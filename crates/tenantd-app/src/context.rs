@@ -165,7 +165,7 @@ impl Caller {
             "denied",
             json!({ "permission": p.as_str(), "role": role.as_str() }),
         );
-        crate::services::auth::append_now(state, tenant, ev).await;
+        crate::relay::append_now(state, tenant, ev).await;
         Error::Forbidden(format!("the {role} role lacks {}", p.as_str()))
     }
 

@@ -6,15 +6,15 @@
 //! database and claim their work, so a job killed with the process (`kill -9`) loses nothing
 //! and several nodes may run the same job: stopping is for tidiness, not for correctness.
 //!
-//! Jobs today: the audit relay, the upload-reservation sweep, and the cache-invalidation
-//! subscriber. Later issues add run leases, webhook deliveries, purge and moves here.
+//! Jobs today (started by `bootstrap.rs::start_serving`): the audit relay, the
+//! upload-reservation sweep, and the cache-invalidation subscriber. Later issues add run
+//! leases, webhook deliveries, purge and moves there.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::state::AppState;
 use tokio::task::JoinHandle;
 
 /// A stop signal as a job sees it.
@@ -111,37 +111,6 @@ impl Jobs {
             }
         }
     }
-}
-
-/// Starts the background jobs of a serving node.
-pub fn start_serving(state: &AppState) -> Jobs {
-    let mut jobs = Jobs::new();
-    let st = state.clone();
-    jobs.start("audit-relay", move |stop| crate::relay::job(st, stop));
-    // Reservations of unanswered uploads (a killed process, a request cut off by its timeout):
-    // at start, and every few seconds after.
-    let st = state.clone();
-    jobs.every("upload-sweep", Duration::from_secs(5), move || {
-        let st = st.clone();
-        async move {
-            crate::services::files::release_expired_uploads(&st)
-                .await
-                .map(|_| ())
-        }
-    });
-    if let Some(url) = state.config.redis_url.clone() {
-        let (cache, subscribed) = (
-            state.auth_cache.clone(),
-            state.invalidations_subscribed.clone(),
-        );
-        jobs.start("cache-invalidation", move |mut stop| async move {
-            tokio::select! {
-                _ = crate::cache::subscribe(url.expose().to_owned(), cache, subscribed) => {}
-                _ = stop.stopped() => {}
-            }
-        });
-    }
-    jobs
 }
 
 #[cfg(test)]

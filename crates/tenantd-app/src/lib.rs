@@ -1,7 +1,8 @@
 //! tenantd-app: the application, without HTTP.
 //!
 //! What a request does once the server has read it, and everything that runs beside requests:
-//! the state and its bootstrap (`state`), configuration (`config`), the request context and
+//! the state (`state`) and start-up (`bootstrap`: building it, the first-start platform tenant, the
+//! jobs a serving node runs), configuration (`config`), the request context and
 //! its typed permission checks (`context`), credentials (`auth`: signing keys sealed under the
 //! master key, passwords, opaque secrets), the credential cache and its invalidation
 //! (`cache`), rate limits (`limits`), the use cases (`services`, one function per use case),
@@ -13,6 +14,8 @@
 
 /// Credentials: signing keys and access tokens, the master key, passwords, opaque secrets.
 pub mod auth;
+/// Start-up: the state built, the platform tenant bootstrapped, the serving jobs started.
+pub mod bootstrap;
 /// The per-node cache of resolved credentials and its invalidation.
 pub mod cache;
 /// Configuration.
@@ -23,11 +26,11 @@ pub mod context;
 pub mod jobs;
 /// Rate limits.
 pub mod limits;
-/// The audit outbox relay.
+/// The audit outbox relay, and events appended straight to a chain.
 pub mod relay;
 /// Use cases.
 pub mod services;
-/// Application state and bootstrap.
+/// Application state.
 pub mod state;
 
 pub use state::AppState;

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tenantd_core::Result;
 use tenantd_core::ids::TenantId;
 use tenantd_core::tenant::TenantScope;
+use tenantd_core::{Error, Result};
 
 use crate::state::AppState;
 
@@ -55,5 +55,34 @@ pub async fn job(state: AppState, mut stop: crate::jobs::Stop) {
         if let Err(e) = flush(&state).await {
             tracing::warn!(error = %e, "audit relay failed; will retry");
         }
+    }
+}
+
+impl AppState {
+    /// Wakes the audit relay and waits for it to move what is pending, so a client that
+    /// reads its audit right after a change sees it. A failure is logged; the background
+    /// relay retries.
+    pub async fn relay_now(&self) {
+        if let Err(e) = flush(self).await {
+            tracing::warn!(error = %e, "audit relay failed; the background relay will retry");
+            self.relay_kick.notify_one();
+        }
+    }
+}
+
+/// Appends one event straight to a tenant's chain (events with no change to commit with).
+pub async fn append_now(state: &AppState, tenant: TenantId, ev: tenantd_core::audit::AuditDraft) {
+    let res = async {
+        let t = state
+            .catalog
+            .find_tenant(tenant)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let scope = tenantd_core::tenant::TenantScope::unscoped_trusted(t.id, t.cell.clone());
+        state.cell(&scope)?.append_audit(&scope, vec![ev]).await
+    }
+    .await;
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "could not append an audit event");
     }
 }

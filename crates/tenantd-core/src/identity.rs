@@ -228,60 +228,6 @@ pub enum RefreshOutcome {
     Invalid,
 }
 
-/// A self-serve signup as the request states it, parsed, every field error at once. Whether
-/// signup is on, the plan is self-serve and the email is free are the service's to decide.
-#[derive(Debug)]
-pub struct SignupDraft {
-    /// The new user's email.
-    pub email: Email,
-    /// Their password.
-    pub password: Password,
-    /// Their name.
-    pub name: crate::tenant::DisplayName,
-    /// The tenant's name.
-    pub tenant_name: crate::tenant::DisplayName,
-    /// The tenant's slug.
-    pub tenant_slug: crate::tenant::TenantSlug,
-    /// The plan asked for (`free` when none).
-    pub plan: crate::tenant::PlanId,
-}
-
-impl SignupDraft {
-    /// Parses a signup's fields.
-    pub fn parse(
-        email: &str,
-        password: &str,
-        name: &str,
-        tenant_name: &str,
-        tenant_slug: &str,
-        plan: Option<&str>,
-    ) -> crate::Result<Self> {
-        use crate::tenant::{DisplayName, TenantSlug};
-        let mut v = crate::error::Validator::default();
-        let email = v.check(Email::parse(email, "email"));
-        let password = v.check(Password::parse(password, "password"));
-        let name = v.check(DisplayName::parse(name, "name"));
-        let tenant_name = v.check(DisplayName::parse(tenant_name, "tenant.name"));
-        let tenant_slug = v.check(TenantSlug::parse(tenant_slug).map_err(|e| e.under("tenant")));
-        v.finish()?;
-        match (email, password, name, tenant_name, tenant_slug) {
-            (Some(email), Some(password), Some(name), Some(tenant_name), Some(tenant_slug)) => {
-                Ok(Self {
-                    email,
-                    password,
-                    name,
-                    tenant_name,
-                    tenant_slug,
-                    plan: plan.unwrap_or("free").into(),
-                })
-            }
-            _ => Err(crate::Error::Internal(
-                "validator passed an unparsed field".into(),
-            )),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

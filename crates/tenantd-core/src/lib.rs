@@ -14,6 +14,8 @@
 pub mod access;
 /// Audit events, their canonical form and the per-tenant hash chain.
 pub mod audit;
+/// Requests as parsed inputs (every field error at once).
+pub mod drafts;
 /// The domain error and the per-field validation error.
 pub mod error;
 /// Identity: users, memberships, invitations, API keys, sessions.

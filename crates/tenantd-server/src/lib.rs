@@ -123,7 +123,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let jobs = jobs::start_serving(&state);
+    let jobs = tenantd_app::bootstrap::start_serving(&state);
     let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);

@@ -176,7 +176,7 @@ async fn refuse(state: &AppState, parts: &Parts, caller: &Caller, e: Error) -> A
                 "path": parts.uri.path().chars().take(200).collect::<String>(),
             }),
         );
-        tenantd_app::services::auth::append_now(state, caller.home.id, ev).await;
+        tenantd_app::relay::append_now(state, caller.home.id, ev).await;
     }
     e.into()
 }

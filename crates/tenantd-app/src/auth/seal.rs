@@ -7,8 +7,9 @@
 //!
 //! Sealed layout: `"TDS1"` ‖ nonce (24 bytes) ‖ ciphertext with its 16-byte tag.
 
+pub use crate::config::MasterKeySource;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -18,24 +19,6 @@ use tenantd_core::Error;
 
 const MAGIC: &[u8; 4] = b"TDS1";
 const NONCE_LEN: usize = 24;
-
-/// Where the master key comes from.
-#[derive(Clone)]
-pub enum MasterKeySource {
-    /// `TENANTD_MASTER_KEY` (or `master_key` in the file): base64 of 32 bytes.
-    Value(crate::config::Secret),
-    /// `master_key_file`: created with mode 0600 when nothing is sealed yet.
-    File(PathBuf),
-}
-
-impl std::fmt::Debug for MasterKeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Value(_) => f.write_str("MasterKeySource::Value(***)"),
-            Self::File(p) => write!(f, "MasterKeySource::File({})", p.display()),
-        }
-    }
-}
 
 /// The key that seals stored secrets.
 pub struct MasterKey {

@@ -34,6 +34,24 @@ pub enum PasswordCost {
     InsecureFastForTests,
 }
 
+/// Where the master key comes from.
+#[derive(Clone)]
+pub enum MasterKeySource {
+    /// `TENANTD_MASTER_KEY` (or `master_key` in the file): base64 of 32 bytes.
+    Value(Secret),
+    /// `master_key_file`: created with mode 0600 when nothing is sealed yet.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for MasterKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("MasterKeySource::Value(***)"),
+            Self::File(p) => write!(f, "MasterKeySource::File({})", p.display()),
+        }
+    }
+}
+
 /// Where a catalog or cell lives.
 #[derive(Debug, Clone)]
 pub enum DbLocation {
@@ -94,7 +112,7 @@ pub struct Config {
     /// the OpenID discovery document. `None`: `http://<listen>` (with the bound port).
     pub public_url: Option<String>,
     /// Where the master key that seals the private signing keys comes from.
-    pub master_key: crate::auth::seal::MasterKeySource,
+    pub master_key: MasterKeySource,
     /// Access-token lifetime, seconds.
     pub access_ttl_secs: i64,
     /// Refresh-token lifetime, seconds.
@@ -260,8 +278,8 @@ impl Config {
                 }
             },
             master_key: match m.secret("master_key") {
-                Some(k) => crate::auth::seal::MasterKeySource::Value(k),
-                None => crate::auth::seal::MasterKeySource::File(
+                Some(k) => MasterKeySource::Value(k),
+                None => MasterKeySource::File(
                     text("master_key_file")
                         .map(PathBuf::from)
                         .unwrap_or_else(|| data_dir.join("master.key")),

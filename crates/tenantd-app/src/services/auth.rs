@@ -4,8 +4,9 @@ use serde::Serialize;
 use serde_json::json;
 use tenantd_core::access::Role;
 use tenantd_core::audit::Action;
+use tenantd_core::drafts::SignupDraft;
 use tenantd_core::identity::{
-    Email, Membership, NewRefreshToken, NewUser, Password, RefreshOutcome, SignupDraft, User,
+    Email, Membership, NewRefreshToken, NewUser, Password, RefreshOutcome, User,
 };
 use tenantd_core::ids::{SessionId, TenantId, UserId};
 use tenantd_core::store::{NewSession, TenantOwner};
@@ -280,7 +281,7 @@ pub async fn login(
             "failure",
             json!({"email": email.chars().take(254).collect::<String>()}),
         );
-        append_now(state, audit_tenant, ev).await;
+        crate::relay::append_now(state, audit_tenant, ev).await;
         return Err(invalid);
     };
     let t = state
@@ -299,7 +300,7 @@ pub async fn login(
             "denied",
             json!({"reason": t.status.as_str()}),
         );
-        append_now(state, t.id, ev).await;
+        crate::relay::append_now(state, t.id, ev).await;
         return Err(e);
     }
     let issued = issue(state, user.id, t.id, m.role)?;
@@ -320,23 +321,6 @@ pub async fn login(
     state.catalog.set_user_last_tenant(user.id, t.id).await?;
     state.relay_now().await;
     Ok((user, t, issued.tokens))
-}
-
-/// Appends one event straight to a tenant's chain (events with no change to commit with).
-pub async fn append_now(state: &AppState, tenant: TenantId, ev: tenantd_core::audit::AuditDraft) {
-    let res = async {
-        let t = state
-            .catalog
-            .find_tenant(tenant)
-            .await?
-            .ok_or(Error::NotFound)?;
-        let scope = tenantd_core::tenant::TenantScope::unscoped_trusted(t.id, t.cell.clone());
-        state.cell(&scope)?.append_audit(&scope, vec![ev]).await
-    }
-    .await;
-    if let Err(e) = res {
-        tracing::warn!(error = %e, "could not append an audit event");
-    }
 }
 
 /// Refresh-token rotation with reuse detection.
@@ -376,7 +360,7 @@ pub async fn refresh(state: &AppState, meta: &RequestMeta, token: &str) -> Resul
                 "denied",
                 json!({"revoked": "session"}),
             );
-            append_now(state, s.tenant_id, ev).await;
+            crate::relay::append_now(state, s.tenant_id, ev).await;
             Err(invalid)
         }
         RefreshOutcome::Rotated {
@@ -468,7 +452,7 @@ pub async fn change_password(
             "failure",
             json!({"reason": "wrong current password"}),
         );
-        append_now(state, caller.home.id, ev).await;
+        crate::relay::append_now(state, caller.home.id, ev).await;
         return Err(Error::invalid(
             "current_password",
             "is not the current password",

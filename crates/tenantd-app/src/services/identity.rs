@@ -224,7 +224,7 @@ pub async fn accept_invitation(
                     "failure",
                     json!({"reason": "wrong password for the invited account"}),
                 );
-                crate::services::auth::append_now(state, tenant.id, ev).await;
+                crate::relay::append_now(state, tenant.id, ev).await;
                 return Err(Error::Unauthenticated(
                     "wrong password for the invited account",
                 ));

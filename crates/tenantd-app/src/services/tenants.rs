@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use tenantd_core::access::perm::PlatformAdmin;
 use tenantd_core::access::{Granted, Role, perm};
 use tenantd_core::audit::Action;
+use tenantd_core::drafts::TenantDraft;
 use tenantd_core::identity::NewInvitation;
 use tenantd_core::ids::{InvitationId, TenantId};
 use tenantd_core::plans::{CORE_QUOTAS, check_quota};

@@ -10,8 +10,7 @@ use tenantd_core::store::{Joiner, MemberStore, NewSession};
 use tenantd_core::{Error, Result, time};
 
 use super::credentials::insert_session;
-use super::tenants::lock_tenant;
-use super::{Catalog, insert_outbox};
+use super::{Catalog, insert_outbox, lock_tenant};
 use crate::db::{Conn, Db, Int, Text, Tx, q};
 use crate::rows::{AcceptedRow, InvitationRow, MembershipRow, UserRow, fmt, role};
 use crate::sql::{credentials, identity};

@@ -10,6 +10,7 @@ mod tenants;
 use async_trait::async_trait;
 use tenantd_core::Result;
 use tenantd_core::audit::AuditDraft;
+use tenantd_core::ids::TenantId;
 use tenantd_core::store::CatalogStore;
 
 use crate::db::{Conn, Db, q};
@@ -54,5 +55,12 @@ pub(crate) async fn insert_outbox(tx: &mut impl Conn, drafts: &[AuditDraft]) -> 
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Serialises changes to one tenant's membership (see `sql::tenants::LOCK`).
+pub(crate) async fn lock_tenant(tx: &mut impl Conn, tenant: TenantId) -> Result<()> {
+    tx.execute(q(sql::tenants::LOCK).bind(tenant.to_string()))
+        .await?;
     Ok(())
 }

@@ -25,13 +25,6 @@ pub(crate) async fn tenant_in(tx: &mut impl Conn, id: TenantId) -> Result<Tenant
     row.try_into()
 }
 
-/// Serialises changes to one tenant's membership (see `sql::tenants::LOCK`).
-pub(crate) async fn lock_tenant(tx: &mut impl Conn, tenant: TenantId) -> Result<()> {
-    tx.execute(q(tenants::LOCK).bind(tenant.to_string()))
-        .await?;
-    Ok(())
-}
-
 /// A JSON merge patch of one level: `null` removes a key.
 fn merge(current: Value, patch: serde_json::Map<String, Value>) -> Value {
     let mut obj = match current {
