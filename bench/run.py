@@ -4,6 +4,7 @@
     apt-get install -y wrk                      # the load generator (pgbench comes with PostgreSQL)
     cargo build --release && cargo build --release -p tenantd-server --example bare
     TENANTD_TEST_PG=postgres://postgres@127.0.0.1:5432/postgres python3 bench/run.py
+    BENCH_ONLY=bare ... python3 bench/run.py    # only tenantd vs the bare handler
     python3 bench/report.py                     # the Markdown tables of bench/last-run.json
 
 For each backend (SQLite; PostgreSQL when TENANTD_TEST_PG names a superuser URL):
@@ -43,6 +44,11 @@ CONNS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 TENANTS = int(os.environ.get("BENCH_TENANTS", "40"))
 FILLER = int(os.environ.get("BENCH_FILLER_TENANTS", "99990"))
+# BENCH_ONLY=bare: only the tenantd-vs-bare-handler comparisons (a few minutes instead of ~20).
+ONLY_BARE = os.environ.get("BENCH_ONLY") == "bare"
+# BENCH_BASELINE=PATH: also compare this tenantd with another build of it (PATH) on the same
+# deployment — the way to show a refactoring changed nothing.
+BASELINE = os.environ.get("BENCH_BASELINE")
 AGENTS = 20
 PLANS = """plans:
   free: {name: Free, self_serve: true, quotas: {users: 1}, rate_limits: {api_requests: 100}}
@@ -159,14 +165,14 @@ class Deployment:
             else:
                 self.cell_url = "sqlite://" + os.path.join(self.work, "data", "cells", "local.db")
 
-    def node(self, **env_extra):
-        """Starts `tenantd serve` on this deployment; returns its base URL."""
+    def node(self, binary=None, **env_extra):
+        """Starts `tenantd serve` (or `binary serve`) on this deployment; returns its base URL."""
         p = port()
         env = dict(os.environ, TENANTD_LISTEN=f"127.0.0.1:{p}", TENANTD_DATA_DIR=os.path.join(self.work, "data"), TENANTD_CONFIG=self.cfg,
                    TENANTD_ADMIN_EMAIL="root@bench.test", TENANTD_ADMIN_PASSWORD="bench-admin-password", TENANTD_LOG="error", **env_extra)
         for k in ("TENANTD_TEST_PG", "TENANTD_TEST_BACKEND"):
             env.pop(k, None)
-        proc = subprocess.Popen([TENANTD, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen([binary or TENANTD, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(proc)
         base = f"http://127.0.0.1:{p}"
         self.by_base[base] = proc
@@ -285,6 +291,17 @@ def run_backend(kind, out):
             compare(f"{kind}: {scenario}: tenantd vs bare handler",
                     lambda: wrk(base, "tenantd", scenario, limited), lambda: wrk(bare, "bare", scenario, limited),
                     "tenantd_rps", "bare_rps", out)
+        if BASELINE:
+            old = main.node(binary=BASELINE)
+            for scenario in ("get", "list", "create"):
+                compare(f"{kind}: {scenario}: this build vs the baseline build",
+                        lambda: wrk(base, "tenantd", scenario, limited), lambda: wrk(old, "tenantd", scenario, limited),
+                        "this_rps", "baseline_rps", out)
+            main.stop(old)
+        if ONLY_BARE:
+            main.close()
+            deps.remove(main)
+            return
         compare(f"{kind}: get: rate limiter on vs off (tenantd)",
                 lambda: wrk(base, "tenantd", "get", limited), lambda: wrk(base, "tenantd", "get", unlimited),
                 "limiter_on_rps", "limiter_off_rps", out)
@@ -366,7 +383,8 @@ def main():
         run_backend("postgres", out)
     else:
         print("no TENANTD_TEST_PG: PostgreSQL figures skipped", file=sys.stderr)
-    with open(os.path.join(ROOT, "bench", "last-run.json"), "w") as f:
+    name = "last-run-bare.json" if ONLY_BARE else "last-run.json"
+    with open(os.path.join(ROOT, "bench", name), "w") as f:
         json.dump({"started": started, "seconds": SECONDS, "connections": CONNS, "rounds": ROUNDS, "tenants": TENANTS,
                    "filler_tenants": FILLER, "results": out}, f, indent=1)
 
