@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod durability;
 mod errors;
+mod events;
 mod faults;
 mod files;
 mod isolation;

@@ -159,6 +159,12 @@ pub fn start_serving(state: &AppState) -> Jobs {
                 .map(|_| ())
         }
     });
+    // The event log's retention: at start, and hourly after.
+    let st = state.clone();
+    jobs.every("event-retention", Duration::from_secs(3600), move || {
+        let st = st.clone();
+        async move { services::events::prune(&st).await.map(|_| ()) }
+    });
     if let Some(url) = state.config.redis_url.clone() {
         let (cache, subscribed) = (
             state.auth_cache.clone(),

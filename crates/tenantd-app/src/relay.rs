@@ -3,6 +3,9 @@
 //! A catalog change writes its events to `audit_outbox` in its own transaction. The relay
 //! appends them to the tenant's chain in its cell (idempotent by event id) and then deletes
 //! them, so an event is never lost if the process dies in between and never appended twice.
+//! Appending to a chain also writes the tenant's event-log entries (`tenantd_core::events`);
+//! the relay then copies tenant lifecycle events into the platform tenant's log (with ids
+//! derived from theirs, so a retry makes the same copies and the log skips them).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,13 +29,27 @@ pub async fn flush(state: &AppState) -> Result<()> {
         for d in batch {
             by_tenant.entry(d.tenant_id).or_default().push(d);
         }
+        let mut lifecycle = Vec::new();
         for (tenant_id, events) in by_tenant {
             let Some(tenant) = state.catalog.find_tenant(tenant_id).await? else {
                 tracing::warn!(%tenant_id, "outbox events for an unknown tenant dropped");
                 continue;
             };
+            if tenant_id != state.platform {
+                lifecycle.extend(
+                    events
+                        .iter()
+                        .flat_map(tenantd_core::events::from_audit)
+                        .filter(|e| tenantd_core::events::is_lifecycle(&e.kind))
+                        .map(|e| tenantd_core::events::platform_copy(&e, state.platform)),
+                );
+            }
             let scope = TenantScope::unscoped_trusted(tenant.id, tenant.cell.clone());
             state.cell(&scope)?.append_audit(&scope, events).await?;
+        }
+        if !lifecycle.is_empty() {
+            let scope = TenantScope::unscoped_trusted(state.platform, state.platform_cell.clone());
+            state.cell(&scope)?.append_events(&scope, lifecycle).await?;
         }
         state.catalog.delete_outbox(&ids).await?;
     }

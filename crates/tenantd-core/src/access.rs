@@ -85,6 +85,8 @@ permissions!(
     ResourcesWrite = "resources:write",
     /// `audit:read`
     AuditRead = "audit:read",
+    /// `events:read` (the event log)
+    EventsRead = "events:read",
     /// `platform:admin`: tenant administration across tenants. No tenant role holds it; it is
     /// an owner's or admin's of the platform tenant ([`grant_platform_admin`]).
     PlatformAdmin = "platform:admin",
@@ -106,6 +108,7 @@ impl Role {
                 ResourcesRead,
                 ResourcesWrite,
                 AuditRead,
+                EventsRead,
             ],
             Role::Admin => &[
                 TenantRead,
@@ -117,6 +120,7 @@ impl Role {
                 ResourcesRead,
                 ResourcesWrite,
                 AuditRead,
+                EventsRead,
             ],
             Role::Member => &[TenantRead, MembersRead, ResourcesRead, ResourcesWrite],
             Role::Viewer => &[TenantRead, MembersRead, ResourcesRead],

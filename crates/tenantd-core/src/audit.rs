@@ -57,6 +57,9 @@ pub enum Action {
     TenantSuspend,
     /// A tenant's name, settings or branding changed. (`tenant.update`)
     TenantUpdate,
+    /// A quota crossed 80 % or 100 % of its limit (once per quota, threshold and month).
+    /// (`quota.threshold`)
+    QuotaThreshold,
     /// An item of a resource kind created (`<kind>.create`, e.g. `agents.create`).
     ResourceCreate(crate::resource::ResourceKind),
     /// An item changed (`<kind>.update`).
@@ -94,6 +97,7 @@ impl Action {
             Action::TenantReactivate => "tenant.reactivate",
             Action::TenantSuspend => "tenant.suspend",
             Action::TenantUpdate => "tenant.update",
+            Action::QuotaThreshold => "quota.threshold",
             Action::ResourceCreate(k) => return Cow::Owned(format!("{k}.create")),
             Action::ResourceUpdate(k) => return Cow::Owned(format!("{k}.update")),
             Action::ResourceDelete(k) => return Cow::Owned(format!("{k}.delete")),

@@ -18,10 +18,14 @@ pub mod audit;
 pub mod drafts;
 /// The domain error and the per-field validation error.
 pub mod error;
+/// The event log: what happened to a tenant, in order, for products to react to.
+pub mod events;
 /// Identity: users, memberships, invitations, API keys, sessions.
 pub mod identity;
 /// Typed ids (UUID v7).
 pub mod ids;
+/// Outbound URLs a tenant supplies: which URLs and addresses tenantd may contact.
+pub mod net;
 /// Plans, quotas, features and rate limits.
 pub mod plans;
 /// Tenant-owned resources (agents, tools, ...).

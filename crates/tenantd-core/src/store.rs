@@ -298,7 +298,7 @@ pub trait OutboxStore: Send + Sync {
 /// A data-plane database: tenant-owned resources, files, quota counters and audit chains,
 /// reached through three capabilities. Every method takes the [`TenantScope`] it acts in.
 #[async_trait]
-pub trait CellStore: ResourceStore + FileStore + AuditStore + 'static {
+pub trait CellStore: ResourceStore + FileStore + AuditStore + EventStore + 'static {
     /// The cell's name.
     fn name(&self) -> &str;
     /// Whether the database answers.
@@ -421,4 +421,28 @@ pub trait AuditStore: Send + Sync {
         &self,
         scope: &TenantScope,
     ) -> Result<(Vec<AuditEvent>, Option<(i64, String)>)>;
+}
+
+/// Each tenant's event log. Events are appended by the cell itself, derived from the audit
+/// events a change appends in its transaction (see `tenantd_core::events`); this capability
+/// reads them, takes the relay's copies of lifecycle events into the platform's log, and
+/// prunes what is past retention.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// A page of the scope's log, in `seq` order.
+    async fn list_events(
+        &self,
+        scope: &TenantScope,
+        filter: &crate::events::EventFilter,
+    ) -> Result<Vec<crate::events::Event>>;
+    /// Appends events to the scope's log (each `log` must be the scope's tenant), skipping
+    /// ids already there.
+    async fn append_events(
+        &self,
+        scope: &TenantScope,
+        events: Vec<crate::events::EventDraft>,
+    ) -> Result<()>;
+    /// Deletes events that occurred before `before`, in every log of the cell (the retention
+    /// job). Returns how many.
+    async fn unscoped_prune_events(&self, before: DateTime<Utc>) -> Result<u64>;
 }

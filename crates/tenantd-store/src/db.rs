@@ -221,6 +221,10 @@ pub trait Db: Clone + std::fmt::Debug + Send + Sync + 'static {
     async fn begin_scoped(&self, scope: &TenantScope) -> Result<Self::Tx>;
     /// A read transaction (one snapshot) on one tenant's rows.
     async fn read_scoped(&self, scope: &TenantScope) -> Result<Self::Tx>;
+    /// A transaction of the retention job, which may delete events that occurred before
+    /// `before` in every log and nothing else (on PostgreSQL, its own row-level-security
+    /// marker scope).
+    async fn begin_retention(&self, before: &str) -> Result<Self::Tx>;
 }
 
 /// The sqlx databases the store runs on, and what sqlx does not name generically.

@@ -35,6 +35,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "dedicated_cells",
         sql: include_str!("../migrations/sqlite/catalog/0002_dedicated_cells.sql"),
     },
+    Migration {
+        version: 3,
+        name: "quota_alerts",
+        sql: include_str!("../migrations/sqlite/catalog/0003_quota_alerts.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[
@@ -52,6 +57,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "upload_reservations",
         sql: include_str!("../migrations/sqlite/cell/0003_upload_reservations.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "events",
+        sql: include_str!("../migrations/sqlite/cell/0004_events.sql"),
     },
 ];
 
@@ -179,6 +189,11 @@ impl crate::db::Db for Db {
     /// bind its tenant id.
     async fn begin_scoped(&self, _scope: &tenantd_core::tenant::TenantScope) -> Result<Self::Tx> {
         self.begin().await
+    }
+
+    /// SQLite has no row-level security: the statement is the whole rule.
+    async fn begin_retention(&self, _before: &str) -> Result<Self::Tx> {
+        crate::db::Db::begin(self).await
     }
 
     /// One snapshot, on the reader pool (WAL lets it run beside the writer).

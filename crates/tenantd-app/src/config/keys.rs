@@ -134,6 +134,12 @@ pub const KEYS: &[Key] = &[
         "days from deletion to purge_after",
     ),
     key(
+        "event_retention_days",
+        Int,
+        Some("30"),
+        "days the event log keeps an event",
+    ),
+    key(
         "body_limit_bytes",
         Int,
         Some("1048576"),

@@ -121,6 +121,8 @@ pub struct Config {
     pub invitation_ttl_secs: i64,
     /// Days between deletion and purge.
     pub retention_days: i64,
+    /// Days an event stays in the event log.
+    pub event_retention_days: i64,
     /// Largest accepted request body, bytes.
     pub body_limit_bytes: usize,
     /// How long a request, reading its body included, may take before it is answered 408
@@ -289,6 +291,7 @@ impl Config {
             refresh_ttl_secs: positive("refresh_ttl_secs")?,
             invitation_ttl_secs: positive("invitation_ttl_secs")?,
             retention_days: positive("retention_days")?,
+            event_retention_days: in_range("event_retention_days", 1, 3650, "")?,
             body_limit_bytes: positive("body_limit_bytes")? as usize,
             request_timeout_secs: in_range("request_timeout_secs", 1, 3600, "")? as u64,
             file_limit_bytes: positive("file_limit_bytes")? as usize,

@@ -5,6 +5,8 @@
 pub mod audit;
 /// Signup, login, refresh, logout, switch.
 pub mod auth;
+/// The event log.
+pub mod events;
 /// Files: metadata in the cell, bytes in the object store.
 pub mod files;
 /// Members, invitations, API keys.

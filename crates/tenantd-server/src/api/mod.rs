@@ -6,6 +6,8 @@ pub mod audit;
 pub mod auth;
 /// Response bodies.
 pub mod dto;
+/// `/v1/events`.
+pub mod events;
 /// Files.
 pub mod files;
 /// Members, invitations, API keys.
@@ -32,6 +34,7 @@ pub fn routes(file_limit: usize) -> (axum::Router<AppState>, OpenApi) {
         .merge(tenants::routes())
         .merge(identity::routes())
         .merge(audit::routes())
+        .merge(events::routes())
         .merge(files::routes(file_limit))
         .merge(resources::routes())
         .merge(ops::routes())

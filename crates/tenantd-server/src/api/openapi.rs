@@ -296,7 +296,7 @@ fn finish_operation(
     }
     for p in params.iter_mut().filter(|p| p["in"] == "query") {
         let name = p["name"].as_str().unwrap_or_default().to_owned();
-        if let Some(schema) = query_param_schema(&name) {
+        if let Some(schema) = query_param_schema(path, &name) {
             p["schema"] = schema;
         } else if name == "name" && path == "/v1/files" {
             let mut prop = p["schema"].clone();
@@ -476,8 +476,28 @@ pub struct Deployment<'a> {
     pub regions: &'a [String],
 }
 
-/// Query parameters by name, with what the server accepts.
-fn query_param_schema(name: &str) -> Option<Value> {
+/// Query parameters by name (and path, where one differs), with what the server accepts.
+fn query_param_schema(path: &str, name: &str) -> Option<Value> {
+    Some(match (path, name) {
+        ("/v1/events", "limit") => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+        ("/v1/events", "after") => json!({"type": "integer", "format": "int64", "minimum": 0}),
+        ("/v1/events", "types") => {
+            let one = format!(
+                "(?:{})",
+                tenantd_core::events::EVENT_TYPES
+                    .iter()
+                    .map(|t| t.replace('.', r"\."))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            );
+            json!({"type": "string", "pattern": format!("^{one}(?:,{one})*$"),
+                   "description": "Comma-separated event types."})
+        }
+        (_, name) => return generic_query_param_schema(name),
+    })
+}
+
+fn generic_query_param_schema(name: &str) -> Option<Value> {
     Some(match name {
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": 200}),
         "cursor" => {

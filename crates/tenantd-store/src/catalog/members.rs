@@ -282,9 +282,10 @@ impl<D: Db> MemberStore for Catalog<D> {
                 "a pending invitation for this email exists",
             ));
         }
-        quota::take(&mut tx, inv.tenant_id, "users", limit, 1).await?;
+        let alerts = quota::take(&mut tx, inv.tenant_id, "users", limit, 1).await?;
         insert_invitation(&mut tx, &inv).await?;
         insert_outbox(&mut tx, &outbox).await?;
+        insert_outbox(&mut tx, &alerts).await?;
         let row: InvitationRow = tx
             .fetch_one(q(identity::FIND_INVITATION).bind(inv.id.to_string()))
             .await?;

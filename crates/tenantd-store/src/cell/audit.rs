@@ -12,7 +12,8 @@ use crate::db::{Conn, Db, Int, Tx, q};
 use crate::rows::{EventRow, HeadRow};
 use crate::sql::audit as sql;
 
-/// Appends events to `tenant`'s chain, skipping ids already there.
+/// Appends events to `tenant`'s chain, skipping ids already there; each new one that records a
+/// change a product cares about also goes into the tenant's event log, in this transaction.
 pub(crate) async fn append(
     tx: &mut impl Conn,
     tenant: TenantId,
@@ -33,6 +34,7 @@ pub(crate) async fn append(
         }
         tx.execute(q(sql::LOCK_HEAD).bind(&t)).await?;
         let head: HeadRow = tx.fetch_one(q(sql::HEAD).bind(&t)).await?;
+        super::append_events(tx, &tenantd_core::events::from_audit(&d)).await?;
         let ev = AuditEvent::chain(d, head.seq + 1, &head.hash);
         tx.execute(
             q(sql::INSERT_EVENT)

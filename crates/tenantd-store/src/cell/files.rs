@@ -51,7 +51,8 @@ impl<D: Db> FileStore for Cell<D> {
     ) -> Result<()> {
         let mut tx = self.db.begin_scoped(scope).await?;
         let tenant = scope.tenant_id();
-        quota::take(&mut tx, tenant, "storage_bytes", limit, new.size).await?;
+        let alerts = quota::take(&mut tx, tenant, "storage_bytes", limit, new.size).await?;
+        append(&mut tx, tenant, alerts).await?;
         tx.execute(
             q(sql::INSERT_PENDING)
                 .bind(new.id.to_string())

@@ -1,9 +1,10 @@
 //! A cell, written once for every backend ([`Db`]), one file per capability of
-//! `tenantd_core::store`: [`resources`], [`files`], [`audit`]. Every statement binds the
+//! `tenantd_core::store`: [`resources`], [`files`], [`audit`], [`events`]. Every statement binds the
 //! scope's tenant; on PostgreSQL each transaction also sets it for row-level security
 //! ([`Db::begin_scoped`]). The statements are in `crate::sql`.
 
 mod audit;
+mod events;
 mod files;
 mod resources;
 
@@ -15,6 +16,7 @@ use tenantd_core::store::CellStore;
 use tenantd_core::tenant::TenantScope;
 
 pub(crate) use self::audit::append;
+pub(crate) use self::events::append_events;
 use crate::db::{Conn, Db, Tx, q};
 use crate::rows::CounterRow;
 use crate::sql::{self, quotas};

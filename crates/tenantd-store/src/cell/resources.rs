@@ -108,7 +108,7 @@ impl<D: Db> ResourceStore for Cell<D> {
     ) -> Result<Resource> {
         let mut tx = self.db.begin_scoped(scope).await?;
         let tenant = scope.tenant_id();
-        quota::take(&mut tx, tenant, new.kind.as_str(), limit, 1).await?;
+        let mut events = quota::take(&mut tx, tenant, new.kind.as_str(), limit, 1).await?;
         let now = fmt(time::now());
         tx.execute(
             q(sql::INSERT)
@@ -124,7 +124,8 @@ impl<D: Db> ResourceStore for Cell<D> {
         )
         .await?;
         replace_shares(&mut tx, tenant, new.id, &new.sharing).await?;
-        append(&mut tx, tenant, vec![audit]).await?;
+        events.insert(0, audit);
+        append(&mut tx, tenant, events).await?;
         let row = owned(&mut tx, tenant, new.kind, new.id)
             .await?
             .ok_or(Error::NotFound)?;

@@ -44,6 +44,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "deployment_grants",
         sql: include_str!("../../migrations/postgres/catalog/0003_deployment_grants.sql"),
     },
+    Migration {
+        version: 4,
+        name: "quota_alerts",
+        sql: include_str!("../../migrations/postgres/catalog/0004_quota_alerts.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[
@@ -66,6 +71,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "upload_reservations",
         sql: include_str!("../../migrations/postgres/cell/0004_upload_reservations.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "events",
+        sql: include_str!("../../migrations/postgres/cell/0005_events.sql"),
     },
 ];
 
@@ -186,6 +196,19 @@ impl crate::db::Db for Db {
 
     async fn read_scoped(&self, scope: &TenantScope) -> Result<Self::Tx> {
         self.begin_scoped(scope).await
+    }
+
+    /// The retention marker scope: the policies let it delete old events and nothing else.
+    async fn begin_retention(&self, before: &str) -> Result<Self::Tx> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "SELECT set_config('app.tenant_id', '*retention*', true), set_config('app.prune_before', $1, true)",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        Ok(tx)
     }
 }
 

@@ -224,3 +224,41 @@ impl TryFrom<EventRow> for AuditEvent {
         })
     }
 }
+
+/// An `events` row.
+pub(crate) struct EventLogRow {
+    pub seq: i64,
+    pub id: String,
+    pub kind: String,
+    pub subject_id: String,
+    pub occurred_at: String,
+    pub data: String,
+}
+
+impl Record for EventLogRow {
+    fn read(r: &dyn Columns) -> Result<Self> {
+        Ok(Self {
+            seq: r.int("seq")?,
+            id: r.text("id")?,
+            kind: r.text("type")?,
+            subject_id: r.text("subject_id")?,
+            occurred_at: r.text("occurred_at")?,
+            data: r.text("data")?,
+        })
+    }
+}
+
+impl TryFrom<EventLogRow> for tenantd_core::events::Event {
+    type Error = tenantd_core::Error;
+
+    fn try_from(r: EventLogRow) -> Result<Self> {
+        Ok(tenantd_core::events::Event {
+            id: EventId(uuid(&r.id, "id")?),
+            seq: r.seq,
+            kind: r.kind,
+            tenant_id: TenantId(uuid(&r.subject_id, "subject_id")?),
+            occurred_at: r.occurred_at,
+            data: json(&r.data, "data")?,
+        })
+    }
+}

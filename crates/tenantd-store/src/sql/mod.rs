@@ -9,11 +9,13 @@
 //! "Where is the SQL for X?" — here, in the area's file, whatever the backend:
 //! tenants and placement in [`tenants`], users, memberships and invitations in [`identity`],
 //! API keys, sessions, refresh tokens and signing keys in [`credentials`], the catalog's audit
-//! outbox and the cells' hash chains in [`audit`], quota counters in [`quotas`], resources and
+//! outbox and the cells' hash chains in [`audit`], each tenant's event log and quota alerts in
+//! [`events`], quota counters in [`quotas`], resources and
 //! their shares in [`resources`], file records and upload reservations in [`files`].
 
 pub mod audit;
 pub mod credentials;
+pub mod events;
 pub mod files;
 pub mod identity;
 pub mod quotas;

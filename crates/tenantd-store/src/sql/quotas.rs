@@ -11,11 +11,13 @@ ON CONFLICT DO NOTHING";
 pub const START_USERS: &str = "
 INSERT INTO quota_counters (tenant_id, quota, used) VALUES ($1, 'users', 1)";
 
-/// Takes $1 units if they fit under $4 (NULL: no limit); one row changed when they did.
+/// Takes $1 units if they fit under $4 (NULL: no limit): the new usage when they did, no row
+/// when they did not.
 pub const TAKE: &str = "
 UPDATE quota_counters
    SET used = used + $1
- WHERE tenant_id = $2 AND quota = $3 AND ($4 IS NULL OR used + $1 <= $4)";
+ WHERE tenant_id = $2 AND quota = $3 AND ($4 IS NULL OR used + $1 <= $4)
+RETURNING used AS n";
 
 /// Gives back $1 units, never below zero.
 pub const RELEASE: &str = "

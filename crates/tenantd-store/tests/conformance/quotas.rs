@@ -177,9 +177,18 @@ async fn check_concurrent_creates(b: &Backend) {
             .len(),
         5
     );
-    // Every successful create left exactly one audit event.
+    // Every successful create left exactly one audit event, and the crossing creates the two
+    // alerts (4 of 5 is 80 %, 5 of 5 is 100 %), each once.
     let (events, head) = b.home(&t).audit_chain(&t.scope()).await.expect("chain");
-    assert_eq!(events.len(), 5);
+    let alerts: Vec<i64> = events
+        .iter()
+        .filter(|e| e.action == "quota.threshold")
+        .map(|e| e.details["threshold"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(events.len() - alerts.len(), 5);
+    let mut sorted = alerts.clone();
+    sorted.sort();
+    assert_eq!(sorted, [80, 100], "each threshold once");
     assert_linked(&events, head.as_ref());
 
     let mut tasks = Vec::new();
