@@ -20,3 +20,4 @@ mod quotas;
 mod ratelimit;
 mod resources;
 mod tenants;
+mod webhooks;

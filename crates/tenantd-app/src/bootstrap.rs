@@ -29,10 +29,12 @@ use crate::{relay, services};
 impl AppState {
     /// Opens the stores and keys and bootstraps the platform tenant. `blobs` is the object
     /// store for file contents, opened by the caller (the S3 client is the server's, at the
-    /// edge; `tenantd_server::build_state` opens it from the configuration).
+    /// edge; `tenantd_server::build_state` opens it from the configuration), and so is
+    /// `sender`, the HTTP client webhook deliveries go out through.
     pub async fn build(
         config: Config,
         blobs: Arc<dyn object_store::ObjectStore>,
+        sender: Arc<dyn crate::webhooks::Sender>,
     ) -> Result<(Self, Option<Bootstrap>)> {
         let plans = match &config.plans_file {
             Some(p) => {
@@ -117,6 +119,7 @@ impl AppState {
             invalidations_subscribed: Arc::default(),
             cells,
             blobs,
+            sender,
             plans: plans.clone(),
             keys,
             passwords,
@@ -158,6 +161,10 @@ pub fn start_serving(state: &AppState) -> Jobs {
                 .await
                 .map(|_| ())
         }
+    });
+    let st = state.clone();
+    jobs.start("webhook-delivery", move |stop| {
+        crate::webhooks::delivery::job(st, stop)
     });
     // The event log's retention: at start, and hourly after.
     let st = state.clone();

@@ -32,5 +32,7 @@ pub mod relay;
 pub mod services;
 /// Application state.
 pub mod state;
+/// Webhooks: the outbound guard, signatures, the delivery job.
+pub mod webhooks;
 
 pub use state::AppState;

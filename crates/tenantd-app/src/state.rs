@@ -40,6 +40,8 @@ pub struct Inner {
     pub plans: Plans,
     /// File contents (keys under `tenants/<tenant_id>/`).
     pub blobs: Arc<dyn object_store::ObjectStore>,
+    /// The HTTP client webhook deliveries go out through (the server's).
+    pub sender: Arc<dyn crate::webhooks::Sender>,
     /// Signing keys.
     pub keys: KeyRing,
     /// Password hashing.

@@ -87,6 +87,8 @@ permissions!(
     AuditRead = "audit:read",
     /// `events:read` (the event log)
     EventsRead = "events:read",
+    /// `webhooks:write` (endpoints, their secrets and deliveries)
+    WebhooksWrite = "webhooks:write",
     /// `platform:admin`: tenant administration across tenants. No tenant role holds it; it is
     /// an owner's or admin's of the platform tenant ([`grant_platform_admin`]).
     PlatformAdmin = "platform:admin",
@@ -109,6 +111,7 @@ impl Role {
                 ResourcesWrite,
                 AuditRead,
                 EventsRead,
+                WebhooksWrite,
             ],
             Role::Admin => &[
                 TenantRead,
@@ -121,6 +124,7 @@ impl Role {
                 ResourcesWrite,
                 AuditRead,
                 EventsRead,
+                WebhooksWrite,
             ],
             Role::Member => &[TenantRead, MembersRead, ResourcesRead, ResourcesWrite],
             Role::Viewer => &[TenantRead, MembersRead, ResourcesRead],

@@ -57,6 +57,16 @@ pub enum Action {
     TenantSuspend,
     /// A tenant's name, settings or branding changed. (`tenant.update`)
     TenantUpdate,
+    /// A webhook endpoint made. (`webhooks.create`)
+    WebhookCreate,
+    /// A webhook endpoint changed. (`webhooks.update`)
+    WebhookUpdate,
+    /// A webhook endpoint deleted. (`webhooks.delete`)
+    WebhookDelete,
+    /// A webhook endpoint's secret rotated. (`webhooks.rotate_secret`)
+    WebhookRotate,
+    /// A webhook endpoint disabled after failing for five days. (`webhooks.disable`)
+    WebhookDisable,
     /// A quota crossed 80 % or 100 % of its limit (once per quota, threshold and month).
     /// (`quota.threshold`)
     QuotaThreshold,
@@ -98,6 +108,11 @@ impl Action {
             Action::TenantSuspend => "tenant.suspend",
             Action::TenantUpdate => "tenant.update",
             Action::QuotaThreshold => "quota.threshold",
+            Action::WebhookCreate => "webhooks.create",
+            Action::WebhookUpdate => "webhooks.update",
+            Action::WebhookDelete => "webhooks.delete",
+            Action::WebhookRotate => "webhooks.rotate_secret",
+            Action::WebhookDisable => "webhooks.disable",
             Action::ResourceCreate(k) => return Cow::Owned(format!("{k}.create")),
             Action::ResourceUpdate(k) => return Cow::Owned(format!("{k}.update")),
             Action::ResourceDelete(k) => return Cow::Owned(format!("{k}.delete")),

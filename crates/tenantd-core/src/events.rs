@@ -37,6 +37,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "file.created",
     "file.deleted",
     "quota.threshold",
+    "webhook.disabled",
 ];
 
 /// Whether an event type is a tenant lifecycle event (copied into the platform tenant's log).
@@ -136,6 +137,7 @@ fn primary(d: &AuditDraft) -> Option<EventDraft> {
         "files.create" => "file.created",
         "files.delete" => "file.deleted",
         "quota.threshold" => "quota.threshold",
+        "webhooks.disable" => "webhook.disabled",
         _ => return None,
     };
     // A tenant's lifecycle is logged in the tenant's own log; the copy of `tenant.create` in

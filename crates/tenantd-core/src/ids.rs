@@ -65,3 +65,11 @@ id_type!(
     /// A stored file.
     FileId
 );
+id_type!(
+    /// A webhook endpoint.
+    WebhookId
+);
+id_type!(
+    /// One delivery of one event to one webhook endpoint (its attempts share it).
+    DeliveryId
+);

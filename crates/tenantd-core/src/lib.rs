@@ -38,3 +38,5 @@ pub mod tenant;
 pub mod time;
 
 pub use error::{Error, FieldError, Result};
+/// Webhook endpoints, deliveries and their retry schedule.
+pub mod webhooks;

@@ -298,7 +298,9 @@ pub trait OutboxStore: Send + Sync {
 /// A data-plane database: tenant-owned resources, files, quota counters and audit chains,
 /// reached through three capabilities. Every method takes the [`TenantScope`] it acts in.
 #[async_trait]
-pub trait CellStore: ResourceStore + FileStore + AuditStore + EventStore + 'static {
+pub trait CellStore:
+    ResourceStore + FileStore + AuditStore + EventStore + WebhookStore + 'static
+{
     /// The cell's name.
     fn name(&self) -> &str;
     /// Whether the database answers.
@@ -445,4 +447,81 @@ pub trait EventStore: Send + Sync {
     /// Deletes events that occurred before `before`, in every log of the cell (the retention
     /// job). Returns how many.
     async fn unscoped_prune_events(&self, before: DateTime<Utc>) -> Result<u64>;
+}
+
+/// Webhook endpoints and their deliveries. Deliveries are made by the cell when it appends an
+/// event (one per matching active endpoint of the log's tenant, in that transaction); the
+/// delivery job finds due ones across tenants by id (`unscoped_*`), claims each, and reads and
+/// records it in its tenant's scope.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores an endpoint.
+    async fn create_endpoint(
+        &self,
+        scope: &TenantScope,
+        new: crate::webhooks::NewEndpoint,
+    ) -> Result<crate::webhooks::Endpoint>;
+    /// The tenant's endpoints.
+    async fn list_endpoints(&self, scope: &TenantScope) -> Result<Vec<crate::webhooks::Endpoint>>;
+    /// One endpoint with its sealed secrets; another tenant's is `NotFound`.
+    async fn endpoint_keys(
+        &self,
+        scope: &TenantScope,
+        id: crate::ids::WebhookId,
+    ) -> Result<crate::webhooks::EndpointKeys>;
+    /// Changes an endpoint (the whole new state).
+    async fn update_endpoint(
+        &self,
+        scope: &TenantScope,
+        endpoint: &crate::webhooks::Endpoint,
+    ) -> Result<crate::webhooks::Endpoint>;
+    /// Deletes an endpoint and its deliveries.
+    async fn delete_endpoint(&self, scope: &TenantScope, id: crate::ids::WebhookId) -> Result<()>;
+    /// A new sealed secret; the old one keeps signing until `old_until`.
+    async fn rotate_secret(
+        &self,
+        scope: &TenantScope,
+        id: crate::ids::WebhookId,
+        sealed: Vec<u8>,
+        old_until: DateTime<Utc>,
+    ) -> Result<()>;
+    /// An endpoint's deliveries, newest first.
+    async fn list_deliveries(
+        &self,
+        scope: &TenantScope,
+        id: crate::ids::WebhookId,
+        limit: u32,
+    ) -> Result<Vec<crate::webhooks::Delivery>>;
+    /// Deliveries due at `now` and not leased, across tenants: ids only.
+    async fn unscoped_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, crate::ids::DeliveryId, crate::ids::WebhookId)>>;
+    /// Leases a due delivery until `until`; `false` when another node has it.
+    async fn unscoped_claim_delivery(
+        &self,
+        id: crate::ids::DeliveryId,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// A delivery with its body (the event as `GET /v1/events` shows it).
+    async fn delivery(
+        &self,
+        scope: &TenantScope,
+        id: crate::ids::DeliveryId,
+    ) -> Result<(crate::webhooks::Delivery, String)>;
+    /// Records an attempt: a success ends the delivery, a failure schedules the next attempt
+    /// (`next`) or ends it (`None`), and disables the endpoint when it has failed since before
+    /// `disable_before`. Returns whether the endpoint was disabled by this attempt.
+    async fn record_attempt(
+        &self,
+        scope: &TenantScope,
+        id: crate::ids::DeliveryId,
+        attempt: &crate::webhooks::Attempt,
+        next: Option<DateTime<Utc>>,
+        disable_before: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Makes a delivery due again now (an operator's retry).
+    async fn retry_delivery(&self, scope: &TenantScope, id: crate::ids::DeliveryId) -> Result<()>;
 }

@@ -19,6 +19,8 @@ pub mod error;
 pub mod http;
 /// Tenant resolution: from the request to a `Caller` or a tenant-bound `Ctx`.
 pub mod resolve;
+/// The HTTP client webhook deliveries go out through.
+pub mod sender;
 
 // The application, re-exported under the paths the handlers, the CLI and the tests use.
 pub use tenantd_app::{
@@ -38,7 +40,7 @@ pub async fn build_state(
 ) -> Result<(AppState, Option<state::Bootstrap>), Error> {
     install_tls_provider();
     let blobs = blobs::open_blobs(&config).await?;
-    AppState::build(config, blobs).await
+    AppState::build(config, blobs, Arc::new(sender::HttpSender::new()?)).await
 }
 
 use std::future::Future;

@@ -130,6 +130,8 @@ pub trait Columns {
     fn opt_int(&self, col: &str) -> Result<Option<i64>>;
     /// A non-null bytes column.
     fn bytes(&self, col: &str) -> Result<Vec<u8>>;
+    /// A nullable bytes column.
+    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>>;
 }
 
 impl<R> Columns for R
@@ -153,6 +155,9 @@ where
         self.try_get(col).map_err(classify)
     }
     fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+        self.try_get(col).map_err(classify)
+    }
+    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>> {
         self.try_get(col).map_err(classify)
     }
 }

@@ -63,6 +63,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "events",
         sql: include_str!("../migrations/sqlite/cell/0004_events.sql"),
     },
+    Migration {
+        version: 5,
+        name: "webhooks",
+        sql: include_str!("../migrations/sqlite/cell/0005_webhooks.sql"),
+    },
 ];
 
 /// Whether a pooled connection may be handed out: never one still inside a transaction.

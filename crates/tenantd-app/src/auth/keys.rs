@@ -233,6 +233,11 @@ impl KeyRing {
             .unwrap_or(false)
     }
 
+    /// The master key (it seals webhook secrets too).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// Access-token lifetime, seconds.
     pub fn ttl(&self) -> i64 {
         self.ttl

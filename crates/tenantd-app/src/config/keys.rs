@@ -134,6 +134,18 @@ pub const KEYS: &[Key] = &[
         "days from deletion to purge_after",
     ),
     key(
+        "webhook_allow_http",
+        Bool,
+        Some("false"),
+        "deliver webhooks to http:// URLs (tests, closed networks)",
+    ),
+    key(
+        "webhook_allow_private",
+        Bool,
+        Some("false"),
+        "deliver webhooks to loopback and private addresses (tests)",
+    ),
+    key(
         "event_retention_days",
         Int,
         Some("30"),

@@ -123,6 +123,8 @@ pub struct Config {
     pub retention_days: i64,
     /// Days an event stays in the event log.
     pub event_retention_days: i64,
+    /// What outbound webhook URLs may point at beyond public `https` ones.
+    pub webhook_policy: tenantd_core::net::OutboundPolicy,
     /// Largest accepted request body, bytes.
     pub body_limit_bytes: usize,
     /// How long a request, reading its body included, may take before it is answered 408
@@ -292,6 +294,10 @@ impl Config {
             invitation_ttl_secs: positive("invitation_ttl_secs")?,
             retention_days: positive("retention_days")?,
             event_retention_days: in_range("event_retention_days", 1, 3650, "")?,
+            webhook_policy: tenantd_core::net::OutboundPolicy {
+                allow_http: m.bool("webhook_allow_http").unwrap_or(false),
+                allow_private: m.bool("webhook_allow_private").unwrap_or(false),
+            },
             body_limit_bytes: positive("body_limit_bytes")? as usize,
             request_timeout_secs: in_range("request_timeout_secs", 1, 3600, "")? as u64,
             file_limit_bytes: positive("file_limit_bytes")? as usize,

@@ -21,6 +21,12 @@ pub fn filter(after: Option<i64>, types: Option<&str>, limit: Option<u32>) -> Re
             0
         }
     };
+    if types.is_some_and(|t| t.trim().is_empty()) {
+        v.push(FieldError::new(
+            "types",
+            "one or more event types, comma-separated",
+        ));
+    }
     let types = types.filter(|t| !t.trim().is_empty()).map(|t| {
         let mut list: Vec<String> = Vec::new();
         for (i, kind) in t.split(',').map(str::trim).enumerate() {

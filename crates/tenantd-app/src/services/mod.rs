@@ -17,3 +17,5 @@ pub mod placement;
 pub mod resources;
 /// Tenants and their lifecycle.
 pub mod tenants;
+/// Webhook endpoints.
+pub mod webhooks;

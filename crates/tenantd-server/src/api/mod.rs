@@ -20,6 +20,8 @@ pub mod ops;
 pub mod resources;
 /// Tenants.
 pub mod tenants;
+/// `/v1/webhooks*`.
+pub mod webhooks;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi};
@@ -35,6 +37,7 @@ pub fn routes(file_limit: usize) -> (axum::Router<AppState>, OpenApi) {
         .merge(identity::routes())
         .merge(audit::routes())
         .merge(events::routes())
+        .merge(webhooks::routes())
         .merge(files::routes(file_limit))
         .merge(resources::routes())
         .merge(ops::routes())

@@ -40,6 +40,7 @@ pub(crate) async fn append_events(tx: &mut impl Conn, events: &[EventDraft]) -> 
         .await?;
         tx.execute(q(sql::SET_HEAD).bind(head + 1).bind(&log))
             .await?;
+        super::webhooks::enqueue(tx, e, head + 1).await?;
     }
     Ok(())
 }

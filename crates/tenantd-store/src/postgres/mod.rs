@@ -77,6 +77,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "events",
         sql: include_str!("../../migrations/postgres/cell/0005_events.sql"),
     },
+    Migration {
+        version: 6,
+        name: "webhooks",
+        sql: include_str!("../../migrations/postgres/cell/0006_webhooks.sql"),
+    },
 ];
 
 /// Where a PostgreSQL database is, and who may do what there.

@@ -5,9 +5,11 @@
 
 mod catalog;
 mod cell;
+mod webhooks;
 
 pub(crate) use catalog::*;
 pub(crate) use cell::*;
+pub(crate) use webhooks::*;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

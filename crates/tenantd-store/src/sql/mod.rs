@@ -11,7 +11,8 @@
 //! API keys, sessions, refresh tokens and signing keys in [`credentials`], the catalog's audit
 //! outbox and the cells' hash chains in [`audit`], each tenant's event log and quota alerts in
 //! [`events`], quota counters in [`quotas`], resources and
-//! their shares in [`resources`], file records and upload reservations in [`files`].
+//! their shares in [`resources`], webhook endpoints, deliveries and the delivery queue in
+//! [`webhooks`], file records and upload reservations in [`files`].
 
 pub mod audit;
 pub mod credentials;
@@ -21,6 +22,7 @@ pub mod identity;
 pub mod quotas;
 pub mod resources;
 pub mod tenants;
+pub mod webhooks;
 
 /// Whether the database answers.
 pub const PING: &str = "SELECT 1 AS n";

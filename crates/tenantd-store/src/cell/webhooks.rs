@@ -1,0 +1,341 @@
+//! Webhook endpoints, deliveries and the delivery queue. A delivery is made when its event is
+//! appended ([`enqueue`], in the event's transaction); the delivery job finds due ones across
+//! tenants in `delivery_queue` (ids and times only), claims one with a conditional update (so
+//! two nodes never make the same attempt at once), then reads and records it in its tenant's
+//! scope.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tenantd_core::events::EventDraft;
+use tenantd_core::ids::{DeliveryId, TenantId, WebhookId};
+use tenantd_core::store::WebhookStore;
+use tenantd_core::tenant::TenantScope;
+use tenantd_core::webhooks::{
+    Attempt, Delivery, DeliveryStatus, Endpoint, EndpointKeys, NewEndpoint, subscribes,
+};
+use tenantd_core::{Error, Result, time};
+
+use super::Cell;
+use crate::db::{Conn, Db, Tx, q};
+use crate::rows::{DeliveryRow, EndpointRow, QueueRow, fmt};
+use crate::sql::webhooks as sql;
+
+/// Makes the deliveries of an event just appended at `seq`: one per active endpoint of its
+/// log's tenant that subscribes to its type, due at once, in the event's transaction.
+pub(crate) async fn enqueue(tx: &mut impl Conn, e: &EventDraft, seq: i64) -> Result<()> {
+    let log = e.log.to_string();
+    let endpoints: Vec<EndpointRow> = tx.fetch_all(q(sql::ACTIVE_ENDPOINTS).bind(&log)).await?;
+    let mut body = None;
+    for ep in endpoints {
+        let events: Vec<String> = serde_json::from_str(&ep.events).unwrap_or_default();
+        if !subscribes(&events, &e.kind) {
+            continue;
+        }
+        let body = body.get_or_insert_with(|| {
+            serde_json::json!({
+                "id": e.id,
+                "seq": seq,
+                "type": e.kind,
+                "tenant_id": e.tenant_id,
+                "occurred_at": e.occurred_at,
+                "data": e.data,
+            })
+            .to_string()
+        });
+        let id = DeliveryId::new().to_string();
+        let now = fmt(time::now());
+        tx.execute(
+            q(sql::INSERT_DELIVERY)
+                .bind(&id)
+                .bind(&log)
+                .bind(&ep.id)
+                .bind(e.id.to_string())
+                .bind(e.kind.as_str())
+                .bind(body.as_str())
+                .bind(&now),
+        )
+        .await?;
+        tx.execute(q(sql::ENQUEUE).bind(&id).bind(&log).bind(&ep.id).bind(&now))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn keys_in(tx: &mut impl Conn, scope: &TenantScope, id: WebhookId) -> Result<EndpointKeys> {
+    let row: EndpointRow = tx
+        .fetch_one(
+            q(sql::FIND_ENDPOINT)
+                .bind(id.to_string())
+                .bind(scope.tenant_id().to_string()),
+        )
+        .await?;
+    row.keys(time::now())
+}
+
+#[async_trait]
+impl<D: Db> WebhookStore for Cell<D> {
+    async fn create_endpoint(&self, scope: &TenantScope, new: NewEndpoint) -> Result<Endpoint> {
+        let mut tx = self.db.begin_scoped(scope).await?;
+        let events =
+            serde_json::to_string(&new.events).map_err(|e| Error::Internal(e.to_string()))?;
+        tx.execute(
+            q(sql::INSERT_ENDPOINT)
+                .bind(new.id.to_string())
+                .bind(scope.tenant_id().to_string())
+                .bind(new.url.as_str())
+                .bind(events)
+                .bind(new.description.clone())
+                .bind(&new.sealed_secret)
+                .bind(fmt(time::now())),
+        )
+        .await?;
+        let keys = keys_in(&mut tx, scope, new.id).await?;
+        tx.commit().await?;
+        Ok(keys.endpoint)
+    }
+
+    async fn list_endpoints(&self, scope: &TenantScope) -> Result<Vec<Endpoint>> {
+        let mut tx = self.db.read_scoped(scope).await?;
+        let rows: Vec<EndpointRow> = tx
+            .fetch_all(q(sql::LIST_ENDPOINTS).bind(scope.tenant_id().to_string()))
+            .await?;
+        tx.commit().await?;
+        rows.into_iter().map(Endpoint::try_from).collect()
+    }
+
+    async fn endpoint_keys(&self, scope: &TenantScope, id: WebhookId) -> Result<EndpointKeys> {
+        let mut tx = self.db.read_scoped(scope).await?;
+        let keys = keys_in(&mut tx, scope, id).await?;
+        tx.commit().await?;
+        Ok(keys)
+    }
+
+    async fn update_endpoint(&self, scope: &TenantScope, ep: &Endpoint) -> Result<Endpoint> {
+        let mut tx = self.db.begin_scoped(scope).await?;
+        let events =
+            serde_json::to_string(&ep.events).map_err(|e| Error::Internal(e.to_string()))?;
+        let n = tx
+            .execute(
+                q(sql::UPDATE_ENDPOINT)
+                    .bind(ep.url.as_str())
+                    .bind(events)
+                    .bind(ep.description.clone())
+                    .bind(ep.status.as_str())
+                    .bind(fmt(time::now()))
+                    .bind(ep.id.to_string())
+                    .bind(scope.tenant_id().to_string()),
+            )
+            .await?;
+        if n == 0 {
+            return Err(Error::NotFound);
+        }
+        let keys = keys_in(&mut tx, scope, ep.id).await?;
+        tx.commit().await?;
+        Ok(keys.endpoint)
+    }
+
+    async fn delete_endpoint(&self, scope: &TenantScope, id: WebhookId) -> Result<()> {
+        let mut tx = self.db.begin_scoped(scope).await?;
+        let (i, t) = (id.to_string(), scope.tenant_id().to_string());
+        tx.execute(q(sql::DEQUEUE_ENDPOINT).bind(&i).bind(&t))
+            .await?;
+        let n = tx
+            .execute(q(sql::DELETE_ENDPOINT).bind(&i).bind(&t))
+            .await?;
+        if n == 0 {
+            return Err(Error::NotFound);
+        }
+        tx.commit().await
+    }
+
+    async fn rotate_secret(
+        &self,
+        scope: &TenantScope,
+        id: WebhookId,
+        sealed: Vec<u8>,
+        old_until: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_scoped(scope).await?;
+        let n = tx
+            .execute(
+                q(sql::ROTATE_SECRET)
+                    .bind(&sealed)
+                    .bind(id.to_string())
+                    .bind(fmt(old_until))
+                    .bind(fmt(time::now()))
+                    .bind(scope.tenant_id().to_string()),
+            )
+            .await?;
+        if n == 0 {
+            return Err(Error::NotFound);
+        }
+        tx.commit().await
+    }
+
+    async fn list_deliveries(
+        &self,
+        scope: &TenantScope,
+        id: WebhookId,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        let mut tx = self.db.read_scoped(scope).await?;
+        keys_in(&mut tx, scope, id).await?;
+        let rows: Vec<DeliveryRow> = tx
+            .fetch_all(
+                q(sql::LIST_DELIVERIES)
+                    .bind(scope.tenant_id().to_string())
+                    .bind(id.to_string())
+                    .bind(i64::from(limit)),
+            )
+            .await?;
+        tx.commit().await?;
+        rows.into_iter().map(Delivery::try_from).collect()
+    }
+
+    async fn unscoped_due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, DeliveryId, WebhookId)>> {
+        let rows: Vec<QueueRow> = self
+            .db
+            .reader()?
+            .fetch_all(q(sql::DUE).bind(fmt(now)).bind(i64::from(limit)))
+            .await?;
+        rows.into_iter().map(TryFrom::try_from).collect()
+    }
+
+    async fn unscoped_claim_delivery(
+        &self,
+        id: DeliveryId,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = self
+            .db
+            .writer()?
+            .execute(
+                q(sql::CLAIM)
+                    .bind(id.to_string())
+                    .bind(fmt(until))
+                    .bind(fmt(now)),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delivery(&self, scope: &TenantScope, id: DeliveryId) -> Result<(Delivery, String)> {
+        let mut tx = self.db.read_scoped(scope).await?;
+        let row: DeliveryRow = tx
+            .fetch_one(
+                q(sql::FIND_DELIVERY)
+                    .bind(id.to_string())
+                    .bind(scope.tenant_id().to_string()),
+            )
+            .await?;
+        tx.commit().await?;
+        let body = row.body.clone();
+        Ok((row.try_into()?, body))
+    }
+
+    async fn record_attempt(
+        &self,
+        scope: &TenantScope,
+        id: DeliveryId,
+        attempt: &Attempt,
+        next: Option<DateTime<Utc>>,
+        disable_before: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.db.begin_scoped(scope).await?;
+        let (i, t, now) = (
+            id.to_string(),
+            scope.tenant_id().to_string(),
+            fmt(time::now()),
+        );
+        let row: DeliveryRow = tx
+            .fetch_one(q(sql::FIND_DELIVERY).bind(&i).bind(&t))
+            .await?;
+        let (status, code, error, next) = match attempt {
+            Attempt::Succeeded { status } => (
+                DeliveryStatus::Succeeded,
+                Some(i64::from(*status)),
+                None,
+                None,
+            ),
+            Attempt::Failed { status, error } => {
+                let st = if next.is_some() {
+                    DeliveryStatus::Pending
+                } else {
+                    DeliveryStatus::Failed
+                };
+                (st, status.map(i64::from), Some(error.clone()), next)
+            }
+        };
+        tx.execute(
+            q(sql::RECORD_ATTEMPT)
+                .bind(status.as_str())
+                .bind(code)
+                .bind(error)
+                .bind(next.map(fmt))
+                .bind(&i)
+                .bind(&t),
+        )
+        .await?;
+        match next {
+            Some(at) => {
+                tx.execute(q(sql::RESCHEDULE).bind(&i).bind(fmt(at)))
+                    .await?
+            }
+            None => tx.execute(q(sql::DEQUEUE).bind(&i)).await?,
+        };
+        let mut disabled = false;
+        if matches!(attempt, Attempt::Succeeded { .. }) {
+            tx.execute(q(sql::ENDPOINT_OK).bind(&row.endpoint_id).bind(&t))
+                .await?;
+        } else {
+            tx.execute(
+                q(sql::ENDPOINT_FAILED)
+                    .bind(&now)
+                    .bind(&row.endpoint_id)
+                    .bind(&t),
+            )
+            .await?;
+            disabled = tx
+                .execute(
+                    q(sql::DISABLE_IF_FAILING)
+                        .bind(fmt(disable_before))
+                        .bind(&now)
+                        .bind(&row.endpoint_id)
+                        .bind(&t),
+                )
+                .await?
+                == 1;
+        }
+        tx.commit().await?;
+        Ok(disabled)
+    }
+
+    async fn retry_delivery(&self, scope: &TenantScope, id: DeliveryId) -> Result<()> {
+        let mut tx = self.db.begin_scoped(scope).await?;
+        let (i, t, now) = (
+            id.to_string(),
+            scope.tenant_id().to_string(),
+            fmt(time::now()),
+        );
+        let row: DeliveryRow = tx
+            .fetch_one(q(sql::FIND_DELIVERY).bind(&i).bind(&t))
+            .await?;
+        tx.execute(q(sql::RETRY_DELIVERY).bind(&now).bind(&i).bind(&t))
+            .await?;
+        tx.execute(
+            q(sql::ENQUEUE)
+                .bind(&i)
+                .bind(&t)
+                .bind(&row.endpoint_id)
+                .bind(&now),
+        )
+        .await?;
+        tx.execute(q(sql::RESCHEDULE).bind(&i).bind(&now)).await?;
+        tx.commit().await
+    }
+}

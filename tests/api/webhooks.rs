@@ -1,0 +1,267 @@
+//! Webhooks: deliveries to real receivers on loopback, their signatures verified with the
+//! Standard Webhooks reference library (`standardwebhooks`), retries with the same id, one
+//! hanging endpoint delaying no other, and private addresses refused.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Signed, TestApp};
+
+/// What a receiver saw, and how it answers.
+#[derive(Default)]
+struct Seen {
+    deliveries: Vec<(HeaderMap, Vec<u8>)>,
+    /// Answer 500 to this many requests first.
+    fail_first: usize,
+    /// Never answer.
+    hang: bool,
+}
+
+/// A receiver on loopback; its URL.
+async fn receiver(seen: Arc<Mutex<Seen>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let (hang, fail) = {
+                    let mut s = seen.lock().unwrap();
+                    s.deliveries.push((headers, body.to_vec()));
+                    let fail = s.fail_first > 0;
+                    if fail {
+                        s.fail_first -= 1;
+                    }
+                    (s.hang, fail)
+                };
+                if hang {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                if fail {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/hook")
+}
+
+async fn endpoint(app: &TestApp, a: &Signed, url: &str, events: Value) -> (String, String) {
+    let r = app
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&a.token),
+            Some(json!({"url": url, "events": events})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    (r.body["id"].as_str().unwrap().to_owned(), secret)
+}
+
+/// Waits until `seen` holds `n` deliveries.
+async fn wait_for(
+    seen: &Arc<Mutex<Seen>>,
+    n: usize,
+    within: Duration,
+) -> Vec<(HeaderMap, Vec<u8>)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = seen.lock().unwrap().deliveries.clone();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} deliveries arrived",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn open_policy(c: &mut tenantd_server::config::Config) {
+    c.webhook_policy = tenantd_core::net::OutboundPolicy {
+        allow_http: true,
+        allow_private: true,
+    };
+}
+
+#[tokio::test]
+async fn deliveries_are_signed_retried_with_their_id_and_a_hanging_endpoint_delays_no_other() {
+    let app = TestApp::spawn_with(open_policy).await;
+    let a = app.signup("acme", None).await;
+    let good = Arc::new(Mutex::new(Seen {
+        fail_first: 1,
+        ..Seen::default()
+    }));
+    let hung = Arc::new(Mutex::new(Seen {
+        hang: true,
+        ..Seen::default()
+    }));
+    let (good_id, secret) = endpoint(
+        &app,
+        &a,
+        &receiver(good.clone()).await,
+        json!(["api_key.created"]),
+    )
+    .await;
+    endpoint(&app, &a, &receiver(hung.clone()).await, json!(["*"])).await;
+
+    // The call that makes the event does not wait for either receiver.
+    let started = Instant::now();
+    let k = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&a.token),
+            Some(json!({"name": "k1", "role": "member"})),
+        )
+        .await;
+    assert_eq!(k.status, 201);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // First attempt answered 500, the retry (about 5 s later) 204: the same webhook-id, and
+    // both verify with the reference implementation.
+    let got = wait_for(&good, 2, Duration::from_secs(15)).await;
+    let verifier = standardwebhooks::Webhook::new(&secret).expect("a Standard Webhooks secret");
+    for (headers, body) in &got[..2] {
+        verifier.verify(body, headers).expect("signature verifies");
+        let ev: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(ev["type"], "api_key.created");
+        assert_eq!(ev["tenant_id"], a.tenant_id);
+    }
+    assert_eq!(got[0].0["webhook-id"], got[1].0["webhook-id"]);
+    // The body is the event as /v1/events shows it.
+    let events = app
+        .call(
+            "GET",
+            "/v1/events?types=api_key.created",
+            Some(&a.token),
+            None,
+        )
+        .await;
+    let listed = &events.body["items"][0];
+    assert_eq!(&serde_json::from_slice::<Value>(&got[0].1).unwrap(), listed);
+
+    // The hanging endpoint holds its own slots only: the next event reaches the good one fast.
+    let started = Instant::now();
+    let k = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&a.token),
+            Some(json!({"name": "k2", "role": "member"})),
+        )
+        .await;
+    assert_eq!(k.status, 201);
+    wait_for(&good, 3, Duration::from_secs(2)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The delivery log says what happened.
+    let log = app
+        .call(
+            "GET",
+            &format!("/v1/webhooks/{good_id}/deliveries"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    let first = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["event_id"] == got[0].0["webhook-id"].to_str().unwrap())
+        .expect("the first delivery")
+        .clone();
+    assert_eq!(
+        (first["status"].as_str(), first["attempts"].as_i64()),
+        (Some("succeeded"), Some(2))
+    );
+
+    // Rotation: both secrets sign for 24 h.
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/webhooks/{good_id}/rotate-secret"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    let new_secret = r.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    app.call(
+        "POST",
+        "/v1/api-keys",
+        Some(&a.token),
+        Some(json!({"name": "k3", "role": "member"})),
+    )
+    .await;
+    let got = wait_for(&good, 4, Duration::from_secs(5)).await;
+    let (headers, body) = &got[3];
+    standardwebhooks::Webhook::new(&new_secret)
+        .unwrap()
+        .verify(body, headers)
+        .expect("new secret");
+    verifier
+        .verify(body, headers)
+        .expect("old secret, within the overlap");
+}
+
+#[tokio::test]
+async fn private_loopback_and_metadata_urls_are_refused_at_registration() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("acme", None).await;
+    for url in [
+        "http://hooks.example.com/x",
+        "https://127.0.0.1/x",
+        "https://2130706433/x",
+        "https://0x7f.1/x",
+        "https://[::1]/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.8/x",
+        "https://localhost/x",
+        "https://user:pw@example.com/x",
+    ] {
+        let r = app
+            .call(
+                "POST",
+                "/v1/webhooks",
+                Some(&a.token),
+                Some(json!({"url": url, "events": ["*"]})),
+            )
+            .await;
+        r.assert_problem(422, "VALIDATION_FAILED");
+        assert_eq!(r.body["errors"][0]["field"], "url", "{url}: {}", r.body);
+    }
+    let r = app
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&a.token),
+            Some(json!({"url": "https://example.com/x", "events": ["nope"]})),
+        )
+        .await;
+    r.assert_problem(422, "VALIDATION_FAILED");
+}
