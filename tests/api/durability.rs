@@ -6,13 +6,13 @@ use serde_json::json;
 
 use crate::helpers::{ADMIN_EMAIL, call_at, temp_dir, wait_healthy};
 
-const PASSWORD: &str = "durable-admin-pass-1";
+pub(crate) const PASSWORD: &str = "durable-admin-pass-1";
 
 fn start(dir: &std::path::Path, port: u16) -> Child {
     start_with(dir, port, &[])
 }
 
-fn start_with(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Child {
+pub(crate) fn start_with(dir: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tenantd"))
         .arg("serve")
         .envs(extra.iter().copied())

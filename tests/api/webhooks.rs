@@ -22,7 +22,14 @@ struct Seen {
 
 /// A receiver on loopback; its URL.
 async fn receiver(seen: Arc<Mutex<Seen>>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    receiver_on(seen, 0).await
+}
+
+/// A receiver on loopback at `port` (0: any); its URL.
+async fn receiver_on(seen: Arc<Mutex<Seen>>, port: u16) -> String {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().route(
         "/hook",
@@ -264,4 +271,83 @@ async fn private_loopback_and_metadata_urls_are_refused_at_registration() {
         )
         .await;
     r.assert_problem(422, "VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn events_made_while_the_receiver_is_down_survive_a_kill_and_are_all_delivered() {
+    use crate::helpers::{call_at, free_port, temp_dir, wait_healthy};
+    let dir = temp_dir();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    tenantd_server::install_tls_provider();
+    let client = reqwest::Client::new();
+    let env = [
+        ("TENANTD_WEBHOOK_ALLOW_HTTP", "true"),
+        ("TENANTD_WEBHOOK_ALLOW_PRIVATE", "true"),
+    ];
+    let mut child = crate::durability::start_with(&dir, port, &env);
+    wait_healthy(&client, &base).await;
+    let (s, up) = call_at(&client, &base, "POST", "/v1/auth/signup", None, Some(json!({"email": "o@w.test", "password": "owner-pass-123", "name": "O", "tenant": {"name": "W", "slug": "hooked"}})), None).await;
+    assert_eq!(s, 201, "{up}");
+    let token = up["access_token"].as_str().unwrap().to_owned();
+    // The receiver is down: nothing listens on its port yet.
+    let rport = free_port();
+    let url = format!("http://127.0.0.1:{rport}/hook");
+    let (s, hook) = call_at(
+        &client,
+        &base,
+        "POST",
+        "/v1/webhooks",
+        Some(&token),
+        Some(json!({"url": url, "events": ["api_key.created"]})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{hook}");
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    for i in 0..20 {
+        let (s, _) = call_at(
+            &client,
+            &base,
+            "POST",
+            "/v1/api-keys",
+            Some(&token),
+            Some(json!({"name": format!("k{i}"), "role": "member"})),
+            None,
+        )
+        .await;
+        assert_eq!(s, 201);
+    }
+    // First attempts fail against the closed port; then the process dies without a word.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    child.kill().expect("kill -9");
+    child.wait().ok();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    receiver_on(seen.clone(), rport).await;
+    let mut child = crate::durability::start_with(&dir, port, &env);
+    wait_healthy(&client, &base).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let verifier = standardwebhooks::Webhook::new(&secret).unwrap();
+    let unique = loop {
+        let got = seen.lock().unwrap().deliveries.clone();
+        let ids: std::collections::HashSet<String> = got
+            .iter()
+            .map(|(h, b)| {
+                verifier.verify(b, h).expect("signature verifies");
+                h["webhook-id"].to_str().unwrap().to_owned()
+            })
+            .collect();
+        if ids.len() >= 20 || Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().ok();
+    child.wait().ok();
+    assert_eq!(
+        unique.len(),
+        20,
+        "every event delivered once de-duplicated by webhook-id"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
