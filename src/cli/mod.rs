@@ -2,6 +2,7 @@
 //! with no server running.
 
 mod tenant;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -69,6 +70,9 @@ pub enum Command {
     /// Token-signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Webhook endpoints and their deliveries.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant(cmd) => tenant::run(open(&cli.global, None).await?, cmd).await,
+        Command::Webhooks(cmd) => webhooks::run(open(&cli.global, None).await?, cmd).await,
         Command::Audit(AuditCommand::Verify { tenant, json }) => {
             audit_verify(open(&cli.global, None).await?, tenant, json).await
         }

@@ -206,6 +206,67 @@ async fn deliveries_are_signed_retried_with_their_id_and_a_hanging_endpoint_dela
         (Some("succeeded"), Some(2))
     );
 
+    // The operator's view: the CLI lists the endpoints and the delivery log, and re-queues one.
+    let out = app.cli(&["webhooks", "list", "--tenant", "acme", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == good_id.as_str())
+    );
+    let out = app.cli(&[
+        "webhooks",
+        "deliveries",
+        &good_id,
+        "--tenant",
+        "acme",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ds: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let did = ds[0]["id"].as_str().unwrap().to_owned();
+    let out = app.cli(&["webhooks", "retry", &did, "--tenant", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = wait_for(&good, 4, Duration::from_secs(5)).await;
+    assert_eq!(
+        again[3].0["webhook-id"], again[2].0["webhook-id"],
+        "the retried delivery, same id"
+    );
+
+    // The attempts are counted, and nothing is left waiting.
+    let m = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert!(value("tenantd_webhook_attempts_succeeded_total") >= 2);
+    assert!(value("tenantd_webhook_attempts_failed_total") >= 1);
+
     // Rotation: both secrets sign for 24 h.
     let r = app
         .call(
@@ -224,8 +285,8 @@ async fn deliveries_are_signed_retried_with_their_id_and_a_hanging_endpoint_dela
         Some(json!({"name": "k3", "role": "member"})),
     )
     .await;
-    let got = wait_for(&good, 4, Duration::from_secs(5)).await;
-    let (headers, body) = &got[3];
+    let got = wait_for(&good, 5, Duration::from_secs(5)).await;
+    let (headers, body) = &got[4];
     standardwebhooks::Webhook::new(&new_secret)
         .unwrap()
         .verify(body, headers)

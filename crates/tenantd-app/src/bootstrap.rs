@@ -120,6 +120,7 @@ impl AppState {
             cells,
             blobs,
             sender,
+            webhook_stats: Default::default(),
             plans: plans.clone(),
             keys,
             passwords,

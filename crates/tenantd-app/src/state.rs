@@ -42,6 +42,8 @@ pub struct Inner {
     pub blobs: Arc<dyn object_store::ObjectStore>,
     /// The HTTP client webhook deliveries go out through (the server's).
     pub sender: Arc<dyn crate::webhooks::Sender>,
+    /// Webhook attempts by outcome, on this node.
+    pub webhook_stats: crate::webhooks::delivery::Stats,
     /// Signing keys.
     pub keys: KeyRing,
     /// Password hashing.

@@ -522,6 +522,8 @@ pub trait WebhookStore: Send + Sync {
         next: Option<DateTime<Utc>>,
         disable_before: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Deliveries waiting in the cell's queue, across tenants (for `/metrics`).
+    async fn unscoped_delivery_backlog(&self) -> Result<i64>;
     /// Makes a delivery due again now (an operator's retry).
     async fn retry_delivery(&self, scope: &TenantScope, id: crate::ids::DeliveryId) -> Result<()>;
 }

@@ -126,8 +126,9 @@ async fn attempt(
         Attempt::Failed { .. } if keys.endpoint.status == EndpointStatus::Disabled => None,
         Attempt::Failed { .. } => retry_after(delivery.attempts + 1).map(|d| Utc::now() + d),
     };
-    let ok = matches!(outcome, Attempt::Succeeded { .. });
-    metrics_note(ok);
+    state
+        .webhook_stats
+        .note(matches!(outcome, Attempt::Succeeded { .. }));
     let disabled = cell
         .record_attempt(&scope, id, &outcome, next, Utc::now() - DISABLE_AFTER)
         .await?;
@@ -196,8 +197,28 @@ async fn post(
     }
 }
 
-fn metrics_note(ok: bool) {
-    tracing::debug!(ok, "webhook attempt");
+/// Attempts made by this node since it started, by outcome (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct Stats {
+    succeeded: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl Stats {
+    fn note(&self, ok: bool) {
+        let c = if ok { &self.succeeded } else { &self.failed };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Attempts a receiver answered 2xx.
+    pub fn succeeded(&self) -> u64 {
+        self.succeeded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Attempts that failed (a status, a timeout, a refused address).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 fn disabled_event(tenant: TenantId, endpoint: WebhookId) -> AuditDraft {

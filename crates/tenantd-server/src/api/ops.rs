@@ -22,7 +22,29 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let (hits, misses, invalidations) = state.auth_cache.stats();
+    let mut backlog = 0u64;
+    for cell in state.cells.values() {
+        backlog += cell.unscoped_delivery_backlog().await.unwrap_or(0).max(0) as u64;
+    }
     let lines = [
+        (
+            "tenantd_webhook_attempts_succeeded_total",
+            "counter",
+            "Webhook delivery attempts a receiver answered 2xx, on this node.",
+            state.webhook_stats.succeeded(),
+        ),
+        (
+            "tenantd_webhook_attempts_failed_total",
+            "counter",
+            "Webhook delivery attempts that failed (a status, a timeout, a refused address), on this node.",
+            state.webhook_stats.failed(),
+        ),
+        (
+            "tenantd_webhook_backlog",
+            "gauge",
+            "Webhook deliveries waiting for an attempt, in every cell.",
+            backlog,
+        ),
         (
             "tenantd_rate_limited_total",
             "counter",

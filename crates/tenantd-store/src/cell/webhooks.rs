@@ -315,6 +315,11 @@ impl<D: Db> WebhookStore for Cell<D> {
         Ok(disabled)
     }
 
+    async fn unscoped_delivery_backlog(&self) -> Result<i64> {
+        let crate::db::Int(n) = self.db.reader()?.fetch_one(q(sql::BACKLOG)).await?;
+        Ok(n)
+    }
+
     async fn retry_delivery(&self, scope: &TenantScope, id: DeliveryId) -> Result<()> {
         let mut tx = self.db.begin_scoped(scope).await?;
         let (i, t, now) = (

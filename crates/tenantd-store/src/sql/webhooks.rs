@@ -127,3 +127,7 @@ UPDATE webhook_endpoints
 /// A retry asked for by an operator: due now, attempts kept.
 pub const RETRY_DELIVERY: &str = "
 UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1 WHERE id = $2 AND tenant_id = $3";
+
+/// Deliveries waiting in the queue (due or scheduled), across tenants.
+pub const BACKLOG: &str = "
+SELECT COUNT(*) AS n FROM delivery_queue";
