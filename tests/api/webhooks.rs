@@ -412,3 +412,69 @@ async fn events_made_while_the_receiver_is_down_survive_a_kill_and_are_all_deliv
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn a_test_event_reaches_one_endpoint_and_platform_endpoints_hear_every_tenants_lifecycle() {
+    let app = TestApp::spawn_with(open_policy).await;
+    // The platform's endpoint takes tenant.created: a new tenant's creation reaches it.
+    let platform = Arc::new(Mutex::new(Seen::default()));
+    let url = receiver(platform.clone()).await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&app.admin_token),
+            Some(json!({"url": url, "events": ["tenant.created"]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
+    let a = app.signup("acme", None).await;
+    let got = wait_for(&platform, 1, Duration::from_secs(10)).await;
+    standardwebhooks::Webhook::new(&secret)
+        .unwrap()
+        .verify(&got[0].1, &got[0].0)
+        .unwrap();
+    let ev: Value = serde_json::from_slice(&got[0].1).unwrap();
+    assert_eq!(
+        (ev["type"].as_str(), ev["tenant_id"].as_str()),
+        (Some("tenant.created"), Some(a.tenant_id.as_str()))
+    );
+
+    // A test event goes to the one endpoint asked, signed, and shows in its log.
+    let mine = Arc::new(Mutex::new(Seen::default()));
+    let (id, secret) = endpoint(
+        &app,
+        &a,
+        &receiver(mine.clone()).await,
+        json!(["file.deleted"]),
+    )
+    .await;
+    let t = app
+        .call(
+            "POST",
+            &format!("/v1/webhooks/{id}/test"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(t.status, 202, "{}", t.body);
+    let got = wait_for(&mine, 1, Duration::from_secs(5)).await;
+    standardwebhooks::Webhook::new(&secret)
+        .unwrap()
+        .verify(&got[0].1, &got[0].0)
+        .unwrap();
+    let ev: Value = serde_json::from_slice(&got[0].1).unwrap();
+    assert_eq!(ev["type"], "webhook.test");
+    // Another tenant cannot test, see or change it.
+    let b = app.signup("bolt", None).await;
+    for (m, path) in [
+        ("POST", format!("/v1/webhooks/{id}/test")),
+        ("GET", format!("/v1/webhooks/{id}")),
+        ("DELETE", format!("/v1/webhooks/{id}")),
+    ] {
+        app.call(m, &path, Some(&b.token), None)
+            .await
+            .assert_problem(404, "NOT_FOUND");
+    }
+}

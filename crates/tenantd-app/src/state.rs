@@ -43,7 +43,7 @@ pub struct Inner {
     /// The HTTP client webhook deliveries go out through (the server's).
     pub sender: Arc<dyn crate::webhooks::Sender>,
     /// Webhook attempts by outcome, on this node.
-    pub webhook_stats: crate::webhooks::delivery::Stats,
+    pub webhook_stats: crate::webhooks::Stats,
     /// Signing keys.
     pub keys: KeyRing,
     /// Password hashing.

@@ -522,6 +522,14 @@ pub trait WebhookStore: Send + Sync {
         next: Option<DateTime<Utc>>,
         disable_before: DateTime<Utc>,
     ) -> Result<bool>;
+    /// A delivery of a test event (`body`, not in the log) to one endpoint, due at once.
+    async fn create_test_delivery(
+        &self,
+        scope: &TenantScope,
+        endpoint: crate::ids::WebhookId,
+        event: crate::ids::EventId,
+        body: String,
+    ) -> Result<crate::ids::DeliveryId>;
     /// Deliveries waiting in the cell's queue, across tenants (for `/metrics`).
     async fn unscoped_delivery_backlog(&self) -> Result<i64>;
     /// Makes a delivery due again now (an operator's retry).

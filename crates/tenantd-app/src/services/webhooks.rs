@@ -200,6 +200,30 @@ pub async fn deliveries(
         .await
 }
 
+/// Sends a test event (`webhook.test`, not in the log) to one endpoint, signed like any other;
+/// its delivery shows in the endpoint's log.
+pub async fn test(
+    state: &AppState,
+    ctx: &Ctx,
+    _: Granted<WebhooksWrite>,
+    id: WebhookId,
+) -> Result<DeliveryId> {
+    let event = tenantd_core::ids::EventId::new();
+    let body = json!({
+        "id": event,
+        "seq": 0,
+        "type": "webhook.test",
+        "tenant_id": ctx.tenant.id,
+        "occurred_at": tenantd_core::time::format(tenantd_core::time::now()),
+        "data": {"endpoint_id": id},
+    })
+    .to_string();
+    state
+        .cell(&ctx.scope)?
+        .create_test_delivery(&ctx.scope, id, event, body)
+        .await
+}
+
 /// Makes a delivery due again now.
 pub async fn retry(
     state: &AppState,

@@ -197,30 +197,6 @@ async fn post(
     }
 }
 
-/// Attempts made by this node since it started, by outcome (for `/metrics`).
-#[derive(Debug, Default)]
-pub struct Stats {
-    succeeded: std::sync::atomic::AtomicU64,
-    failed: std::sync::atomic::AtomicU64,
-}
-
-impl Stats {
-    fn note(&self, ok: bool) {
-        let c = if ok { &self.succeeded } else { &self.failed };
-        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Attempts a receiver answered 2xx.
-    pub fn succeeded(&self) -> u64 {
-        self.succeeded.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Attempts that failed (a status, a timeout, a refused address).
-    pub fn failed(&self) -> u64 {
-        self.failed.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 fn disabled_event(tenant: TenantId, endpoint: WebhookId) -> AuditDraft {
     AuditDraft {
         id: EventId::new(),

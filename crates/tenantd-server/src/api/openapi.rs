@@ -546,32 +546,7 @@ pub fn finish(doc: &utoipa::openapi::OpenApi, dep: &Deployment<'_>) -> Value {
         if let Some(sharing) = schemas.get_mut("SharingRequest") {
             *sharing = sharing_schema();
         }
-        // Webhooks: the event types an endpoint may take, and the URL's outward form (whether
-        // it resolves to public addresses only is the server's to find out).
-        let mut types: Vec<Value> = tenantd_core::events::EVENT_TYPES
-            .iter()
-            .map(|t| json!(t))
-            .collect();
-        types.push(json!("*"));
-        for schema in ["CreateWebhookRequest", "PatchWebhookRequest"] {
-            if let Some(Value::Object(events)) =
-                schemas.pointer_mut(&format!("/{schema}/properties/events"))
-            {
-                events.insert("items".into(), json!({"type": "string", "enum": types}));
-                events.insert("minItems".into(), json!(1));
-            }
-            if let Some(Value::Object(url)) =
-                schemas.pointer_mut(&format!("/{schema}/properties/url"))
-            {
-                url.insert("pattern".into(), json!("^https?://[^\\s/@]+(/\\S*)?$"));
-                url.insert("maxLength".into(), json!(2048));
-            }
-            if let Some(Value::Object(d)) =
-                schemas.pointer_mut(&format!("/{schema}/properties/description"))
-            {
-                d.insert("maxLength".into(), json!(500));
-            }
-        }
+        crate::api::webhooks::schema_rules(schemas);
         for (schema, prop, rule) in RULES {
             if let Some(p) = schemas.pointer_mut(&format!("/{schema}/properties/{prop}")) {
                 apply_rule(p, *rule);

@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate))
         .routes(routes!(deliveries))
         .routes(routes!(retry))
+        .routes(routes!(test))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -228,4 +229,58 @@ async fn retry(
     let d = DeliveryId::parse(&delivery, "delivery_id").map_err(|_| Error::NotFound)?;
     svc::retry(&state, &ctx, g, d).await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TestDeliveryResponse {
+    /// The delivery of the test event (see `GET /v1/webhooks/{id}/deliveries`).
+    pub delivery_id: String,
+}
+
+/// Sends a `webhook.test` event (not in the log) to this endpoint, signed like any delivery.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks",
+    responses((status = 202, body = TestDeliveryResponse), (status = 404)), security(("bearer" = [])))]
+async fn test(
+    State(state): State<AppState>,
+    InTenant(ctx): InTenant,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<TestDeliveryResponse>)> {
+    let g = ctx.require::<perm::WebhooksWrite>(&state).await?;
+    let d = svc::test(&state, &ctx, g, webhook_id(&id)?).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TestDeliveryResponse {
+            delivery_id: d.to_string(),
+        }),
+    ))
+}
+
+/// What the OpenAPI document says of webhook requests beyond their types: the event types an
+/// endpoint may take, and the URL's outward form (whether it resolves to public addresses only
+/// is the server's to find out).
+pub(crate) fn schema_rules(schemas: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let mut types: Vec<Value> = tenantd_core::events::EVENT_TYPES
+        .iter()
+        .map(|t| json!(t))
+        .collect();
+    types.push(json!("*"));
+    for schema in ["CreateWebhookRequest", "PatchWebhookRequest"] {
+        if let Some(Value::Object(events)) =
+            schemas.pointer_mut(&format!("/{schema}/properties/events"))
+        {
+            events.insert("items".into(), json!({"type": "string", "enum": types}));
+            events.insert("minItems".into(), json!(1));
+        }
+        if let Some(Value::Object(url)) = schemas.pointer_mut(&format!("/{schema}/properties/url"))
+        {
+            url.insert("pattern".into(), json!("^https?://[^\\s/@]+(/\\S*)?$"));
+            url.insert("maxLength".into(), json!(2048));
+        }
+        if let Some(Value::Object(d)) =
+            schemas.pointer_mut(&format!("/{schema}/properties/description"))
+        {
+            d.insert("maxLength".into(), json!(500));
+        }
+    }
 }

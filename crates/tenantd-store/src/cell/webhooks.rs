@@ -315,6 +315,39 @@ impl<D: Db> WebhookStore for Cell<D> {
         Ok(disabled)
     }
 
+    async fn create_test_delivery(
+        &self,
+        scope: &TenantScope,
+        endpoint: WebhookId,
+        event: tenantd_core::ids::EventId,
+        body: String,
+    ) -> Result<DeliveryId> {
+        let mut tx = self.db.begin_scoped(scope).await?;
+        keys_in(&mut tx, scope, endpoint).await?;
+        let id = DeliveryId::new();
+        let (i, t, e, now) = (
+            id.to_string(),
+            scope.tenant_id().to_string(),
+            endpoint.to_string(),
+            fmt(time::now()),
+        );
+        tx.execute(
+            q(sql::INSERT_DELIVERY)
+                .bind(&i)
+                .bind(&t)
+                .bind(&e)
+                .bind(event.to_string())
+                .bind("webhook.test")
+                .bind(body)
+                .bind(&now),
+        )
+        .await?;
+        tx.execute(q(sql::ENQUEUE).bind(&i).bind(&t).bind(&e).bind(&now))
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
     async fn unscoped_delivery_backlog(&self) -> Result<i64> {
         let crate::db::Int(n) = self.db.reader()?.fetch_one(q(sql::BACKLOG)).await?;
         Ok(n)
