@@ -2,7 +2,7 @@
 --   BENCH_TOKENS  file of lines "<token> <tenant_id> <agent_id> <agent_id> ..."
 --                 (login mode: "<email> <password>")
 --   BENCH_MODE    tenantd (Authorization: Bearer) | bare (X-Tenant-ID) | login
---   BENCH_SCENARIO get | list | create
+--   BENCH_SCENARIO get | list | create | upload (a 40-byte file: writes a file.created event)
 --   BENCH_NONCE   makes created names unique across runs
 local lines = {}
 for l in io.lines(os.getenv("BENCH_TOKENS")) do
@@ -35,6 +35,11 @@ function request()
     return wrk.format("GET", "/v1/agents/" .. p[3 + (i % (#p - 2))], headers)
   elseif scenario == "list" then
     return wrk.format("GET", "/v1/agents?limit=50", headers)
+  end
+  if scenario == "upload" then
+    headers["Content-Type"] = "application/octet-stream"
+    return wrk.format("POST", "/v1/files?name=f" .. nonce .. "-" .. tostring(tid) .. "-" .. i .. ".txt",
+      headers, "a small file of forty bytes, for bench.")
   end
   headers["Content-Type"] = "application/json"
   return wrk.format("POST", "/v1/agents", headers,

@@ -46,6 +46,9 @@ TENANTS = int(os.environ.get("BENCH_TENANTS", "40"))
 FILLER = int(os.environ.get("BENCH_FILLER_TENANTS", "99990"))
 # BENCH_ONLY=bare: only the tenantd-vs-bare-handler comparisons (a few minutes instead of ~20).
 ONLY_BARE = os.environ.get("BENCH_ONLY") == "bare"
+# BENCH_ONLY=events: the cost of webhook deliveries on the create path, and delivery latency
+# from commit to receiver with 100 endpoints.
+ONLY_EVENTS = os.environ.get("BENCH_ONLY") == "events"
 # BENCH_BASELINE=PATH: also compare this tenantd with another build of it (PATH) on the same
 # deployment — the way to show a refactoring changed nothing.
 BASELINE = os.environ.get("BENCH_BASELINE")
@@ -372,12 +375,106 @@ def run_backend(kind, out):
             d.close()
 
 
+class Receiver:
+    """A webhook receiver on loopback: records each delivery's arrival and the event's time."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.arrivals = []
+        lock = threading.Lock()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                now = time.time()
+                try:
+                    ev = json.loads(body)
+                except ValueError:
+                    ev = {}
+                with lock:
+                    outer.arrivals.append((now, ev.get("occurred_at"), ev.get("id")))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def parse_time(t):
+    from datetime import datetime
+    return datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=__import__("datetime").timezone.utc).timestamp()
+
+
+def run_events(kind, out):
+    """Uploads (each writes a file.created event) to tenants with a subscribed endpoint vs
+    without; then 100 endpoints on one tenant, latency from the event's commit to arrival."""
+    tag = uuid.uuid4().hex[:6]
+    dep = Deployment(kind)
+    try:
+        env = {"TENANTD_WEBHOOK_ALLOW_HTTP": "true", "TENANTD_WEBHOOK_ALLOW_PRIVATE": "true"}
+        base = dep.node(**env)
+        rx = Receiver()
+        quiet = setup_tenants(base, "bench", TENANTS // 2, tag + "q")
+        hooked = setup_tenants(base, "bench", TENANTS // 2, tag + "h")
+        for line in hooked:
+            token = line.split()[0]
+            req(base, "POST", "/v1/webhooks", {"url": rx.url + "/hook", "events": ["*"]}, token)
+        q_tok, h_tok = dep.token_file("quiet", quiet), dep.token_file("hooked", hooked)
+        compare(f"{kind}: upload (a file.created event): with a webhook endpoint vs without",
+                lambda: wrk(base, "tenantd", "upload", h_tok), lambda: wrk(base, "tenantd", "upload", q_tok),
+                "with_endpoint_rps", "without_rps", out)
+        # 100 endpoints on one tenant; 50 uploads one after another; every delivery timed.
+        token = quiet[0].split()[0]
+        for i in range(100):
+            req(base, "POST", "/v1/webhooks", {"url": f"{rx.url}/e{i}", "events": ["file.created"]}, token)
+        # Let the uploads' deliveries drain first, so the timing below is of these alone.
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            m = urllib.request.urlopen(base + "/metrics").read().decode()
+            backlog = next((l.split()[1] for l in m.splitlines() if l.startswith("tenantd_webhook_backlog ")), "0")
+            if backlog == "0":
+                break
+            time.sleep(0.5)
+        rx.arrivals.clear()
+        for i in range(50):
+            r = urllib.request.Request(base + f"/v1/files?name=lat{i}.txt", data=b"x" * 40, method="POST",
+                                       headers={"Authorization": "Bearer " + token, "Content-Type": "application/octet-stream"})
+            urllib.request.urlopen(r).read()
+        deadline = time.time() + 120
+        while len(rx.arrivals) < 5000 and time.time() < deadline:
+            time.sleep(0.2)
+        lat = sorted((a - parse_time(t)) * 1000 for a, t, _ in rx.arrivals if t)
+        span = max(a for a, _, _ in rx.arrivals) - min(parse_time(t) for _, t, _ in rx.arrivals if t)
+        row = {"label": f"{kind}: 100 endpoints, 50 events: commit to receiver",
+               "deliveries": len(rx.arrivals), "unique": len({(i, a) for a, _, i in rx.arrivals}),
+               "per_second": round(len(rx.arrivals) / span, 1),
+               "p50_ms": round(lat[len(lat) // 2], 1), "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1)}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    finally:
+        dep.close()
+
+
 def main():
     for b in (TENANTD, BARE):
         if not os.path.exists(b):
             raise SystemExit(f"missing {b}: build first (see the docstring)")
     out = []
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if ONLY_EVENTS:
+        run_events("sqlite", out)
+        if os.environ.get("TENANTD_TEST_PG"):
+            run_events("postgres", out)
+        with open(os.path.join(ROOT, "bench", "last-run-events.json"), "w") as f:
+            json.dump({"started": started, "seconds": SECONDS, "connections": CONNS, "rounds": ROUNDS,
+                       "results": out}, f, indent=1)
+        return
     run_backend("sqlite", out)
     if os.environ.get("TENANTD_TEST_PG"):
         run_backend("postgres", out)
