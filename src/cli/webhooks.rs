@@ -120,7 +120,7 @@ pub async fn run(state: AppState, cmd: WebhooksCommand) -> anyhow::Result<()> {
         WebhooksCommand::Retry { delivery, .. } => {
             let id =
                 DeliveryId::parse(&delivery, "delivery").map_err(|e| anyhow!("{}", e.message))?;
-            cell.retry_delivery(&scope, id)
+            cell.retry_delivery(&scope, None, id)
                 .await
                 .map_err(|e| anyhow!("{e}"))?;
             eprintln!("delivery {id} is due again");

@@ -466,6 +466,34 @@ async fn a_test_event_reaches_one_endpoint_and_platform_endpoints_hear_every_ten
         .unwrap();
     let ev: Value = serde_json::from_slice(&got[0].1).unwrap();
     assert_eq!(ev["type"], "webhook.test");
+    // A delivery is retried only through its own endpoint.
+    let log = app
+        .call(
+            "GET",
+            &format!("/v1/webhooks/{id}/deliveries"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    let did = log.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let (other, _) = endpoint(&app, &a, "http://127.0.0.1:9/x", json!(["*"])).await;
+    app.call(
+        "POST",
+        &format!("/v1/webhooks/{other}/deliveries/{did}/retry"),
+        Some(&a.token),
+        None,
+    )
+    .await
+    .assert_problem(404, "NOT_FOUND");
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/webhooks/{id}/deliveries/{did}/retry"),
+            Some(&a.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202);
     // Another tenant cannot test, see or change it.
     let b = app.signup("bolt", None).await;
     for (m, path) in [

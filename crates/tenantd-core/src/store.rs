@@ -532,6 +532,12 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<crate::ids::DeliveryId>;
     /// Deliveries waiting in the cell's queue, across tenants (for `/metrics`).
     async fn unscoped_delivery_backlog(&self) -> Result<i64>;
-    /// Makes a delivery due again now (an operator's retry).
-    async fn retry_delivery(&self, scope: &TenantScope, id: crate::ids::DeliveryId) -> Result<()>;
+    /// Makes a delivery due again now (an operator's retry); `endpoint`, when given, must be
+    /// the delivery's (else `NotFound`).
+    async fn retry_delivery(
+        &self,
+        scope: &TenantScope,
+        endpoint: Option<crate::ids::WebhookId>,
+        id: crate::ids::DeliveryId,
+    ) -> Result<()>;
 }

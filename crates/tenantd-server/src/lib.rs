@@ -40,7 +40,7 @@ pub async fn build_state(
 ) -> Result<(AppState, Option<state::Bootstrap>), Error> {
     install_tls_provider();
     let blobs = blobs::open_blobs(&config).await?;
-    AppState::build(config, blobs, Arc::new(sender::HttpSender::new()?)).await
+    AppState::build(config, blobs, Arc::new(sender::HttpSender::new())).await
 }
 
 use std::future::Future;

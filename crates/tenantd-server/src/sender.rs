@@ -7,19 +7,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tenantd_app::webhooks::Sender;
-use tenantd_core::{Error, Result};
 
 /// Posts deliveries.
 pub struct HttpSender;
 
 impl HttpSender {
-    /// A sender (the TLS provider is installed at start).
-    pub fn new() -> Result<Self> {
+    /// A sender; installs the TLS provider its clients use, if none is yet.
+    pub fn new() -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
-            .build()
-            .map_err(|e| Error::Internal(format!("webhook client: {e}")))?;
-        Ok(Self)
+        Self
+    }
+}
+
+impl Default for HttpSender {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

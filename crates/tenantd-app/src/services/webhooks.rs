@@ -224,12 +224,16 @@ pub async fn test(
         .await
 }
 
-/// Makes a delivery due again now.
+/// Makes a delivery of the endpoint due again now.
 pub async fn retry(
     state: &AppState,
     ctx: &Ctx,
     _: Granted<WebhooksWrite>,
+    endpoint: WebhookId,
     id: DeliveryId,
 ) -> Result<()> {
-    state.cell(&ctx.scope)?.retry_delivery(&ctx.scope, id).await
+    state
+        .cell(&ctx.scope)?
+        .retry_delivery(&ctx.scope, Some(endpoint), id)
+        .await
 }

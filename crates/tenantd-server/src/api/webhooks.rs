@@ -225,9 +225,8 @@ async fn retry(
     Path((id, delivery)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let g = ctx.require::<perm::WebhooksWrite>(&state).await?;
-    webhook_id(&id)?;
     let d = DeliveryId::parse(&delivery, "delivery_id").map_err(|_| Error::NotFound)?;
-    svc::retry(&state, &ctx, g, d).await?;
+    svc::retry(&state, &ctx, g, webhook_id(&id)?, d).await?;
     Ok(StatusCode::ACCEPTED)
 }
 

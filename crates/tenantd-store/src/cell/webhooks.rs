@@ -353,7 +353,12 @@ impl<D: Db> WebhookStore for Cell<D> {
         Ok(n)
     }
 
-    async fn retry_delivery(&self, scope: &TenantScope, id: DeliveryId) -> Result<()> {
+    async fn retry_delivery(
+        &self,
+        scope: &TenantScope,
+        endpoint: Option<WebhookId>,
+        id: DeliveryId,
+    ) -> Result<()> {
         let mut tx = self.db.begin_scoped(scope).await?;
         let (i, t, now) = (
             id.to_string(),
@@ -363,6 +368,9 @@ impl<D: Db> WebhookStore for Cell<D> {
         let row: DeliveryRow = tx
             .fetch_one(q(sql::FIND_DELIVERY).bind(&i).bind(&t))
             .await?;
+        if endpoint.is_some_and(|e| e.to_string() != row.endpoint_id) {
+            return Err(Error::NotFound);
+        }
         tx.execute(q(sql::RETRY_DELIVERY).bind(&now).bind(&i).bind(&t))
             .await?;
         tx.execute(
