@@ -386,6 +386,8 @@ class Receiver:
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 now = time.time()
@@ -396,6 +398,7 @@ class Receiver:
                 with lock:
                     outer.arrivals.append((now, ev.get("occurred_at"), ev.get("id")))
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *a):

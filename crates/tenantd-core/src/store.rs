@@ -492,35 +492,36 @@ pub trait WebhookStore: Send + Sync {
         id: crate::ids::WebhookId,
         limit: u32,
     ) -> Result<Vec<crate::webhooks::Delivery>>;
-    /// Deliveries due at `now` and not leased, across tenants: ids only.
+    /// Deliveries due at `now` and not leased, across tenants, leaving out the endpoints in
+    /// `busy`: ids only, oldest due first.
     async fn unscoped_due_deliveries(
         &self,
         now: DateTime<Utc>,
+        busy: &[crate::ids::WebhookId],
         limit: u32,
     ) -> Result<Vec<(TenantId, crate::ids::DeliveryId, crate::ids::WebhookId)>>;
-    /// Leases a due delivery until `until`; `false` when another node has it.
-    async fn unscoped_claim_delivery(
+    /// Leases those of `ids` still due and unleased until `until`; the ones leased (another
+    /// node's are not among them).
+    async fn unscoped_claim_deliveries(
         &self,
-        id: crate::ids::DeliveryId,
+        ids: &[crate::ids::DeliveryId],
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<bool>;
-    /// A delivery with its body (the event as `GET /v1/events` shows it).
-    async fn delivery(
+    ) -> Result<Vec<crate::ids::DeliveryId>>;
+    /// A delivery with its body and its endpoint, in one snapshot.
+    async fn pending_attempt(
         &self,
         scope: &TenantScope,
         id: crate::ids::DeliveryId,
-    ) -> Result<(crate::webhooks::Delivery, String)>;
+    ) -> Result<crate::webhooks::PendingAttempt>;
     /// Records an attempt: a success ends the delivery, a failure schedules the next attempt
-    /// (`next`) or ends it (`None`), and disables the endpoint when it has failed since before
-    /// `disable_before`. Returns whether the endpoint was disabled by this attempt.
+    /// or ends it, and disables the endpoint when it has failed since before
+    /// `disable_before`. Returns whether the endpoint was disabled by this attempt. A delivery
+    /// deleted meanwhile (its endpoint was) records nothing.
     async fn record_attempt(
         &self,
         scope: &TenantScope,
-        id: crate::ids::DeliveryId,
-        attempt: &crate::webhooks::Attempt,
-        next: Option<DateTime<Utc>>,
-        disable_before: DateTime<Utc>,
+        record: &crate::webhooks::AttemptRecord,
     ) -> Result<bool>;
     /// A delivery of a test event (`body`, not in the log) to one endpoint, due at once.
     async fn create_test_delivery(

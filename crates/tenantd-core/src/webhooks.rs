@@ -206,6 +206,34 @@ pub enum Attempt {
     },
 }
 
+/// What an attempt needs: the delivery, its body and its endpoint with the secrets that sign.
+#[derive(Debug, Clone)]
+pub struct PendingAttempt {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// The event as `GET /v1/events` shows it.
+    pub body: String,
+    /// Its endpoint.
+    pub keys: EndpointKeys,
+}
+
+/// A finished attempt, as the delivery job records it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The delivery.
+    pub delivery: DeliveryId,
+    /// Its endpoint.
+    pub endpoint: WebhookId,
+    /// Whether the endpoint was failing when the attempt began (only a change is written).
+    pub was_failing: bool,
+    /// What came of it.
+    pub outcome: Attempt,
+    /// The next attempt (`None`: the delivery ends).
+    pub next: Option<DateTime<Utc>>,
+    /// An endpoint failing since before this is disabled.
+    pub disable_before: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,9 +38,18 @@ pub fn install_tls_provider() {
 pub async fn build_state(
     config: config::Config,
 ) -> Result<(AppState, Option<state::Bootstrap>), Error> {
+    build_state_with(config, Arc::new(sender::HttpSender::new())).await
+}
+
+/// [`build_state`] with another network for webhook deliveries (tests give one whose name
+/// resolution they steer).
+pub async fn build_state_with(
+    config: config::Config,
+    sender: Arc<dyn tenantd_app::webhooks::Sender>,
+) -> Result<(AppState, Option<state::Bootstrap>), Error> {
     install_tls_provider();
     let blobs = blobs::open_blobs(&config).await?;
-    AppState::build(config, blobs, Arc::new(sender::HttpSender::new())).await
+    AppState::build(config, blobs, sender).await
 }
 
 use std::future::Future;

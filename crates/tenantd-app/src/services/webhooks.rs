@@ -36,7 +36,7 @@ fn description(d: Option<String>) -> Result<Option<String>> {
 
 /// Checks a URL the way a delivery will: form, scheme and every address its host resolves to.
 async fn check(state: &AppState, url: &str) -> Result<String> {
-    outbound::resolve(url, state.config.webhook_policy)
+    outbound::resolve(state.sender.as_ref(), url, state.config.webhook_policy)
         .await
         .map(|(t, _)| t.url)
         .map_err(|e| FieldError::new("url", e.trim_start_matches("url: ")).into())

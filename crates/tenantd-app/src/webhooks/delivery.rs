@@ -1,13 +1,14 @@
 //! The delivery job: due deliveries, across every cell, posted with per-endpoint queues.
 //!
-//! Every tick it lists due deliveries (ids only), skips those whose endpoint already has
-//! [`PER_ENDPOINT`] attempts in flight on this node, claims each with a lease (a conditional
-//! update: another node's claim of the same delivery fails), and posts it in its own task. A
-//! slow or dead endpoint so holds at most its own slots, never another's; a crash leaves the
-//! lease to expire and the delivery is attempted again (same `webhook-id`, so a receiver that
-//! saw it drops the repeat).
+//! Every tick it lists due deliveries (ids only), leaving out the endpoints that already have
+//! [`PER_ENDPOINT`] attempts in flight on this node, claims a batch with one lease statement
+//! (a conditional update: another node's claim of the same delivery fails), and posts each in
+//! its own task. A slow or dead endpoint so holds at most its own slots and never fills the
+//! list, so it cannot delay another's; a crash leaves the lease to expire and the delivery is
+//! attempted again (same `webhook-id`, so a receiver that saw it drops the repeat). A tick runs
+//! every [`IDLE_TICK`], and at once when an attempt ends and frees a slot.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,8 +17,11 @@ use tenantd_core::audit::{Action, AuditDraft};
 use tenantd_core::ids::{DeliveryId, EventId, TenantId, WebhookId};
 use tenantd_core::store::CellStore;
 use tenantd_core::tenant::{CellName, TenantScope};
-use tenantd_core::webhooks::{Attempt, DISABLE_AFTER, EndpointStatus, retry_after};
+use tenantd_core::webhooks::{
+    Attempt, AttemptRecord, DISABLE_AFTER, EndpointStatus, PendingAttempt, retry_after,
+};
 use tenantd_core::{Result, time};
+use tokio::sync::Notify;
 
 use super::outbound;
 use crate::state::AppState;
@@ -28,23 +32,43 @@ pub const PER_ENDPOINT: usize = 2;
 pub const PER_NODE: usize = 64;
 /// A receiver must answer within this.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the job looks for due deliveries when nothing wakes it.
+pub const IDLE_TICK: Duration = Duration::from_millis(100);
 /// A claim lasts this long (longer than an attempt can take).
 const LEASE: chrono::Duration = chrono::Duration::seconds(30);
+/// Due deliveries looked at per cell and tick.
+const DUE_LIMIT: u32 = 256;
 
-/// What is in flight on this node, by endpoint.
+/// What is in flight on this node, by endpoint, and a wake-up when a slot frees.
 #[derive(Default, Clone)]
-pub struct InFlight(Arc<Mutex<HashMap<WebhookId, usize>>>);
+pub struct InFlight {
+    slots: Arc<Mutex<HashMap<WebhookId, usize>>>,
+    freed: Arc<Notify>,
+}
 
 impl InFlight {
     fn total(&self) -> usize {
-        self.0
+        self.slots
             .lock()
             .map(|m| m.values().sum())
             .unwrap_or(usize::MAX)
     }
 
+    /// The endpoints at their limit.
+    fn busy(&self) -> Vec<WebhookId> {
+        self.slots
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, n)| **n >= PER_ENDPOINT)
+                    .map(|(e, _)| *e)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn try_take(&self, e: WebhookId) -> bool {
-        let Ok(mut m) = self.0.lock() else {
+        let Ok(mut m) = self.slots.lock() else {
             return false;
         };
         let n = m.entry(e).or_default();
@@ -56,7 +80,7 @@ impl InFlight {
     }
 
     fn give_back(&self, e: WebhookId) {
-        if let Ok(mut m) = self.0.lock()
+        if let Ok(mut m) = self.slots.lock()
             && let Some(n) = m.get_mut(&e)
         {
             *n = n.saturating_sub(1);
@@ -64,6 +88,7 @@ impl InFlight {
                 m.remove(&e);
             }
         }
+        self.freed.notify_one();
     }
 }
 
@@ -71,20 +96,39 @@ impl InFlight {
 pub async fn tick(state: &AppState, inflight: &InFlight) -> Result<usize> {
     let mut started = 0;
     for (name, cell) in &state.cells {
+        let free = PER_NODE.saturating_sub(inflight.total());
+        if free == 0 {
+            break;
+        }
         let now = time::now();
-        let due = cell.unscoped_due_deliveries(now, 200).await?;
+        let due = cell
+            .unscoped_due_deliveries(now, &inflight.busy(), DUE_LIMIT)
+            .await?;
+        let mut picked = Vec::new();
         for (tenant, delivery, endpoint) in due {
-            if inflight.total() >= PER_NODE {
-                return Ok(started);
+            if picked.len() >= free {
+                break;
             }
-            if !inflight.try_take(endpoint) {
-                continue;
+            if inflight.try_take(endpoint) {
+                picked.push((tenant, delivery, endpoint));
             }
-            let claimed = cell
-                .unscoped_claim_delivery(delivery, now, now + LEASE)
-                .await
-                .unwrap_or(false);
-            if !claimed {
+        }
+        if picked.is_empty() {
+            continue;
+        }
+        let ids: Vec<DeliveryId> = picked.iter().map(|p| p.1).collect();
+        let claimed: HashSet<DeliveryId> =
+            match cell.unscoped_claim_deliveries(&ids, now, now + LEASE).await {
+                Ok(c) => c.into_iter().collect(),
+                Err(e) => {
+                    for (_, _, endpoint) in picked {
+                        inflight.give_back(endpoint);
+                    }
+                    return Err(e);
+                }
+            };
+        for (tenant, delivery, endpoint) in picked {
+            if !claimed.contains(&delivery) {
                 inflight.give_back(endpoint);
                 continue;
             }
@@ -111,49 +155,62 @@ async fn attempt(
     id: DeliveryId,
 ) -> Result<()> {
     let scope = TenantScope::unscoped_trusted(tenant, cell_name.clone());
-    let (delivery, body) = cell.delivery(&scope, id).await?;
-    let keys = cell.endpoint_keys(&scope, delivery.endpoint_id).await?;
-    let outcome = if keys.endpoint.status == EndpointStatus::Disabled {
+    let pending = cell.pending_attempt(&scope, id).await?;
+    let endpoint = &pending.keys.endpoint;
+    let disabled = endpoint.status == EndpointStatus::Disabled;
+    let outcome = if disabled {
         Attempt::Failed {
             status: None,
             error: "the endpoint is disabled".into(),
         }
     } else {
-        post(state, &keys, delivery.event_id, &body).await
+        post(state, &pending).await
     };
     let next = match &outcome {
         Attempt::Succeeded { .. } => None,
-        Attempt::Failed { .. } if keys.endpoint.status == EndpointStatus::Disabled => None,
-        Attempt::Failed { .. } => retry_after(delivery.attempts + 1).map(|d| Utc::now() + d),
+        Attempt::Failed { .. } if disabled => None,
+        Attempt::Failed { .. } => {
+            retry_after(pending.delivery.attempts + 1).map(|d| Utc::now() + d)
+        }
     };
     state
         .webhook_stats
         .note(matches!(outcome, Attempt::Succeeded { .. }));
-    let disabled = cell
-        .record_attempt(&scope, id, &outcome, next, Utc::now() - DISABLE_AFTER)
-        .await?;
-    if disabled {
-        crate::relay::append_now(state, tenant, disabled_event(tenant, keys.endpoint.id)).await;
+    let record = AttemptRecord {
+        delivery: id,
+        endpoint: endpoint.id,
+        was_failing: endpoint.failing_since.is_some(),
+        outcome,
+        next,
+        disable_before: Utc::now() - DISABLE_AFTER,
+    };
+    if cell.record_attempt(&scope, &record).await? {
+        crate::relay::append_now(state, tenant, disabled_event(tenant, endpoint.id)).await;
     }
     Ok(())
 }
 
 /// Signs and posts the event; what came of it.
-async fn post(
-    state: &AppState,
-    keys: &tenantd_core::webhooks::EndpointKeys,
-    event: EventId,
-    body: &str,
-) -> Attempt {
+async fn post(state: &AppState, pending: &PendingAttempt) -> Attempt {
+    let (keys, event, body) = (
+        &pending.keys,
+        pending.delivery.event_id,
+        pending.body.as_str(),
+    );
     let failed = |error: String| Attempt::Failed {
         status: None,
         error,
     };
-    let (target, addr) =
-        match outbound::resolve(&keys.endpoint.url, state.config.webhook_policy).await {
-            Ok(t) => t,
-            Err(e) => return failed(format!("refused: {e}")),
-        };
+    let (target, addr) = match outbound::resolve(
+        state.sender.as_ref(),
+        &keys.endpoint.url,
+        state.config.webhook_policy,
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => return failed(format!("refused: {e}")),
+    };
     let master = state.keys.master();
     let name = format!("webhook:{}", keys.endpoint.id);
     let Some(secret) = master.open(&name, &keys.sealed_secret) else {
@@ -213,7 +270,7 @@ fn disabled_event(tenant: TenantId, endpoint: WebhookId) -> AuditDraft {
     }
 }
 
-/// The job: a tick every 200 ms.
+/// The job: a tick every [`IDLE_TICK`], and soon after an attempt frees a slot.
 pub async fn job(state: AppState, mut stop: crate::jobs::Stop) {
     let inflight = InFlight::default();
     loop {
@@ -221,7 +278,11 @@ pub async fn job(state: AppState, mut stop: crate::jobs::Stop) {
             tracing::warn!(error = %e, "webhook delivery tick failed; will retry");
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::time::sleep(IDLE_TICK) => {}
+            _ = inflight.freed.notified() => {
+                // Let a few more attempts end, so one tick claims their successors together.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             _ = stop.stopped() => return,
         }
     }

@@ -13,9 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-/// Posts a delivery. Implemented at the edge (`tenantd-server`), over a real HTTP client.
+/// The network a delivery goes out through: name resolution and posting. Implemented at the
+/// edge (`tenantd-server`), over a real HTTP client.
 #[async_trait]
 pub trait Sender: Send + Sync + 'static {
+    /// The addresses `host` resolves to (the system resolver unless overridden). Every one of
+    /// them is checked by [`outbound::resolve`] before any is used.
+    async fn lookup(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        Ok(tokio::net::lookup_host((host, port)).await?.collect())
+    }
+
     /// POSTs `body` to `url`, connecting to `addr` only (the address the guard approved for
     /// its host), following no redirect, giving up after `timeout`. The status, or why none
     /// came.

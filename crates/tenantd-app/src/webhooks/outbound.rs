@@ -11,15 +11,19 @@ use tenantd_core::net::{OutboundPolicy, Target, check_address, check_url};
 /// Checks a URL and resolves its host, checking **every** address it resolves to (one bad
 /// address refuses the URL: a resolver answering a public and a private address cannot steer
 /// a request inward); the address to connect to, or why not. A resolution error refuses.
-pub async fn resolve(url: &str, policy: OutboundPolicy) -> Result<(Target, SocketAddr), String> {
+pub async fn resolve(
+    net: &dyn super::Sender,
+    url: &str,
+    policy: OutboundPolicy,
+) -> Result<(Target, SocketAddr), String> {
     let target = check_url(url, policy, "url").map_err(|e| format!("url: {}", e.message))?;
     if let Some(ip) = target.literal {
         return Ok((target.clone(), SocketAddr::new(ip, target.port)));
     }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+    let addrs: Vec<SocketAddr> = net
+        .lookup(&target.host, target.port)
         .await
-        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
-        .collect();
+        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
     let Some(first) = addrs.first().copied() else {
         return Err(format!("{} resolves to no address", target.host));
     };
@@ -51,6 +55,7 @@ pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::NoSender;
     use super::*;
 
     #[tokio::test]
@@ -62,10 +67,10 @@ mod tests {
             "https://[::1]/",
             "https://2130706433/",
         ] {
-            assert!(resolve(url, strict).await.is_err(), "{url}");
+            assert!(resolve(&NoSender, url, strict).await.is_err(), "{url}");
         }
         // A name that resolves to loopback (the resolver answers it without a network).
-        let e = resolve("https://localhost.:8443/x", strict)
+        let e = resolve(&NoSender, "https://localhost.:8443/x", strict)
             .await
             .unwrap_err();
         assert!(e.contains("url") || e.contains("loopback"), "{e}");
@@ -73,7 +78,9 @@ mod tests {
             allow_http: true,
             allow_private: true,
         };
-        let (t, a) = resolve("http://127.0.0.1:9/hook", open).await.unwrap();
+        let (t, a) = resolve(&NoSender, "http://127.0.0.1:9/hook", open)
+            .await
+            .unwrap();
         assert_eq!((t.port, a.to_string().as_str()), (9, "127.0.0.1:9"));
     }
 

@@ -1,8 +1,8 @@
 //! Webhook endpoints, deliveries and the delivery queue. A delivery is made when its event is
 //! appended ([`enqueue`], in the event's transaction); the delivery job finds due ones across
-//! tenants in `delivery_queue` (ids and times only), claims one with a conditional update (so
-//! two nodes never make the same attempt at once), then reads and records it in its tenant's
-//! scope.
+//! tenants in `delivery_queue` (ids and times only), claims a batch with one conditional update
+//! (so two nodes never make the same attempt at once), then reads and records each in its
+//! tenant's scope.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,13 +11,14 @@ use tenantd_core::ids::{DeliveryId, TenantId, WebhookId};
 use tenantd_core::store::WebhookStore;
 use tenantd_core::tenant::TenantScope;
 use tenantd_core::webhooks::{
-    Attempt, Delivery, DeliveryStatus, Endpoint, EndpointKeys, NewEndpoint, subscribes,
+    Attempt, AttemptRecord, Delivery, DeliveryStatus, Endpoint, EndpointKeys, NewEndpoint,
+    PendingAttempt, subscribes,
 };
 use tenantd_core::{Error, Result, time};
 
 use super::Cell;
 use crate::db::{Conn, Db, Tx, q};
-use crate::rows::{DeliveryRow, EndpointRow, QueueRow, fmt};
+use crate::rows::{ClaimedRow, DeliveryRow, EndpointRow, QueueRow, fmt};
 use crate::sql::webhooks as sql;
 
 /// Makes the deliveries of an event just appended at `seq`: one per active endpoint of its
@@ -195,36 +196,44 @@ impl<D: Db> WebhookStore for Cell<D> {
     async fn unscoped_due_deliveries(
         &self,
         now: DateTime<Utc>,
+        busy: &[WebhookId],
         limit: u32,
     ) -> Result<Vec<(TenantId, DeliveryId, WebhookId)>> {
+        let busy = busy.iter().fold(",".to_owned(), |mut b, e| {
+            b.push_str(&e.to_string());
+            b.push(',');
+            b
+        });
         let rows: Vec<QueueRow> = self
             .db
             .reader()?
-            .fetch_all(q(sql::DUE).bind(fmt(now)).bind(i64::from(limit)))
+            .fetch_all(q(sql::DUE).bind(fmt(now)).bind(busy).bind(i64::from(limit)))
             .await?;
         rows.into_iter().map(TryFrom::try_from).collect()
     }
 
-    async fn unscoped_claim_delivery(
+    async fn unscoped_claim_deliveries(
         &self,
-        id: DeliveryId,
+        ids: &[DeliveryId],
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<bool> {
-        let n = self
-            .db
-            .writer()?
-            .execute(
-                q(sql::CLAIM)
-                    .bind(id.to_string())
-                    .bind(fmt(until))
-                    .bind(fmt(now)),
-            )
-            .await?;
-        Ok(n == 1)
+    ) -> Result<Vec<DeliveryId>> {
+        let mut writer = self.db.writer()?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(sql::CLAIM_BATCH) {
+            let mut stmt = q(sql::CLAIM).bind(fmt(until)).bind(fmt(now));
+            for i in 0..sql::CLAIM_BATCH {
+                stmt = stmt.bind(chunk.get(i).unwrap_or(&chunk[0]).to_string());
+            }
+            let rows: Vec<ClaimedRow> = writer.fetch_all(stmt).await?;
+            for r in rows {
+                claimed.push(DeliveryId(crate::rows::uuid(&r.0, "delivery_id")?));
+            }
+        }
+        Ok(claimed)
     }
 
-    async fn delivery(&self, scope: &TenantScope, id: DeliveryId) -> Result<(Delivery, String)> {
+    async fn pending_attempt(&self, scope: &TenantScope, id: DeliveryId) -> Result<PendingAttempt> {
         let mut tx = self.db.read_scoped(scope).await?;
         let row: DeliveryRow = tx
             .fetch_one(
@@ -233,29 +242,26 @@ impl<D: Db> WebhookStore for Cell<D> {
                     .bind(scope.tenant_id().to_string()),
             )
             .await?;
-        tx.commit().await?;
         let body = row.body.clone();
-        Ok((row.try_into()?, body))
+        let delivery = Delivery::try_from(row)?;
+        let keys = keys_in(&mut tx, scope, delivery.endpoint_id).await?;
+        tx.commit().await?;
+        Ok(PendingAttempt {
+            delivery,
+            body,
+            keys,
+        })
     }
 
-    async fn record_attempt(
-        &self,
-        scope: &TenantScope,
-        id: DeliveryId,
-        attempt: &Attempt,
-        next: Option<DateTime<Utc>>,
-        disable_before: DateTime<Utc>,
-    ) -> Result<bool> {
+    async fn record_attempt(&self, scope: &TenantScope, r: &AttemptRecord) -> Result<bool> {
         let mut tx = self.db.begin_scoped(scope).await?;
-        let (i, t, now) = (
-            id.to_string(),
+        let (i, t, e, now) = (
+            r.delivery.to_string(),
             scope.tenant_id().to_string(),
+            r.endpoint.to_string(),
             fmt(time::now()),
         );
-        let row: DeliveryRow = tx
-            .fetch_one(q(sql::FIND_DELIVERY).bind(&i).bind(&t))
-            .await?;
-        let (status, code, error, next) = match attempt {
+        let (status, code, error, next) = match &r.outcome {
             Attempt::Succeeded { status } => (
                 DeliveryStatus::Succeeded,
                 Some(i64::from(*status)),
@@ -263,24 +269,28 @@ impl<D: Db> WebhookStore for Cell<D> {
                 None,
             ),
             Attempt::Failed { status, error } => {
-                let st = if next.is_some() {
+                let st = if r.next.is_some() {
                     DeliveryStatus::Pending
                 } else {
                     DeliveryStatus::Failed
                 };
-                (st, status.map(i64::from), Some(error.clone()), next)
+                (st, status.map(i64::from), Some(error.clone()), r.next)
             }
         };
-        tx.execute(
-            q(sql::RECORD_ATTEMPT)
-                .bind(status.as_str())
-                .bind(code)
-                .bind(error)
-                .bind(next.map(fmt))
-                .bind(&i)
-                .bind(&t),
-        )
-        .await?;
+        let n = tx
+            .execute(
+                q(sql::RECORD_ATTEMPT)
+                    .bind(status.as_str())
+                    .bind(code)
+                    .bind(error)
+                    .bind(next.map(fmt))
+                    .bind(&i)
+                    .bind(&t),
+            )
+            .await?;
+        if n == 0 {
+            return Ok(false);
+        }
         match next {
             Some(at) => {
                 tx.execute(q(sql::RESCHEDULE).bind(&i).bind(fmt(at)))
@@ -288,28 +298,30 @@ impl<D: Db> WebhookStore for Cell<D> {
             }
             None => tx.execute(q(sql::DEQUEUE).bind(&i)).await?,
         };
+        // Only a change of the endpoint's state is written: a healthy endpoint's row is not
+        // touched by its deliveries (they would all queue on that one row's lock).
         let mut disabled = false;
-        if matches!(attempt, Attempt::Succeeded { .. }) {
-            tx.execute(q(sql::ENDPOINT_OK).bind(&row.endpoint_id).bind(&t))
-                .await?;
-        } else {
-            tx.execute(
-                q(sql::ENDPOINT_FAILED)
-                    .bind(&now)
-                    .bind(&row.endpoint_id)
-                    .bind(&t),
-            )
-            .await?;
-            disabled = tx
-                .execute(
-                    q(sql::DISABLE_IF_FAILING)
-                        .bind(fmt(disable_before))
-                        .bind(&now)
-                        .bind(&row.endpoint_id)
-                        .bind(&t),
-                )
-                .await?
-                == 1;
+        match (&r.outcome, r.was_failing) {
+            (Attempt::Succeeded { .. }, true) => {
+                tx.execute(q(sql::ENDPOINT_OK).bind(&e).bind(&t)).await?;
+            }
+            (Attempt::Succeeded { .. }, false) => {}
+            (Attempt::Failed { .. }, false) => {
+                tx.execute(q(sql::ENDPOINT_FAILED).bind(&now).bind(&e).bind(&t))
+                    .await?;
+            }
+            (Attempt::Failed { .. }, true) => {
+                disabled = tx
+                    .execute(
+                        q(sql::DISABLE_IF_FAILING)
+                            .bind(fmt(r.disable_before))
+                            .bind(&now)
+                            .bind(&e)
+                            .bind(&t),
+                    )
+                    .await?
+                    == 1;
+            }
         }
         tx.commit().await?;
         Ok(disabled)

@@ -154,3 +154,12 @@ impl TryFrom<QueueRow> for (TenantId, DeliveryId, WebhookId) {
         ))
     }
 }
+
+/// A delivery a claim leased.
+pub(crate) struct ClaimedRow(pub String);
+
+impl Record for ClaimedRow {
+    fn read(r: &dyn Columns) -> Result<Self> {
+        Ok(Self(r.text("delivery_id")?))
+    }
+}

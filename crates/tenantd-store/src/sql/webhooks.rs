@@ -63,19 +63,28 @@ INSERT INTO delivery_queue (delivery_id, tenant_id, endpoint_id, next_attempt_at
 VALUES ($1, $2, $3, $4)
 ON CONFLICT DO NOTHING";
 
-/// Deliveries due at $1 and not leased, across tenants (ids only).
+/// Deliveries due at $1 and not leased, across tenants (ids only), leaving out the endpoints
+/// named in $2 (`,id,id,`: those this node already has at their limit, so that one busy
+/// endpoint's backlog cannot fill the list and hide every other endpoint's work).
 pub const DUE: &str = "
 SELECT delivery_id, tenant_id, endpoint_id
   FROM delivery_queue
  WHERE next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+   AND $2 NOT LIKE ('%,' || endpoint_id || ',%')
  ORDER BY next_attempt_at
- LIMIT $2";
+ LIMIT $3";
 
-/// Leases a due delivery until $2; no row changed when another node took it first.
+/// How many deliveries one [`CLAIM`] names.
+pub const CLAIM_BATCH: usize = 16;
+
+/// Leases the due deliveries among $3…$18 until $1 (unused places repeat an id); the ones
+/// leased. A delivery another node took first is not among them.
 pub const CLAIM: &str = "
 UPDATE delivery_queue
-   SET lease_until = $2
- WHERE delivery_id = $1 AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)";
+   SET lease_until = $1
+ WHERE delivery_id IN ($3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)
+   AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2)
+RETURNING delivery_id";
 
 /// A delivery of the tenant, with its body.
 pub const FIND_DELIVERY: &str = "
@@ -108,9 +117,11 @@ UPDATE delivery_queue SET next_attempt_at = $2, lease_until = NULL WHERE deliver
 pub const DEQUEUE: &str = "
 DELETE FROM delivery_queue WHERE delivery_id = $1";
 
-/// An endpoint that answered: no longer failing.
+/// An endpoint that answered after failing: no longer failing.
 pub const ENDPOINT_OK: &str = "
-UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND tenant_id = $2";
+UPDATE webhook_endpoints
+   SET failing_since = NULL
+ WHERE id = $1 AND tenant_id = $2 AND failing_since IS NOT NULL";
 
 /// An endpoint that failed: failing since now unless it already was.
 pub const ENDPOINT_FAILED: &str = "
