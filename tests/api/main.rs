@@ -20,4 +20,5 @@ mod quotas;
 mod ratelimit;
 mod resources;
 mod tenants;
+mod webhook_delivery;
 mod webhooks;

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 pub const ADMIN_EMAIL: &str = "root@platform.test";
 
 mod pg;
+pub mod receiver;
 pub use pg::*;
 
 pub struct TestApp {
@@ -82,6 +83,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let sender = std::sync::Arc::new(tenantd_server::sender::HttpSender::new());
+        Self::spawn_with_sender(tweak, sender).await
+    }
+
+    /// A test app whose webhook deliveries go out through `sender` (whose name resolution a
+    /// test may steer).
+    pub async fn spawn_with_sender(
+        tweak: impl FnOnce(&mut Config),
+        sender: std::sync::Arc<dyn tenantd_server::webhooks::Sender>,
+    ) -> Self {
         let dir = temp_dir();
         let mut config = Config::for_tests(&dir);
         config.admin_email = Some(ADMIN_EMAIL.into());
@@ -93,24 +104,11 @@ impl TestApp {
             }
             None => None,
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        config.public_url = Some(format!("http://{addr}"));
         tweak(&mut config);
-        let (state, boot) = tenantd_server::build_state(config).await.expect("state");
+        let (addr, state, boot, tx) = serve(config, sender).await;
         let admin_password = boot
             .and_then(|b| b.generated_password)
             .expect("generated admin password");
-        let (tx, rx) = oneshot::channel::<()>();
-        let st = state.clone();
-        tokio::spawn(async move {
-            let _ = tenantd_server::run(st, listener, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
         let mut app = TestApp {
             base: format!("http://{addr}"),
             client: reqwest::Client::builder()
@@ -135,6 +133,23 @@ impl TestApp {
         assert_eq!(r.status, 200, "admin login: {}", r.text);
         app.admin_token = r.body["access_token"].as_str().expect("token").to_owned();
         app
+    }
+
+    /// Another node serving the same databases and data directory, configured like this one
+    /// and then by `tweak`; it stops when the returned node is dropped.
+    pub async fn another_node(&self, tweak: impl FnOnce(&mut Config)) -> OtherNode {
+        let mut config = Config::for_tests(&self.dir);
+        config.admin_email = Some(ADMIN_EMAIL.into());
+        if let Some(pg) = &self.pg {
+            pg.configure(&mut config);
+        }
+        tweak(&mut config);
+        let sender = std::sync::Arc::new(tenantd_server::sender::HttpSender::new());
+        let (_, state, _, tx) = serve(config, sender).await;
+        OtherNode {
+            state,
+            _shutdown: tx,
+        }
     }
 
     pub async fn call(
@@ -416,6 +431,42 @@ impl TestApp {
 enum RawCatalog {
     Pg(sqlx::PgPool),
     Sqlite(sqlx::SqlitePool),
+}
+
+/// A second node of a [`TestApp`]'s deployment.
+pub struct OtherNode {
+    pub state: AppState,
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// Builds the state for `config` and serves it on a port of its own; the address, the state,
+/// what the first start did, and the handle that stops it when dropped.
+async fn serve(
+    mut config: Config,
+    sender: std::sync::Arc<dyn tenantd_server::webhooks::Sender>,
+) -> (
+    std::net::SocketAddr,
+    AppState,
+    Option<tenantd_server::state::Bootstrap>,
+    oneshot::Sender<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    config.public_url = Some(format!("http://{addr}"));
+    let (state, boot) = tenantd_server::build_state_with(config, sender)
+        .await
+        .expect("state");
+    let (tx, rx) = oneshot::channel::<()>();
+    let st = state.clone();
+    tokio::spawn(async move {
+        let _ = tenantd_server::run(st, listener, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    (addr, state, boot, tx)
 }
 
 impl Drop for TestApp {
