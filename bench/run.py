@@ -5,6 +5,8 @@
     cargo build --release && cargo build --release -p tenantd-server --example bare
     TENANTD_TEST_PG=postgres://postgres@127.0.0.1:5432/postgres python3 bench/run.py
     BENCH_ONLY=bare ... python3 bench/run.py    # only tenantd vs the bare handler
+    BENCH_ONLY=events BENCH_BASELINE=/tmp/tenantd-pre-events ... python3 bench/run.py
+        # events and webhooks; the baseline is a release build of fb82672 (before the event log)
     python3 bench/report.py                     # the Markdown tables of bench/last-run.json
 
 For each backend (SQLite; PostgreSQL when TENANTD_TEST_PG names a superuser URL):
@@ -414,24 +416,63 @@ def parse_time(t):
     return datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=__import__("datetime").timezone.utc).timestamp()
 
 
+def cpu_seconds(pid):
+    """User + system CPU a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_events(kind, out):
-    """Uploads (each writes a file.created event) to tenants with a subscribed endpoint vs
-    without; then 100 endpoints on one tenant, latency from the event's commit to arrival."""
+    """The cost of events on the create path (this build against the build before the event
+    log, when BENCH_BASELINE names it); uploads to tenants with a subscribed endpoint vs
+    without, with the CPU each side spends; then 100 endpoints on one tenant, latency from the
+    event's commit to arrival."""
     tag = uuid.uuid4().hex[:6]
     dep = Deployment(kind)
     try:
         env = {"TENANTD_WEBHOOK_ALLOW_HTTP": "true", "TENANTD_WEBHOOK_ALLOW_PRIVATE": "true"}
         base = dep.node(**env)
+        proc = dep.by_base[base]
         rx = Receiver()
         quiet = setup_tenants(base, "bench", TENANTS // 2, tag + "q")
         hooked = setup_tenants(base, "bench", TENANTS // 2, tag + "h")
+        q_tok = dep.token_file("quiet", quiet)
+        if BASELINE:
+            # Events on the create path: the same requests against the build before the event
+            # log (its own deployment, same shape), before any endpoint exists here.
+            old_dep = Deployment(kind)
+            try:
+                old = old_dep.node(binary=BASELINE)
+                o_tok = old_dep.token_file("old", setup_tenants(old, "bench", TENANTS // 2, tag + "o"))
+                for scenario, what in (("upload", "a file.created event"), ("create", "a resource: a quota check, no event")):
+                    compare(f"{kind}: {scenario} ({what}): this build vs the build before the event log",
+                            lambda: wrk(base, "tenantd", scenario, q_tok), lambda: wrk(old, "tenantd", scenario, o_tok),
+                            "with_events_rps", "before_events_rps", out)
+            finally:
+                old_dep.close()
         for line in hooked:
             token = line.split()[0]
             req(base, "POST", "/v1/webhooks", {"url": rx.url + "/hook", "events": ["*"]}, token)
-        q_tok, h_tok = dep.token_file("quiet", quiet), dep.token_file("hooked", hooked)
+        h_tok = dep.token_file("hooked", hooked)
+        cpu = {"with": [], "without": []}
+
+        def counted(side, tokens):
+            t0, b0 = cpu_seconds(proc.pid), sum(os.times()[:2])
+            r = wrk(base, "tenantd", "upload", tokens)
+            n = max(r["requests"], 1)
+            cpu[side].append(((cpu_seconds(proc.pid) - t0) / n * 1000, (sum(os.times()[:2]) - b0) / n * 1000))
+            return r
+
         compare(f"{kind}: upload (a file.created event): with a webhook endpoint vs without",
-                lambda: wrk(base, "tenantd", "upload", h_tok), lambda: wrk(base, "tenantd", "upload", q_tok),
+                lambda: counted("with", h_tok), lambda: counted("without", q_tok),
                 "with_endpoint_rps", "without_rps", out)
+        row = {"label": f"{kind}: CPU ms per upload (tenantd; the receiver, in this process)",
+               "tenantd_with": round(statistics.median(c[0] for c in cpu["with"]), 3),
+               "tenantd_without": round(statistics.median(c[0] for c in cpu["without"]), 3),
+               "receiver_with": round(statistics.median(c[1] for c in cpu["with"]), 3)}
+        print(json.dumps(row), flush=True)
+        out.append(row)
         # 100 endpoints on one tenant; 50 uploads one after another; every delivery timed.
         token = quiet[0].split()[0]
         for i in range(100):

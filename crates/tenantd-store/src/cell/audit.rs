@@ -8,53 +8,65 @@ use tenantd_core::tenant::TenantScope;
 use tenantd_core::{Error, Result};
 
 use super::Cell;
-use crate::db::{Conn, Db, Int, Tx, q};
+use crate::db::{Conn, Db, Tx, q};
 use crate::rows::{EventRow, HeadRow};
 use crate::sql::audit as sql;
 
 /// Appends events to `tenant`'s chain, skipping ids already there; each new one that records a
 /// change a product cares about also goes into the tenant's event log, in this transaction.
+///
+/// The head row is started or locked first (appends to one chain queue here, each seeing the
+/// last); an event whose id is already in a chain (the relay's retry) inserts nothing and
+/// leaves the head where it was.
 pub(crate) async fn append(
     tx: &mut impl Conn,
     tenant: TenantId,
     drafts: Vec<AuditDraft>,
 ) -> Result<()> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
     let t = tenant.to_string();
-    tx.execute(q(sql::START_CHAIN).bind(&t).bind(GENESIS_HASH))
+    let mut head: HeadRow = tx
+        .fetch_one(q(sql::LOCK_HEAD).bind(&t).bind(GENESIS_HASH))
         .await?;
+    let start = head.seq;
     for d in drafts {
         if d.tenant_id != tenant {
             return Err(Error::Internal("audit event for another tenant".into()));
         }
-        let seen: Option<Int> = tx
-            .fetch_optional(q(sql::SEQ_OF_EVENT).bind(d.id.to_string()))
+        let logged = tenantd_core::events::from_audit(&d);
+        let ev = AuditEvent::chain(d, head.seq + 1, &head.hash);
+        let inserted = tx
+            .execute(
+                q(sql::INSERT_EVENT)
+                    .bind(&t)
+                    .bind(ev.seq)
+                    .bind(ev.id.to_string())
+                    .bind(&ev.actor)
+                    .bind(&ev.action)
+                    .bind(&ev.resource)
+                    .bind(&ev.resource_id)
+                    .bind(&ev.outcome)
+                    .bind(&ev.request_id)
+                    .bind(&ev.ip)
+                    .bind(&ev.at)
+                    .bind(ev.details.to_string())
+                    .bind(&ev.prev_hash)
+                    .bind(&ev.hash),
+            )
             .await?;
-        if seen.is_some() {
+        if inserted == 0 {
             continue;
         }
-        tx.execute(q(sql::LOCK_HEAD).bind(&t)).await?;
-        let head: HeadRow = tx.fetch_one(q(sql::HEAD).bind(&t)).await?;
-        super::append_events(tx, &tenantd_core::events::from_audit(&d)).await?;
-        let ev = AuditEvent::chain(d, head.seq + 1, &head.hash);
-        tx.execute(
-            q(sql::INSERT_EVENT)
-                .bind(&t)
-                .bind(ev.seq)
-                .bind(ev.id.to_string())
-                .bind(&ev.actor)
-                .bind(&ev.action)
-                .bind(&ev.resource)
-                .bind(&ev.resource_id)
-                .bind(&ev.outcome)
-                .bind(&ev.request_id)
-                .bind(&ev.ip)
-                .bind(&ev.at)
-                .bind(ev.details.to_string())
-                .bind(&ev.prev_hash)
-                .bind(&ev.hash),
-        )
-        .await?;
-        tx.execute(q(sql::SET_HEAD).bind(ev.seq).bind(&ev.hash).bind(&t))
+        super::append_new_events(tx, &logged).await?;
+        head = HeadRow {
+            seq: ev.seq,
+            hash: ev.hash,
+        };
+    }
+    if head.seq != start {
+        tx.execute(q(sql::SET_HEAD).bind(head.seq).bind(&head.hash).bind(&t))
             .await?;
     }
     Ok(())

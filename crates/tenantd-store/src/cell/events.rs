@@ -13,36 +13,44 @@ use crate::db::{Conn, Db, Int, Tx, q};
 use crate::rows::{EventLogRow, fmt};
 use crate::sql::events as sql;
 
-/// Appends events to their logs in `tx`, skipping ids a log already holds. Each log's head
-/// row is locked first, so a `seq` never commits before the ones below it.
+/// Appends events to their logs in `tx`, skipping ids a log already holds. Taking a `seq`
+/// locks the log's head row, so a `seq` never commits before the ones below it.
 pub(crate) async fn append_events(tx: &mut impl Conn, events: &[EventDraft]) -> Result<()> {
     for e in events {
-        let log = e.log.to_string();
-        tx.execute(q(sql::START_LOG).bind(&log)).await?;
         let seen: Option<Int> = tx
-            .fetch_optional(q(sql::SEEN).bind(&log).bind(e.id.to_string()))
+            .fetch_optional(q(sql::SEEN).bind(e.log.to_string()).bind(e.id.to_string()))
             .await?;
-        if seen.is_some() {
-            continue;
+        if seen.is_none() {
+            append_new(tx, e).await?;
         }
-        tx.execute(q(sql::LOCK_HEAD).bind(&log)).await?;
-        let Int(head) = tx.fetch_one(q(sql::HEAD).bind(&log)).await?;
-        tx.execute(
-            q(sql::INSERT)
-                .bind(&log)
-                .bind(head + 1)
-                .bind(e.id.to_string())
-                .bind(e.kind.as_str())
-                .bind(e.tenant_id.to_string())
-                .bind(e.occurred_at.as_str())
-                .bind(e.data.to_string()),
-        )
-        .await?;
-        tx.execute(q(sql::SET_HEAD).bind(head + 1).bind(&log))
-            .await?;
-        super::webhooks::enqueue(tx, e, head + 1).await?;
     }
     Ok(())
+}
+
+/// Appends events known not to be in their logs yet (derived from an audit event new to its
+/// chain in this transaction: their ids come from its id), with their deliveries.
+pub(crate) async fn append_new_events(tx: &mut impl Conn, events: &[EventDraft]) -> Result<()> {
+    for e in events {
+        append_new(tx, e).await?;
+    }
+    Ok(())
+}
+
+async fn append_new(tx: &mut impl Conn, e: &EventDraft) -> Result<()> {
+    let log = e.log.to_string();
+    let Int(seq) = tx.fetch_one(q(sql::NEXT_SEQ).bind(&log)).await?;
+    tx.execute(
+        q(sql::INSERT)
+            .bind(&log)
+            .bind(seq)
+            .bind(e.id.to_string())
+            .bind(e.kind.as_str())
+            .bind(e.tenant_id.to_string())
+            .bind(e.occurred_at.as_str())
+            .bind(e.data.to_string()),
+    )
+    .await?;
+    super::webhooks::enqueue(tx, e, seq).await
 }
 
 #[async_trait]

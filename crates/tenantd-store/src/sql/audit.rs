@@ -18,19 +18,13 @@ SELECT id, tenant_id, actor, action, resource, resource_id, outcome, request_id,
 pub const DELETE_OUTBOX: &str = "
 DELETE FROM audit_outbox WHERE id = $1";
 
-/// Starts a tenant's chain at the genesis hash $2 (a no-op once started).
-pub const START_CHAIN: &str = "
-INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)
-ON CONFLICT DO NOTHING";
-
-/// Whether an event id is in a chain already (the relay's retries are idempotent).
-pub const SEQ_OF_EVENT: &str = "
-SELECT seq AS n FROM audit_events WHERE id = $1";
-
-/// Locks the head row (PostgreSQL; SQLite's writer is single anyway), so concurrent appends
-/// to one tenant's chain queue and each sees the last.
+/// Starts a tenant's chain at the genesis hash $2, or locks its head row (PostgreSQL;
+/// SQLite's writer is single anyway), so concurrent appends to one chain queue and each sees
+/// the last; the head.
 pub const LOCK_HEAD: &str = "
-UPDATE audit_heads SET seq = seq WHERE tenant_id = $1";
+INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)
+ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq
+RETURNING seq, hash";
 
 /// The head of a tenant's chain.
 pub const HEAD: &str = "
@@ -40,11 +34,12 @@ SELECT seq, hash FROM audit_heads WHERE tenant_id = $1";
 pub const SET_HEAD: &str = "
 UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3";
 
-/// A chained event.
+/// A chained event; nothing when its id is in a chain already (a retried append).
 pub const INSERT_EVENT: &str = "
 INSERT INTO audit_events (tenant_id, seq, id, actor, action, resource, resource_id, outcome,
                           request_id, ip, at, details, prev_hash, hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+ON CONFLICT (id) DO NOTHING";
 
 /// A filtered page of a tenant's events by `seq`; every filter NULL when unset:
 /// $2 actor, $3 action, $4 resource, $5 from, $6 to, $7 after seq, $8 limit.

@@ -1,22 +1,12 @@
 //! The event log (cell): each tenant's events in `seq` order, and the quota alerts that fired.
 
-/// Starts a tenant's log (a no-op once started).
-pub const START_LOG: &str = "
-INSERT INTO event_heads (tenant_id, seq) VALUES ($1, 0)
-ON CONFLICT DO NOTHING";
-
-/// Locks the log's head row (PostgreSQL; SQLite's writer is single anyway): appends to one
-/// log queue here, so a `seq` never commits before the ones below it.
-pub const LOCK_HEAD: &str = "
-UPDATE event_heads SET seq = seq WHERE tenant_id = $1";
-
-/// The log's last `seq`.
-pub const HEAD: &str = "
-SELECT seq AS n FROM event_heads WHERE tenant_id = $1";
-
-/// Moves the head.
-pub const SET_HEAD: &str = "
-UPDATE event_heads SET seq = $1 WHERE tenant_id = $2";
+/// Takes the log's next `seq`: starts the log at 1 or moves its head up by one, in one
+/// statement that also locks the head row until commit (appends to one log queue here, so a
+/// `seq` never commits before the ones below it).
+pub const NEXT_SEQ: &str = "
+INSERT INTO event_heads (tenant_id, seq) VALUES ($1, 1)
+ON CONFLICT (tenant_id) DO UPDATE SET seq = event_heads.seq + 1
+RETURNING seq AS n";
 
 /// Whether an event id is in a log already (appends are idempotent).
 pub const SEEN: &str = "
