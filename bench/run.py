@@ -121,11 +121,17 @@ def pgbench(url, scripts):
 
 
 def compare(label, runs_a, runs_b, name_a, name_b, out, rounds=None):
-    """Interleaved rounds of two configurations; medians and the ratio a/b."""
+    """Interleaved rounds of two configurations; medians and the ratio a/b. The order
+    alternates (A B, B A, ...): whichever runs second in a pair measured a few percent faster
+    on this machine."""
     ra, rb = [], []
-    for _ in range(rounds or ROUNDS):
-        ra.append(runs_a())
-        rb.append(runs_b())
+    for i in range(rounds or ROUNDS):
+        if i % 2 == 0:
+            ra.append(runs_a())
+            rb.append(runs_b())
+        else:
+            rb.append(runs_b())
+            ra.append(runs_a())
     ma, mb = statistics.median(r["rps"] for r in ra), statistics.median(r["rps"] for r in rb)
     bad = sum(r["non2xx"] + r["socket_errors"] for r in ra + rb)
     row = {"label": label, name_a: round(ma), name_b: round(mb), "ratio": round(ma / mb, 3),

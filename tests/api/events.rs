@@ -251,3 +251,55 @@ async fn a_quota_threshold_fires_once_per_period_under_racing_creates() {
     let (later, _) = drain(&app, &a.token, after, Some("quota.threshold")).await;
     assert!(later.is_empty(), "{later:?}");
 }
+
+#[tokio::test]
+async fn the_retention_job_prunes_only_events_past_retention_and_seqs_go_on() {
+    let app = TestApp::spawn().await;
+    let a = app.signup("keeper", None).await;
+    let b = app.signup("other", None).await;
+    for (t, n) in [(&a, 3), (&b, 1)] {
+        for i in 0..n {
+            let r = app
+                .call(
+                    "POST",
+                    "/v1/api-keys",
+                    Some(&t.token),
+                    Some(json!({"name": format!("k{i}"), "role": "member"})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+        }
+    }
+    // Two of a's events and one of b's were made in 2020 (their time and their time-ordered
+    // ids, behind the application's back).
+    let old = "UPDATE events SET occurred_at = '2020-01-01T00:00:00.000000Z', \
+               id = '00000000' || substr(id, 9) WHERE tenant_id = $1 AND seq <= ";
+    app.raw_cell(&format!("{old}2"), Some(&a.tenant_id)).await;
+    app.raw_cell(&format!("{old}1"), Some(&b.tenant_id)).await;
+
+    let pruned = tenantd_server::services::events::prune(&app.state)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 3);
+    let (left, last) = drain(&app, &a.token, 0, None).await;
+    let seqs: Vec<i64> = left.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        vec![3, 4],
+        "the recent ones stay, their seqs unchanged"
+    );
+    let (left_b, _) = drain(&app, &b.token, 0, None).await;
+    assert_eq!(left_b.len(), 1);
+    // The log goes on after its last seq, never reusing a pruned one.
+    let r = app
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&a.token),
+            Some(json!({"name": "after", "role": "member"})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let (new, _) = drain(&app, &a.token, last, None).await;
+    assert_eq!(new[0]["seq"].as_i64(), Some(last + 1));
+}

@@ -178,7 +178,7 @@ async fn one_failed_attempt(app: &TestApp, token: &str, hook: &str, n: usize) {
 #[tokio::test]
 async fn an_endpoint_failing_for_five_days_is_disabled_with_an_event_and_not_before() {
     let app = TestApp::spawn_with(open_policy).await;
-    let a = app.signup("failing", None).await;
+    let a = app.signup("failing", Some("professional")).await;
     let dead = Arc::new(Mutex::new(Seen {
         fail_first: usize::MAX,
         ..Seen::default()
@@ -231,6 +231,18 @@ async fn an_endpoint_failing_for_five_days_is_disabled_with_an_event_and_not_bef
     assert_eq!(k.status, 201);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(attempts_of(&app, &a.token, &hook).await.len(), before);
+
+    // Enabled again by its owner, it gets the next event's delivery.
+    let r = app
+        .call(
+            "PATCH",
+            &format!("/v1/webhooks/{hook}"),
+            Some(&a.token),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    one_failed_attempt(&app, &a.token, &hook, before + 1).await;
 }
 
 /// The real sender, with name resolution answered from a list the test changes, counting
@@ -288,7 +300,7 @@ async fn a_name_whose_answer_turns_private_after_registration_is_refused_at_deli
         net.clone(),
     )
     .await;
-    let a = app.signup("rebind", None).await;
+    let a = app.signup("rebind", Some("professional")).await;
     let url = "http://hooks.rebind.test/hook";
     let register = || {
         app.call(

@@ -188,15 +188,48 @@ fn derived(id: EventId, what: &str) -> EventId {
     let digest = Sha256::digest(format!("{what}:{id}").as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
+    // The source's time (its first 48 bits, a v7 id's milliseconds), so every event id sorts
+    // by time and retention can prune by id (see `first_id_at`).
+    b[..6].copy_from_slice(&id.0.as_bytes()[..6]);
     // A version-8 (custom) UUID, so it can never equal a generated v7 id.
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     EventId(uuid::Uuid::from_bytes(b))
 }
 
+/// The smallest id an event made at `at` or later can have: event ids begin with their
+/// time in milliseconds (v7, and derived ids keep their source's), so every event before `at`
+/// has a smaller id (in the text form too, which sorts like the bytes).
+pub fn first_id_at(at: chrono::DateTime<chrono::Utc>) -> EventId {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    EventId(uuid::Uuid::from_bytes(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_event_id_sorts_after_the_floor_of_its_time_and_before_the_next() {
+        let made = EventId::new();
+        let ms = i64::try_from(made.0.get_timestamp().unwrap().to_unix().0).unwrap() * 1000
+            + i64::from(made.0.get_timestamp().unwrap().to_unix().1 / 1_000_000);
+        let at = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+        let later = at + chrono::Duration::milliseconds(1);
+        for id in [
+            made,
+            derived(made, "member.added"),
+            derived(made, "platform-copy"),
+        ] {
+            let text = id.to_string();
+            assert!(first_id_at(at).to_string() <= text, "{text}");
+            assert!(text < first_id_at(later).to_string(), "{text}");
+        }
+        assert_eq!(made.0.get_version_num(), 7);
+        assert_eq!(derived(made, "member.added").0.get_version_num(), 8);
+    }
 
     fn draft(action: &str, tenant: TenantId, rid: Option<String>, outcome: &str) -> AuditDraft {
         AuditDraft {

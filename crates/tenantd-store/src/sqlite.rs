@@ -68,6 +68,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../migrations/sqlite/cell/0005_webhooks.sql"),
     },
+    Migration {
+        version: 6,
+        name: "event_log_lighter",
+        sql: include_str!("../migrations/sqlite/cell/0006_event_log_lighter.sql"),
+    },
 ];
 
 /// Whether a pooled connection may be handed out: never one still inside a transaction.

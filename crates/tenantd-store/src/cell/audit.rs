@@ -9,7 +9,7 @@ use tenantd_core::{Error, Result};
 
 use super::Cell;
 use crate::db::{Conn, Db, Tx, q};
-use crate::rows::{EventRow, HeadRow};
+use crate::rows::{EventRow, HeadRow, LockedHead};
 use crate::sql::audit as sql;
 
 /// Appends events to `tenant`'s chain, skipping ids already there; each new one that records a
@@ -27,7 +27,7 @@ pub(crate) async fn append(
         return Ok(());
     }
     let t = tenant.to_string();
-    let mut head: HeadRow = tx
+    let mut head: LockedHead = tx
         .fetch_one(q(sql::LOCK_HEAD).bind(&t).bind(GENESIS_HASH))
         .await?;
     let start = head.seq;
@@ -59,15 +59,22 @@ pub(crate) async fn append(
         if inserted == 0 {
             continue;
         }
-        super::append_new_events(tx, &logged).await?;
-        head = HeadRow {
-            seq: ev.seq,
-            hash: ev.hash,
-        };
+        for e in &logged {
+            head.event_seq += 1;
+            super::insert_event(tx, e, head.event_seq, head.hooks > 0).await?;
+        }
+        head.seq = ev.seq;
+        head.hash = ev.hash;
     }
     if head.seq != start {
-        tx.execute(q(sql::SET_HEAD).bind(head.seq).bind(&head.hash).bind(&t))
-            .await?;
+        tx.execute(
+            q(sql::SET_HEAD)
+                .bind(head.seq)
+                .bind(&head.hash)
+                .bind(head.event_seq)
+                .bind(&t),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tenantd_core::audit::GENESIS_HASH;
 use tenantd_core::events::{Event, EventDraft, EventFilter};
 use tenantd_core::store::EventStore;
 use tenantd_core::tenant::TenantScope;
@@ -10,38 +11,41 @@ use tenantd_core::{Error, Result};
 
 use super::Cell;
 use crate::db::{Conn, Db, Int, Tx, q};
-use crate::rows::{EventLogRow, fmt};
-use crate::sql::events as sql;
+use crate::rows::{EventLogRow, LockedHead, fmt};
+use crate::sql::{audit, events as sql};
 
-/// Appends events to their logs in `tx`, skipping ids a log already holds. Taking a `seq`
-/// locks the log's head row, so a `seq` never commits before the ones below it.
+/// Appends events to their logs in `tx`, skipping ids a log already holds (appends outside a
+/// chain append: the relay's copies into the platform's log). The log's head is locked first
+/// (it is its tenant's chain head), so a `seq` never commits before the ones below it.
 pub(crate) async fn append_events(tx: &mut impl Conn, events: &[EventDraft]) -> Result<()> {
     for e in events {
+        let log = e.log.to_string();
+        let head: LockedHead = tx
+            .fetch_one(q(audit::LOCK_HEAD).bind(&log).bind(GENESIS_HASH))
+            .await?;
         let seen: Option<Int> = tx
-            .fetch_optional(q(sql::SEEN).bind(e.log.to_string()).bind(e.id.to_string()))
+            .fetch_optional(q(sql::SEEN).bind(&log).bind(e.id.to_string()))
             .await?;
         if seen.is_none() {
-            append_new(tx, e).await?;
+            insert_event(tx, e, head.event_seq + 1, head.hooks > 0).await?;
+            tx.execute(q(sql::SET_LOG_HEAD).bind(head.event_seq + 1).bind(&log))
+                .await?;
         }
     }
     Ok(())
 }
 
-/// Appends events known not to be in their logs yet (derived from an audit event new to its
-/// chain in this transaction: their ids come from its id), with their deliveries.
-pub(crate) async fn append_new_events(tx: &mut impl Conn, events: &[EventDraft]) -> Result<()> {
-    for e in events {
-        append_new(tx, e).await?;
-    }
-    Ok(())
-}
-
-async fn append_new(tx: &mut impl Conn, e: &EventDraft) -> Result<()> {
-    let log = e.log.to_string();
-    let Int(seq) = tx.fetch_one(q(sql::NEXT_SEQ).bind(&log)).await?;
+/// Inserts an event at `seq` of its log (the caller holds the log's head and moves it), with
+/// its deliveries when the tenant has active endpoints (`hooks`).
+pub(crate) async fn insert_event(
+    tx: &mut impl Conn,
+    e: &EventDraft,
+    seq: i64,
+    hooks: bool,
+) -> Result<()> {
     tx.execute(
         q(sql::INSERT)
-            .bind(&log)
+            .bind(e.log.to_string())
             .bind(seq)
             .bind(e.id.to_string())
             .bind(e.kind.as_str())
@@ -50,7 +54,10 @@ async fn append_new(tx: &mut impl Conn, e: &EventDraft) -> Result<()> {
             .bind(e.data.to_string()),
     )
     .await?;
-    super::webhooks::enqueue(tx, e, seq).await
+    if hooks {
+        super::webhooks::enqueue(tx, e, seq).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -81,9 +88,10 @@ impl<D: Db> EventStore for Cell<D> {
     }
 
     async fn unscoped_prune_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        let floor = tenantd_core::events::first_id_at(before).to_string();
         let before = fmt(before);
         let mut tx = self.db.begin_retention(&before).await?;
-        let n = tx.execute(q(sql::PRUNE).bind(&before)).await?;
+        let n = tx.execute(q(sql::PRUNE).bind(&before).bind(floor)).await?;
         tx.commit().await?;
         Ok(n)
     }

@@ -17,7 +17,7 @@ use tenantd_core::store::CellStore;
 use tenantd_core::tenant::TenantScope;
 
 pub(crate) use self::audit::append;
-pub(crate) use self::events::append_new_events;
+pub(crate) use self::events::insert_event;
 use crate::db::{Conn, Db, Tx, q};
 use crate::rows::CounterRow;
 use crate::sql::{self, quotas};

@@ -62,6 +62,19 @@ pub(crate) async fn enqueue(tx: &mut impl Conn, e: &EventDraft, seq: i64) -> Res
     Ok(())
 }
 
+/// Recounts the tenant's active endpoints into its head row (after any change of them).
+async fn recount(tx: &mut impl Conn, tenant: &str) -> Result<()> {
+    let _: crate::rows::LockedHead = tx
+        .fetch_one(
+            q(crate::sql::audit::LOCK_HEAD)
+                .bind(tenant)
+                .bind(tenantd_core::audit::GENESIS_HASH),
+        )
+        .await?;
+    tx.execute(q(sql::RECOUNT_HOOKS).bind(tenant)).await?;
+    Ok(())
+}
+
 async fn keys_in(tx: &mut impl Conn, scope: &TenantScope, id: WebhookId) -> Result<EndpointKeys> {
     let row: EndpointRow = tx
         .fetch_one(
@@ -90,6 +103,7 @@ impl<D: Db> WebhookStore for Cell<D> {
                 .bind(fmt(time::now())),
         )
         .await?;
+        recount(&mut tx, &scope.tenant_id().to_string()).await?;
         let keys = keys_in(&mut tx, scope, new.id).await?;
         tx.commit().await?;
         Ok(keys.endpoint)
@@ -130,6 +144,7 @@ impl<D: Db> WebhookStore for Cell<D> {
         if n == 0 {
             return Err(Error::NotFound);
         }
+        recount(&mut tx, &scope.tenant_id().to_string()).await?;
         let keys = keys_in(&mut tx, scope, ep.id).await?;
         tx.commit().await?;
         Ok(keys.endpoint)
@@ -146,6 +161,7 @@ impl<D: Db> WebhookStore for Cell<D> {
         if n == 0 {
             return Err(Error::NotFound);
         }
+        recount(&mut tx, &t).await?;
         tx.commit().await
     }
 
@@ -321,6 +337,9 @@ impl<D: Db> WebhookStore for Cell<D> {
                     )
                     .await?
                     == 1;
+                if disabled {
+                    recount(&mut tx, &t).await?;
+                }
             }
         }
         tx.commit().await?;

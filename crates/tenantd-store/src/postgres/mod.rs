@@ -82,6 +82,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../../migrations/postgres/cell/0006_webhooks.sql"),
     },
+    Migration {
+        version: 7,
+        name: "event_log_lighter",
+        sql: include_str!("../../migrations/postgres/cell/0007_event_log_lighter.sql"),
+    },
 ];
 
 /// Where a PostgreSQL database is, and who may do what there.

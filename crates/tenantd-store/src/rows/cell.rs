@@ -154,6 +154,27 @@ pub(crate) struct HeadRow {
     pub hash: String,
 }
 
+/// A chain head as a lock takes it: with the event log's last `seq` and the number of
+/// active webhook endpoints.
+pub(crate) struct LockedHead {
+    pub seq: i64,
+    pub hash: String,
+    pub event_seq: i64,
+    /// The tenant's active webhook endpoints.
+    pub hooks: i64,
+}
+
+impl Record for LockedHead {
+    fn read(r: &dyn Columns) -> Result<Self> {
+        Ok(Self {
+            seq: r.int("seq")?,
+            hash: r.text("hash")?,
+            event_seq: r.int("event_seq")?,
+            hooks: r.int("hooks")?,
+        })
+    }
+}
+
 impl Record for HeadRow {
     fn read(r: &dyn Columns) -> Result<Self> {
         Ok(Self {

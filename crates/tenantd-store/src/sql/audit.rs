@@ -19,20 +19,21 @@ pub const DELETE_OUTBOX: &str = "
 DELETE FROM audit_outbox WHERE id = $1";
 
 /// Starts a tenant's chain at the genesis hash $2, or locks its head row (PostgreSQL;
-/// SQLite's writer is single anyway), so concurrent appends to one chain queue and each sees
-/// the last; the head.
+/// SQLite's writer is single anyway), so concurrent appends to one chain — and to the
+/// tenant's event log, whose last `seq` is kept here too — queue and each sees the last; the
+/// head.
 pub const LOCK_HEAD: &str = "
 INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, $2)
 ON CONFLICT (tenant_id) DO UPDATE SET seq = audit_heads.seq
-RETURNING seq, hash";
+RETURNING seq, hash, event_seq, hooks";
 
 /// The head of a tenant's chain.
 pub const HEAD: &str = "
 SELECT seq, hash FROM audit_heads WHERE tenant_id = $1";
 
-/// Moves the head.
+/// Moves the head (the chain's, and the event log's to $3).
 pub const SET_HEAD: &str = "
-UPDATE audit_heads SET seq = $1, hash = $2 WHERE tenant_id = $3";
+UPDATE audit_heads SET seq = $1, hash = $2, event_seq = $3 WHERE tenant_id = $4";
 
 /// A chained event; nothing when its id is in a chain already (a retried append).
 pub const INSERT_EVENT: &str = "

@@ -1,12 +1,10 @@
 //! The event log (cell): each tenant's events in `seq` order, and the quota alerts that fired.
+//! A log's last `seq` is kept in its tenant's chain head (`audit_heads.event_seq`).
 
-/// Takes the log's next `seq`: starts the log at 1 or moves its head up by one, in one
-/// statement that also locks the head row until commit (appends to one log queue here, so a
-/// `seq` never commits before the ones below it).
-pub const NEXT_SEQ: &str = "
-INSERT INTO event_heads (tenant_id, seq) VALUES ($1, 1)
-ON CONFLICT (tenant_id) DO UPDATE SET seq = event_heads.seq + 1
-RETURNING seq AS n";
+/// Moves a log's head to $1 (appends outside a chain append; the head row was locked by
+/// `audit::LOCK_HEAD`).
+pub const SET_LOG_HEAD: &str = "
+UPDATE audit_heads SET event_seq = $1 WHERE tenant_id = $2";
 
 /// Whether an event id is in a log already (appends are idempotent).
 pub const SEEN: &str = "
@@ -31,6 +29,7 @@ pub const RECORD_ALERT: &str = "
 INSERT INTO quota_alerts (tenant_id, quota, threshold, period) VALUES ($1, $2, $3, $4)
 ON CONFLICT DO NOTHING";
 
-/// Deletes events older than $1, in every log of the cell.
+/// Deletes events older than $1 in every log of the cell; $2 is the smallest id an event at
+/// $1 can have (ids begin with their time), so the id index finds them.
 pub const PRUNE: &str = "
-DELETE FROM events WHERE occurred_at < $1";
+DELETE FROM events WHERE id < $2 AND occurred_at < $1";

@@ -28,6 +28,15 @@ SELECT id, tenant_id, url, events, description, status, failing_since, created_a
   FROM webhook_endpoints
  WHERE tenant_id = $1 AND status = 'active'";
 
+/// Recounts the tenant's active endpoints into its head row (locked first by
+/// `audit::LOCK_HEAD`), in every endpoint change's transaction: an event of a tenant with
+/// none then looks for none.
+pub const RECOUNT_HOOKS: &str = "
+UPDATE audit_heads
+   SET hooks = (SELECT COUNT(*) FROM webhook_endpoints
+                 WHERE tenant_id = $1 AND status = 'active')
+ WHERE tenant_id = $1";
+
 /// URL, subscription, description and status.
 pub const UPDATE_ENDPOINT: &str = "
 UPDATE webhook_endpoints
