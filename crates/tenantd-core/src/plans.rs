@@ -14,6 +14,7 @@ pub const CORE_QUOTAS: &[&str] = &[
     "tokens",
     "storage_bytes",
     "concurrent_runs",
+    "queued_runs",
 ];
 
 /// Rate-limited actions.
@@ -57,7 +58,13 @@ pub struct Plan {
     /// Models agent runs may use; absent = any.
     #[serde(default)]
     pub models: Option<Vec<String>>,
+    /// Tokens held for a run that gives no `max_tokens` (absent: [`DEFAULT_RUN_TOKEN_HOLD`]).
+    #[serde(default)]
+    pub run_token_hold: Option<i64>,
 }
+
+/// The token hold of a run without `max_tokens`, on a plan that names none.
+pub const DEFAULT_RUN_TOKEN_HOLD: i64 = 4_000;
 
 impl Plan {
     /// The limit of a quota, `None` when unlimited.
@@ -80,6 +87,11 @@ impl Plan {
                 plan: self.id.to_string(),
             })
         }
+    }
+
+    /// Tokens held for a run that gives no `max_tokens`.
+    pub fn run_token_hold(&self) -> i64 {
+        self.run_token_hold.unwrap_or(DEFAULT_RUN_TOKEN_HOLD)
     }
 
     /// Requests per minute for an action, `None` when not limited.
@@ -125,6 +137,9 @@ impl Plans {
                 if v.is_some_and(|v| v < 0) {
                     return Err(format!("plan {id}: quota {q} is negative"));
                 }
+            }
+            if plan.run_token_hold.is_some_and(|h| h <= 0) {
+                return Err(format!("plan {id}: run_token_hold must be positive"));
             }
             for a in plan.rate_limits.keys() {
                 if !RATE_ACTIONS.contains(&a.as_str()) {
@@ -177,11 +192,18 @@ mod tests {
         assert_eq!(free.limit("tokens"), Some(100_000));
         assert_eq!(free.limit("storage_bytes"), Some(1 << 30));
         assert_eq!(free.limit("concurrent_runs"), Some(2));
+        assert_eq!(free.limit("queued_runs"), Some(20));
+        assert_eq!(free.run_token_hold(), 4_000);
         assert_eq!(free.rate_per_minute("api_requests"), Some(100));
         assert_eq!(free.rate_per_minute("agent_spawns"), Some(10));
         let ent = p.get("enterprise").unwrap();
         assert_eq!(ent.limit("users"), None);
         assert_eq!(ent.limit("concurrent_runs"), Some(50));
+        assert_eq!(ent.limit("queued_runs"), Some(5_000));
+        assert_eq!(ent.run_token_hold(), 32_000);
+        let (st, pro) = (p.get("starter").unwrap(), p.get("professional").unwrap());
+        assert_eq!((st.limit("queued_runs"), st.run_token_hold()), (Some(100), 8_000));
+        assert_eq!((pro.limit("queued_runs"), pro.run_token_hold()), (Some(500), 16_000));
         assert_eq!(ent.isolation, Isolation::Dedicated);
         assert!(ent.has_feature("audit_logs") && ent.has_feature("sso"));
         assert!(
