@@ -86,6 +86,14 @@ pub enum Error {
         /// The tenant's plan.
         plan: String,
     },
+    /// A run's model is not one the plan and the tenant allow.
+    #[error("model {model} not allowed")]
+    ModelNotAllowed {
+        /// The model asked for (or defaulted to).
+        model: String,
+        /// The models that are allowed (empty: none is).
+        allowed: Vec<String>,
+    },
     /// Too many requests: retry after this many seconds.
     #[error("rate limited")]
     RateLimited {

@@ -30,6 +30,8 @@ pub mod net;
 pub mod plans;
 /// Tenant-owned resources (agents, tools, ...).
 pub mod resource;
+/// Agent runs: states and the pure admission rules.
+pub mod runs;
 /// The store traits: the catalog and the cells.
 pub mod store;
 /// Tenants, slugs, statuses and the tenant scope.

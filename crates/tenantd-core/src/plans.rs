@@ -202,8 +202,14 @@ mod tests {
         assert_eq!(ent.limit("queued_runs"), Some(5_000));
         assert_eq!(ent.run_token_hold(), 32_000);
         let (st, pro) = (p.get("starter").unwrap(), p.get("professional").unwrap());
-        assert_eq!((st.limit("queued_runs"), st.run_token_hold()), (Some(100), 8_000));
-        assert_eq!((pro.limit("queued_runs"), pro.run_token_hold()), (Some(500), 16_000));
+        assert_eq!(
+            (st.limit("queued_runs"), st.run_token_hold()),
+            (Some(100), 8_000)
+        );
+        assert_eq!(
+            (pro.limit("queued_runs"), pro.run_token_hold()),
+            (Some(500), 16_000)
+        );
         assert_eq!(ent.isolation, Isolation::Dedicated);
         assert!(ent.has_feature("audit_logs") && ent.has_feature("sso"));
         assert!(

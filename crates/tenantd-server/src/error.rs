@@ -145,6 +145,12 @@ impl IntoResponse for ApiError {
                 format!("the {plan} plan does not include {feature}"),
                 json!({ "feature": feature, "plan": plan }),
             ),
+            Error::ModelNotAllowed { model, allowed } => (
+                StatusCode::FORBIDDEN,
+                "MODEL_NOT_ALLOWED",
+                format!("the model {model} is not allowed for this tenant"),
+                json!({ "model": model, "allowed": allowed }),
+            ),
             Error::RateLimited { retry_after: secs } => {
                 retry_after = Some(secs);
                 (

@@ -1,0 +1,221 @@
+//! Agent runs: their states, and the pure rules of admission. A run is one execution of an
+//! agent by an external worker; tenantd admits, queues, leases, meters and stops runs (see
+//! `docs/design/runs.md`). This module holds what needs no I/O: which model a run may use.
+
+use serde_json::Value;
+
+use crate::error::{Error, FieldError, Result};
+
+/// A run's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Held by a worker's lease.
+    Leased,
+    /// Completed by its worker without an error.
+    Succeeded,
+    /// Completed by its worker with an error.
+    Failed,
+    /// Cancelled (by a caller, or by the tenant's suspension or deletion).
+    Cancelled,
+    /// Its usage went past the tenant's token budget.
+    BudgetExceeded,
+    /// Its lease was lost `run_max_attempts` times.
+    Expired,
+}
+
+impl RunStatus {
+    /// Every state.
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Leased,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::BudgetExceeded,
+        RunStatus::Expired,
+    ];
+
+    /// The name the API and the database use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Leased => "leased",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::BudgetExceeded => "budget_exceeded",
+            RunStatus::Expired => "expired",
+        }
+    }
+
+    /// Parses a name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether the run still holds tokens and may still change (queued or leased).
+    pub fn is_open(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Leased)
+    }
+}
+
+/// The longest model name accepted.
+const MODEL_MAX: usize = 200;
+
+/// The model a new run gets, by the contract's rule: the requested one, else the tenant's
+/// `settings.default_model`, else the plan's first model. It must be in the plan's `models`
+/// (`None`: any) and in the tenant's `settings.allowed_models` when that is set (an empty
+/// list allows none); otherwise `MODEL_NOT_ALLOWED` naming what is allowed.
+pub fn choose_model(
+    requested: Option<&str>,
+    plan_models: Option<&[String]>,
+    settings: &Value,
+) -> Result<String> {
+    if let Some(m) = requested
+        && (m.trim().is_empty() || m.chars().count() > MODEL_MAX || m.chars().any(char::is_control))
+    {
+        return Err(
+            FieldError::new("model", format!("1 to {MODEL_MAX} printable characters")).into(),
+        );
+    }
+    let tenant_allows: Option<Vec<String>> = match settings.get("allowed_models") {
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
+    };
+    let default = settings.get("default_model").and_then(Value::as_str);
+    let model = requested
+        .or(default)
+        .or_else(|| plan_models.and_then(|p| p.first()).map(String::as_str));
+    let allowed: Option<Vec<String>> = match (plan_models, &tenant_allows) {
+        (Some(p), Some(t)) => Some(p.iter().filter(|m| t.contains(m)).cloned().collect()),
+        (Some(p), None) => Some(p.to_vec()),
+        (None, Some(t)) => Some(t.clone()),
+        (None, None) => None,
+    };
+    let Some(model) = model else {
+        return Err(FieldError::new(
+            "model",
+            "required: neither the tenant's settings nor its plan name a default model",
+        )
+        .into());
+    };
+    match &allowed {
+        Some(list) if !list.iter().any(|m| m == model) => Err(Error::ModelNotAllowed {
+            model: model.to_owned(),
+            allowed: list.clone(),
+        }),
+        _ => Ok(model.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn models(m: &[&str]) -> Vec<String> {
+        m.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_model_is_the_requested_then_the_tenants_default_then_the_plans_first() {
+        let plan = models(&["small", "large"]);
+        let none = json!({});
+        assert_eq!(
+            choose_model(Some("large"), Some(&plan), &none).unwrap(),
+            "large"
+        );
+        let dflt = json!({"default_model": "large"});
+        assert_eq!(choose_model(None, Some(&plan), &dflt).unwrap(), "large");
+        assert_eq!(choose_model(None, Some(&plan), &none).unwrap(), "small");
+        assert_eq!(
+            choose_model(Some("anything"), None, &none).unwrap(),
+            "anything"
+        );
+    }
+
+    #[test]
+    fn a_model_outside_the_plan_or_the_tenants_list_is_refused_naming_what_is_allowed() {
+        let plan = models(&["small", "large"]);
+        let e = choose_model(Some("huge"), Some(&plan), &json!({})).unwrap_err();
+        assert!(
+            matches!(&e, Error::ModelNotAllowed { model, allowed } if model == "huge" && allowed == &plan)
+        );
+        let only_small = json!({"allowed_models": ["small", "not-in-plan"]});
+        let e = choose_model(Some("large"), Some(&plan), &only_small).unwrap_err();
+        assert!(
+            matches!(&e, Error::ModelNotAllowed { allowed, .. } if allowed == &models(&["small"]))
+        );
+        // An empty list allows none, whatever the plan says.
+        let empty = json!({"allowed_models": []});
+        assert!(matches!(
+            choose_model(None, Some(&plan), &empty),
+            Err(Error::ModelNotAllowed { .. })
+        ));
+        assert!(matches!(
+            choose_model(Some("x"), None, &empty),
+            Err(Error::ModelNotAllowed { .. })
+        ));
+        // A default the plan does not allow is refused too.
+        let bad_default = json!({"default_model": "huge"});
+        assert!(choose_model(None, Some(&plan), &bad_default).is_err());
+    }
+
+    #[test]
+    fn no_model_at_all_and_malformed_names_are_field_errors() {
+        assert!(matches!(
+            choose_model(None, None, &json!({})),
+            Err(Error::Validation(_))
+        ));
+        for bad in ["", "  ", "a\nb"] {
+            assert!(
+                matches!(
+                    choose_model(Some(bad), None, &json!({})),
+                    Err(Error::Validation(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(choose_model(Some(&"m".repeat(201)), None, &json!({})).is_err());
+    }
+
+    #[test]
+    fn states_round_trip_and_only_queued_and_leased_are_open() {
+        for s in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
+            assert_eq!(
+                s.is_open(),
+                matches!(s, RunStatus::Queued | RunStatus::Leased)
+            );
+        }
+        assert_eq!(RunStatus::parse("running"), None);
+    }
+
+    proptest! {
+        /// Whatever the inputs, an accepted model is allowed by the plan and by the tenant.
+        #[test]
+        fn an_accepted_model_is_always_allowed_by_both(
+            requested in proptest::option::of("[a-c]"),
+            plan in proptest::option::of(proptest::collection::vec("[a-c]", 0..3)),
+            tenant in proptest::option::of(proptest::collection::vec("[a-c]", 0..3)),
+            default in proptest::option::of("[a-c]"),
+        ) {
+            let mut settings = json!({});
+            if let Some(t) = &tenant { settings["allowed_models"] = json!(t); }
+            if let Some(d) = &default { settings["default_model"] = json!(d); }
+            if let Ok(m) = choose_model(requested.as_deref(), plan.as_deref(), &settings) {
+                prop_assert!(plan.as_ref().is_none_or(|p| p.contains(&m)));
+                prop_assert!(tenant.as_ref().is_none_or(|t| t.contains(&m)));
+                if let Some(r) = &requested { prop_assert_eq!(&m, r); }
+            }
+        }
+    }
+}
