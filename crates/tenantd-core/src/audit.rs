@@ -67,6 +67,8 @@ pub enum Action {
     WebhookRotate,
     /// A webhook endpoint disabled after failing for five days. (`webhooks.disable`)
     WebhookDisable,
+    /// An agent run admitted and queued. (`runs.queue`)
+    RunQueue,
     /// A quota crossed 80 % or 100 % of its limit (once per quota, threshold and month).
     /// (`quota.threshold`)
     QuotaThreshold,
@@ -108,6 +110,7 @@ impl Action {
             Action::TenantSuspend => "tenant.suspend",
             Action::TenantUpdate => "tenant.update",
             Action::QuotaThreshold => "quota.threshold",
+            Action::RunQueue => "runs.queue",
             Action::WebhookCreate => "webhooks.create",
             Action::WebhookUpdate => "webhooks.update",
             Action::WebhookDelete => "webhooks.delete",

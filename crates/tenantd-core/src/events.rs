@@ -38,6 +38,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "file.deleted",
     "quota.threshold",
     "webhook.disabled",
+    "run.queued",
 ];
 
 /// Whether an event type is a tenant lifecycle event (copied into the platform tenant's log).
@@ -138,6 +139,7 @@ fn primary(d: &AuditDraft) -> Option<EventDraft> {
         "files.delete" => "file.deleted",
         "quota.threshold" => "quota.threshold",
         "webhooks.disable" => "webhook.disabled",
+        "runs.queue" => "run.queued",
         _ => return None,
     };
     // A tenant's lifecycle is logged in the tenant's own log; the copy of `tenant.create` in

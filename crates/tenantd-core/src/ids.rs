@@ -73,3 +73,7 @@ id_type!(
     /// One delivery of one event to one webhook endpoint (its attempts share it).
     DeliveryId
 );
+id_type!(
+    /// An agent run.
+    RunId
+);

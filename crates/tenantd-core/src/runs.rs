@@ -2,9 +2,78 @@
 //! agent by an external worker; tenantd admits, queues, leases, meters and stops runs (see
 //! `docs/design/runs.md`). This module holds what needs no I/O: which model a run may use.
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::error::{Error, FieldError, Result};
+use crate::ids::{ResourceId, RunId, TenantId};
+
+/// A run as stored.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Its id.
+    pub id: RunId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// The agent (a resource of the tenant) it runs.
+    pub agent_id: ResourceId,
+    /// Where it is.
+    pub status: RunStatus,
+    /// The model it may use.
+    pub model: String,
+    /// What the worker gets.
+    pub input: Value,
+    /// The caller's cap, if any.
+    pub max_tokens: Option<i64>,
+    /// Tokens reserved for it from the month's budget.
+    pub token_hold: i64,
+    /// Tokens it has used.
+    pub tokens_used: i64,
+    /// Leases it has had.
+    pub attempt: i64,
+    /// When it was admitted.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A run to admit (its model chosen by [`choose_model`], its hold by the plan).
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Its id.
+    pub id: RunId,
+    /// The agent.
+    pub agent_id: ResourceId,
+    /// The model.
+    pub model: String,
+    /// The input.
+    pub input: Value,
+    /// The caller's cap.
+    pub max_tokens: Option<i64>,
+    /// The tokens to hold: `max_tokens`, else the plan's `run_token_hold`.
+    pub token_hold: i64,
+    /// The caller's `Idempotency-Key` (a second admission with it within
+    /// [`IDEMPOTENCY_WINDOW`] returns the first run).
+    pub idempotency_key: Option<String>,
+}
+
+/// The limits an admission is checked against, from the tenant's plan.
+#[derive(Debug, Clone, Copy)]
+pub struct RunLimits {
+    /// `queued_runs` (`None`: unlimited).
+    pub queued: Option<i64>,
+    /// The month's `tokens` (`None`: unlimited).
+    pub tokens: Option<i64>,
+}
+
+/// How long an `Idempotency-Key` names its run.
+pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+
+/// The quota counter of a month's used tokens (`tokens:YYYY-MM`, UTC).
+pub fn tokens_counter(at: DateTime<Utc>) -> String {
+    format!("tokens:{}", at.format("%Y-%m"))
+}
+
+/// The quota counter of what open runs hold.
+pub const TOKENS_HELD: &str = "tokens_held";
 
 /// A run's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -299,7 +299,7 @@ pub trait OutboxStore: Send + Sync {
 /// reached through three capabilities. Every method takes the [`TenantScope`] it acts in.
 #[async_trait]
 pub trait CellStore:
-    ResourceStore + FileStore + AuditStore + EventStore + WebhookStore + 'static
+    ResourceStore + FileStore + AuditStore + EventStore + WebhookStore + RunStore + 'static
 {
     /// The cell's name.
     fn name(&self) -> &str;
@@ -541,4 +541,24 @@ pub trait WebhookStore: Send + Sync {
         endpoint: Option<crate::ids::WebhookId>,
         id: crate::ids::DeliveryId,
     ) -> Result<()>;
+}
+
+/// Agent runs (see `docs/design/runs.md`).
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Admits a run in one transaction, under the tenant's head-row lock: the
+    /// `Idempotency-Key`'s run when it names one made within 24 h (nothing taken, `false`);
+    /// else a place in the queue (`QuotaExceeded queued_runs`), the token hold within the
+    /// month's budget, used + held + hold ≤ limit (`QuotaExceeded tokens`), the run row and
+    /// `audit` (a `runs.queue` event, hence `run.queued`), all committed together (`true`).
+    async fn admit_run(
+        &self,
+        scope: &TenantScope,
+        new: crate::runs::NewRun,
+        limits: crate::runs::RunLimits,
+        audit: AuditDraft,
+    ) -> Result<(crate::runs::Run, bool)>;
+    /// A run of the tenant; another tenant's is `NotFound`.
+    async fn get_run(&self, scope: &TenantScope, id: crate::ids::RunId)
+    -> Result<crate::runs::Run>;
 }

@@ -73,6 +73,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "event_log_lighter",
         sql: include_str!("../migrations/sqlite/cell/0006_event_log_lighter.sql"),
     },
+    Migration {
+        version: 7,
+        name: "runs",
+        sql: include_str!("../migrations/sqlite/cell/0007_runs.sql"),
+    },
 ];
 
 /// Whether a pooled connection may be handed out: never one still inside a transaction.

@@ -7,6 +7,7 @@ mod audit;
 mod events;
 mod files;
 mod resources;
+mod runs;
 mod webhooks;
 
 use std::collections::BTreeMap;

@@ -87,6 +87,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "event_log_lighter",
         sql: include_str!("../../migrations/postgres/cell/0007_event_log_lighter.sql"),
     },
+    Migration {
+        version: 8,
+        name: "runs",
+        sql: include_str!("../../migrations/postgres/cell/0008_runs.sql"),
+    },
 ];
 
 /// Where a PostgreSQL database is, and who may do what there.

@@ -5,10 +5,12 @@
 
 mod catalog;
 mod cell;
+mod runs;
 mod webhooks;
 
 pub(crate) use catalog::*;
 pub(crate) use cell::*;
+pub(crate) use runs::*;
 pub(crate) use webhooks::*;
 
 use chrono::{DateTime, Utc};

@@ -11,7 +11,7 @@
 //! API keys, sessions, refresh tokens and signing keys in [`credentials`], the catalog's audit
 //! outbox and the cells' hash chains in [`audit`], each tenant's event log and quota alerts in
 //! [`events`], quota counters in [`quotas`], resources and
-//! their shares in [`resources`], webhook endpoints, deliveries and the delivery queue in
+//! their shares in [`resources`], agent runs in [`runs`], webhook endpoints, deliveries and the delivery queue in
 //! [`webhooks`], file records and upload reservations in [`files`].
 
 pub mod audit;
@@ -21,6 +21,7 @@ pub mod files;
 pub mod identity;
 pub mod quotas;
 pub mod resources;
+pub mod runs;
 pub mod tenants;
 pub mod webhooks;
 

@@ -74,5 +74,6 @@ mod isolation;
 mod model;
 mod ops;
 mod quotas;
+mod runs;
 mod shares;
 mod steps;
