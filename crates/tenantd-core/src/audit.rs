@@ -69,6 +69,8 @@ pub enum Action {
     WebhookDisable,
     /// An agent run admitted and queued. (`runs.queue`)
     RunQueue,
+    /// An agent run cancelled. (`runs.cancel`)
+    RunCancel,
     /// A quota crossed 80 % or 100 % of its limit (once per quota, threshold and month).
     /// (`quota.threshold`)
     QuotaThreshold,
@@ -111,6 +113,7 @@ impl Action {
             Action::TenantUpdate => "tenant.update",
             Action::QuotaThreshold => "quota.threshold",
             Action::RunQueue => "runs.queue",
+            Action::RunCancel => "runs.cancel",
             Action::WebhookCreate => "webhooks.create",
             Action::WebhookUpdate => "webhooks.update",
             Action::WebhookDelete => "webhooks.delete",

@@ -39,6 +39,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "quota.threshold",
     "webhook.disabled",
     "run.queued",
+    "run.cancelled",
 ];
 
 /// Whether an event type is a tenant lifecycle event (copied into the platform tenant's log).
@@ -140,6 +141,7 @@ fn primary(d: &AuditDraft) -> Option<EventDraft> {
         "quota.threshold" => "quota.threshold",
         "webhooks.disable" => "webhook.disabled",
         "runs.queue" => "run.queued",
+        "runs.cancel" => "run.cancelled",
         _ => return None,
     };
     // A tenant's lifecycle is logged in the tenant's own log; the copy of `tenant.create` in

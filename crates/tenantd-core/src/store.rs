@@ -561,4 +561,13 @@ pub trait RunStore: Send + Sync {
     /// A run of the tenant; another tenant's is `NotFound`.
     async fn get_run(&self, scope: &TenantScope, id: crate::ids::RunId)
     -> Result<crate::runs::Run>;
+    /// Cancels a queued run: it ends `cancelled`, its hold returns to the month's budget and
+    /// `audit` (`runs.cancel`, hence `run.cancelled`) is appended, in one transaction. A run
+    /// that has already ended is returned as it is, and nothing is appended.
+    async fn cancel_run(
+        &self,
+        scope: &TenantScope,
+        id: crate::ids::RunId,
+        audit: AuditDraft,
+    ) -> Result<crate::runs::Run>;
 }

@@ -121,4 +121,33 @@ impl<D: Db> RunStore for Cell<D> {
         tx.commit().await?;
         row.try_into()
     }
+
+    async fn cancel_run(&self, scope: &TenantScope, id: RunId, audit: AuditDraft) -> Result<Run> {
+        let mut tx = self.db.begin_scoped(scope).await?;
+        let (i, t) = (id.to_string(), scope.tenant_id().to_string());
+        let _: LockedHead = tx
+            .fetch_one(q(audit_sql::LOCK_HEAD).bind(&t).bind(GENESIS_HASH))
+            .await?;
+        let held: Option<Int> = tx
+            .fetch_optional(
+                q(sql::CANCEL_QUEUED)
+                    .bind(&i)
+                    .bind(&t)
+                    .bind(fmt(time::now())),
+            )
+            .await?;
+        if let Some(Int(held)) = held {
+            tx.execute(
+                q(quotas::RELEASE)
+                    .bind(held.max(0))
+                    .bind(&t)
+                    .bind(TOKENS_HELD),
+            )
+            .await?;
+            append(&mut tx, scope.tenant_id(), vec![audit]).await?;
+        }
+        let row: RunRow = tx.fetch_one(q(sql::FIND).bind(&i).bind(&t)).await?;
+        tx.commit().await?;
+        row.try_into()
+    }
 }

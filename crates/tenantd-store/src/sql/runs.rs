@@ -27,3 +27,10 @@ pub const INSERT: &str = "
 INSERT INTO runs (id, tenant_id, agent_id, status, model, input, max_tokens, token_hold,
                   tokens_used, attempt, idempotency_key, created_at, updated_at)
 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, 0, 0, $8, $9, $9)";
+
+/// Ends a queued run `cancelled`; what it held (none when it was not queued).
+pub const CANCEL_QUEUED: &str = "
+UPDATE runs
+   SET status = 'cancelled', updated_at = $3
+ WHERE id = $1 AND tenant_id = $2 AND status = 'queued'
+RETURNING token_hold - tokens_used AS n";

@@ -1,6 +1,6 @@
 //! Agent runs: admission is exact under concurrency — the queue limit and the token budget
 //! admit exactly what fits, an idempotency key makes one run, a refusal takes nothing, and
-//! another tenant cannot read a run.
+//! another tenant cannot read a run; a cancellation frees its place and its hold once.
 
 use std::collections::HashSet;
 
@@ -14,6 +14,7 @@ conformance! {
     check_queue_limit => queue_limit_on_sqlite, queue_limit_on_postgres;
     check_token_budget => token_budget_on_sqlite, token_budget_on_postgres;
     check_idempotency => idempotency_on_sqlite, idempotency_on_postgres;
+    check_cancel => cancel_on_sqlite, cancel_on_postgres;
 }
 
 fn new_run(hold: i64, key: Option<&str>) -> NewRun {
@@ -139,4 +140,51 @@ async fn check_idempotency(b: &Backend) {
         b.home(&u).get_run(&u.scope(), mine).await,
         "another tenant's run",
     );
+}
+
+/// Cancelling a queued run frees its queue place and its hold at once (a full queue and a
+/// spent budget admit again), twice is the same as once, racing cancels release the hold
+/// once, and another tenant's run is `NotFound`.
+async fn check_cancel(b: &Backend) {
+    let t = b.tenant(LOCAL).await;
+    let u = b.tenant(LOCAL).await;
+    let limits = RunLimits {
+        queued: Some(2),
+        tokens: Some(2_000),
+    };
+    let first = admit_at_once(b, &t, 2, 1_000, None, limits).await;
+    let ids: Vec<RunId> = first.iter().map(|o| o.as_ref().unwrap().0.id).collect();
+    assert!(
+        admit_at_once(b, &t, 1, 1_000, None, limits).await[0].is_err(),
+        "full"
+    );
+    assert_not_found(
+        b.home(&u)
+            .cancel_run(&u.scope(), ids[0], draft(u.id(), "runs.cancel"))
+            .await,
+        "another tenant's run",
+    );
+    // Ten cancels of one run at once: it ends once, its hold comes back once.
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (cell, scope, tenant, id) = (b.home(&t).clone(), t.scope(), t.id(), ids[0]);
+        tasks.push(tokio::spawn(async move {
+            cell.cancel_run(&scope, id, draft(tenant, "runs.cancel"))
+                .await
+        }));
+    }
+    for task in tasks {
+        let run = task.await.unwrap().expect("cancelled");
+        assert_eq!(run.status, RunStatus::Cancelled);
+    }
+    assert_eq!(b.counter(&t, TOKENS_HELD).await, 1_000);
+    let again = admit_at_once(b, &t, 2, 1_000, None, limits).await;
+    assert_eq!(
+        again.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "one place and one hold freed"
+    );
+    let (chain, _) = b.home(&t).audit_chain(&t.scope()).await.unwrap();
+    let cancels = chain.iter().filter(|e| e.action == "runs.cancel").count();
+    assert_eq!(cancels, 1, "one cancellation recorded");
 }
