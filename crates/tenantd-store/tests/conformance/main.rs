@@ -17,6 +17,8 @@
 //! - `quotas`, `audit`, `shares`, `catalog`, `credentials`: deterministic checks of counters (concurrent
 //!   creates never overshoot), hash chains, sharing modes, tenants, members, keys and
 //!   refresh-token rotation.
+//! - `runs`: agent-run admission is exact under concurrency (the queue limit, the token
+//!   budget, idempotency keys) and a cancellation frees its place and hold once.
 //!
 //! Each check is an `async fn check_x(b: &Backend)`, run by `x_on_sqlite` and `x_on_postgres`.
 //!
