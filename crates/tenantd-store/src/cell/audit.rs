@@ -36,6 +36,13 @@ pub(crate) async fn append(
             return Err(Error::Internal("audit event for another tenant".into()));
         }
         let logged = tenantd_core::events::from_audit(&d);
+        // The event with the audit event's own id rides in its row (the trigger logs it);
+        // any other (an accepted invitation's `member.added`) is inserted after it.
+        let (carried, rest): (Vec<_>, Vec<_>) = logged.iter().partition(|e| e.id == d.id);
+        let carried = carried.first().map(|e| {
+            head.event_seq += 1;
+            (head.event_seq, e.kind.clone(), e.data.to_string())
+        });
         let ev = AuditEvent::chain(d, head.seq + 1, &head.hash);
         let inserted = tx
             .execute(
@@ -53,13 +60,24 @@ pub(crate) async fn append(
                     .bind(&ev.at)
                     .bind(ev.details.to_string())
                     .bind(&ev.prev_hash)
-                    .bind(&ev.hash),
+                    .bind(&ev.hash)
+                    .bind(carried.as_ref().map(|c| c.0))
+                    .bind(carried.as_ref().map(|c| c.1.clone()))
+                    .bind(carried.as_ref().map(|c| c.2.clone())),
             )
             .await?;
         if inserted == 0 {
+            if carried.is_some() {
+                head.event_seq -= 1;
+            }
             continue;
         }
-        for e in &logged {
+        if let Some(e) = logged.iter().find(|e| e.id == ev.id)
+            && head.hooks > 0
+        {
+            super::enqueue_deliveries(tx, e, head.event_seq).await?;
+        }
+        for e in rest {
             head.event_seq += 1;
             super::insert_event(tx, e, head.event_seq, head.hooks > 0).await?;
         }

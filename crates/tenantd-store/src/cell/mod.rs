@@ -19,6 +19,7 @@ use tenantd_core::tenant::TenantScope;
 
 pub(crate) use self::audit::append;
 pub(crate) use self::events::insert_event;
+pub(crate) use self::webhooks::enqueue as enqueue_deliveries;
 use crate::db::{Conn, Db, Tx, q};
 use crate::rows::CounterRow;
 use crate::sql::{self, quotas};

@@ -35,11 +35,15 @@ SELECT seq, hash FROM audit_heads WHERE tenant_id = $1";
 pub const SET_HEAD: &str = "
 UPDATE audit_heads SET seq = $1, hash = $2, event_seq = $3 WHERE tenant_id = $4";
 
-/// A chained event; nothing when its id is in a chain already (a retried append).
+/// A chained event; nothing when its id is in a chain already (a retried append). $15–$17
+/// are the event it records, when it records one with its own id (its log `seq`, type and
+/// data; NULL otherwise): the `audit_events_to_log` trigger writes it into the tenant's log
+/// in this statement (see the `event_log_lighter` migrations).
 pub const INSERT_EVENT: &str = "
 INSERT INTO audit_events (tenant_id, seq, id, actor, action, resource, resource_id, outcome,
-                          request_id, ip, at, details, prev_hash, hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                          request_id, ip, at, details, prev_hash, hash,
+                          ev_seq, ev_type, ev_data)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 ON CONFLICT (id) DO NOTHING";
 
 /// A filtered page of a tenant's events by `seq`; every filter NULL when unset:

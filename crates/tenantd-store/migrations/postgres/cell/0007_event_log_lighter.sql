@@ -37,3 +37,17 @@ BEGIN
 END $$;
 ALTER TABLE events ADD CONSTRAINT events_id_key UNIQUE (id);
 DROP INDEX events_by_time;
+-- An audit row may carry the event it records (its log seq, type and data): a trigger puts
+-- that event in the log, so the change's transaction writes both with one statement. It runs
+-- as the caller, under the same row-level security.
+ALTER TABLE audit_events ADD COLUMN ev_seq BIGINT;
+ALTER TABLE audit_events ADD COLUMN ev_type TEXT;
+ALTER TABLE audit_events ADD COLUMN ev_data TEXT;
+CREATE FUNCTION audit_events_to_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO events (tenant_id, seq, id, type, subject_id, occurred_at, data)
+    VALUES (NEW.tenant_id, NEW.ev_seq, NEW.id, NEW.ev_type, NEW.tenant_id, NEW.at, NEW.ev_data);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER audit_events_to_log AFTER INSERT ON audit_events
+    FOR EACH ROW WHEN (NEW.ev_type IS NOT NULL) EXECUTE FUNCTION audit_events_to_log();

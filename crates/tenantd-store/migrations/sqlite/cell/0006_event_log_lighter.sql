@@ -32,3 +32,14 @@ INSERT INTO events_by_id (tenant_id, seq, id, type, subject_id, occurred_at, dat
 SELECT tenant_id, seq, id, type, subject_id, occurred_at, data FROM events;
 DROP TABLE events;
 ALTER TABLE events_by_id RENAME TO events;
+-- An audit row may carry the event it records (its log seq, type and data): a trigger puts
+-- that event in the log, so the change's transaction writes both with one statement.
+ALTER TABLE audit_events ADD COLUMN ev_seq INTEGER;
+ALTER TABLE audit_events ADD COLUMN ev_type TEXT;
+ALTER TABLE audit_events ADD COLUMN ev_data TEXT;
+CREATE TRIGGER audit_events_to_log AFTER INSERT ON audit_events
+WHEN NEW.ev_type IS NOT NULL
+BEGIN
+    INSERT INTO events (tenant_id, seq, id, type, subject_id, occurred_at, data)
+    VALUES (NEW.tenant_id, NEW.ev_seq, NEW.id, NEW.ev_type, NEW.tenant_id, NEW.at, NEW.ev_data);
+END;
