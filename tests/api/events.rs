@@ -32,14 +32,7 @@ async fn drain(app: &TestApp, token: &str, after: i64, types: Option<&str>) -> (
 }
 
 async fn key(app: &TestApp, a: &Signed, name: &str) -> u16 {
-    app.call(
-        "POST",
-        "/v1/api-keys",
-        Some(&a.token),
-        Some(json!({"name": name, "role": "member"})),
-    )
-    .await
-    .status
+    app.api_key(&a.token, name).await.status
 }
 
 #[tokio::test]
@@ -259,14 +252,7 @@ async fn the_retention_job_prunes_only_events_past_retention_and_seqs_go_on() {
     let b = app.signup("other", None).await;
     for (t, n) in [(&a, 3), (&b, 1)] {
         for i in 0..n {
-            let r = app
-                .call(
-                    "POST",
-                    "/v1/api-keys",
-                    Some(&t.token),
-                    Some(json!({"name": format!("k{i}"), "role": "member"})),
-                )
-                .await;
+            let r = app.api_key(&t.token, &format!("k{i}")).await;
             assert_eq!(r.status, 201, "{}", r.text);
         }
     }
@@ -291,14 +277,7 @@ async fn the_retention_job_prunes_only_events_past_retention_and_seqs_go_on() {
     let (left_b, _) = drain(&app, &b.token, 0, None).await;
     assert_eq!(left_b.len(), 1);
     // The log goes on after its last seq, never reusing a pruned one.
-    let r = app
-        .call(
-            "POST",
-            "/v1/api-keys",
-            Some(&a.token),
-            Some(json!({"name": "after", "role": "member"})),
-        )
-        .await;
+    let r = app.api_key(&a.token, "after").await;
     assert_eq!(r.status, 201);
     let (new, _) = drain(&app, &a.token, last, None).await;
     assert_eq!(new[0]["seq"].as_i64(), Some(last + 1));

@@ -99,14 +99,7 @@ async fn a_hanging_endpoints_backlog_delays_no_other_endpoint() {
     }
     wait_for(&hung, 2, Duration::from_secs(10)).await;
     let started = Instant::now();
-    let k = app
-        .call(
-            "POST",
-            "/v1/api-keys",
-            Some(&a.token),
-            Some(json!({"name": "k", "role": "member"})),
-        )
-        .await;
+    let k = app.api_key(&a.token, "k").await;
     assert_eq!(k.status, 201);
     wait_for(&good, 1, Duration::from_secs(2)).await;
     assert!(
@@ -151,14 +144,7 @@ async fn status_of(app: &TestApp, token: &str, hook: &str) -> String {
 
 /// Makes an `api_key.created` event and waits until its delivery has had its first attempt.
 async fn one_failed_attempt(app: &TestApp, token: &str, hook: &str, n: usize) {
-    let k = app
-        .call(
-            "POST",
-            "/v1/api-keys",
-            Some(token),
-            Some(json!({"name": format!("k{n}"), "role": "member"})),
-        )
-        .await;
+    let k = app.api_key(token, &format!("k{n}")).await;
     assert_eq!(k.status, 201, "{}", k.text);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -220,14 +206,7 @@ async fn an_endpoint_failing_for_five_days_is_disabled_with_an_event_and_not_bef
 
     // A disabled endpoint gets no new deliveries.
     let before = attempts_of(&app, &a.token, &hook).await.len();
-    let k = app
-        .call(
-            "POST",
-            "/v1/api-keys",
-            Some(&a.token),
-            Some(json!({"name": "late", "role": "member"})),
-        )
-        .await;
+    let k = app.api_key(&a.token, "late").await;
     assert_eq!(k.status, 201);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(attempts_of(&app, &a.token, &hook).await.len(), before);

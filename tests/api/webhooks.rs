@@ -33,14 +33,7 @@ async fn deliveries_are_signed_retried_with_their_id_and_a_hanging_endpoint_dela
 
     // The call that makes the event does not wait for either receiver.
     let started = Instant::now();
-    let k = app
-        .call(
-            "POST",
-            "/v1/api-keys",
-            Some(&a.token),
-            Some(json!({"name": "k1", "role": "member"})),
-        )
-        .await;
+    let k = app.api_key(&a.token, "k1").await;
     assert_eq!(k.status, 201);
     assert!(
         started.elapsed() < Duration::from_secs(1),
@@ -73,14 +66,7 @@ async fn deliveries_are_signed_retried_with_their_id_and_a_hanging_endpoint_dela
 
     // The hanging endpoint holds its own slots only: the next event reaches the good one fast.
     let started = Instant::now();
-    let k = app
-        .call(
-            "POST",
-            "/v1/api-keys",
-            Some(&a.token),
-            Some(json!({"name": "k2", "role": "member"})),
-        )
-        .await;
+    let k = app.api_key(&a.token, "k2").await;
     assert_eq!(k.status, 201);
     wait_for(&good, 3, Duration::from_secs(2)).await;
     assert!(
@@ -183,13 +169,7 @@ async fn deliveries_are_signed_retried_with_their_id_and_a_hanging_endpoint_dela
         .await;
     let new_secret = r.body["secret"].as_str().unwrap().to_owned();
     assert_ne!(new_secret, secret);
-    app.call(
-        "POST",
-        "/v1/api-keys",
-        Some(&a.token),
-        Some(json!({"name": "k3", "role": "member"})),
-    )
-    .await;
+    app.api_key(&a.token, "k3").await;
     let got = wait_for(&good, 5, Duration::from_secs(5)).await;
     let (headers, body) = &got[4];
     standardwebhooks::Webhook::new(&new_secret)

@@ -152,6 +152,17 @@ impl TestApp {
         }
     }
 
+    /// Makes a member API key named `name` (an `api_key.created` event).
+    pub async fn api_key(&self, token: &str, name: &str) -> Resp {
+        self.call(
+            "POST",
+            "/v1/api-keys",
+            Some(token),
+            Some(json!({"name": name, "role": "member"})),
+        )
+        .await
+    }
+
     pub async fn call(
         &self,
         method: &str,

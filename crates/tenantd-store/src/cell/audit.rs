@@ -41,7 +41,7 @@ pub(crate) async fn append(
         let (carried, rest): (Vec<_>, Vec<_>) = logged.iter().partition(|e| e.id == d.id);
         let carried = carried.first().map(|e| {
             head.event_seq += 1;
-            (head.event_seq, e.kind.clone(), e.data.to_string())
+            (*e, head.event_seq, e.data.to_string())
         });
         let ev = AuditEvent::chain(d, head.seq + 1, &head.hash);
         let inserted = tx
@@ -61,8 +61,8 @@ pub(crate) async fn append(
                     .bind(ev.details.to_string())
                     .bind(&ev.prev_hash)
                     .bind(&ev.hash)
-                    .bind(carried.as_ref().map(|c| c.0))
-                    .bind(carried.as_ref().map(|c| c.1.clone()))
+                    .bind(carried.as_ref().map(|c| c.1))
+                    .bind(carried.as_ref().map(|c| c.0.kind.as_str()))
                     .bind(carried.as_ref().map(|c| c.2.clone())),
             )
             .await?;
@@ -72,10 +72,10 @@ pub(crate) async fn append(
             }
             continue;
         }
-        if let Some(e) = logged.iter().find(|e| e.id == ev.id)
+        if let Some((e, seq, _)) = &carried
             && head.hooks > 0
         {
-            super::enqueue_deliveries(tx, e, head.event_seq).await?;
+            super::enqueue_deliveries(tx, e, *seq).await?;
         }
         for e in rest {
             head.event_seq += 1;
