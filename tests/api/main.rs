@@ -19,6 +19,7 @@ mod postgres;
 mod quotas;
 mod ratelimit;
 mod resources;
+mod runs;
 mod tenants;
 mod webhook_delivery;
 mod webhooks;

@@ -138,6 +138,7 @@ impl AppState {
             uploads: tokio::sync::Semaphore::new(4),
             relay_lock: Mutex::new(()),
             relay_kick: Notify::new(),
+            run_stats: Default::default(),
         }));
         if state.config.mode == Mode::Single {
             ensure_default_tenant(&state).await?;
@@ -166,6 +167,13 @@ pub fn start_serving(state: &AppState) -> Jobs {
     let st = state.clone();
     jobs.start("webhook-delivery", move |stop| {
         crate::webhooks::delivery::job(st, stop)
+    });
+    let st = state.clone();
+    jobs.start("run-expiry", move |stop| crate::runs::expiry_job(st, stop));
+    let st = state.clone();
+    jobs.every("run-reconciler", Duration::from_secs(60), move || {
+        let st = st.clone();
+        async move { crate::runs::reconcile(&st).await.map(|_| ()) }
     });
     // The event log's retention: at start, and hourly after.
     let st = state.clone();

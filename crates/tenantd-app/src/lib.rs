@@ -28,6 +28,8 @@ pub mod jobs;
 pub mod limits;
 /// The audit outbox relay, and events appended straight to a chain.
 pub mod relay;
+/// Agent runs on a serving node: figures, lease wake-ups, expiry and reconciliation.
+pub mod runs;
 /// Use cases.
 pub mod services;
 /// Application state.

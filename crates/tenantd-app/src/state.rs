@@ -64,6 +64,8 @@ pub struct Inner {
     pub relay_lock: Mutex<()>,
     /// Wakes the relay.
     pub relay_kick: Notify,
+    /// Agent-run figures of this node, and the wake-up of waiting leases.
+    pub run_stats: crate::runs::RunStats,
 }
 
 impl Deref for AppState {

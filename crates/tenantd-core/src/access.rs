@@ -15,6 +15,9 @@ str_enum!(
         Viewer = "viewer",
         /// Reads the tenant and its audit trail.
         Auditor = "auditor",
+        /// A worker process: leases agent runs and reports on the run it holds, nothing else.
+        /// Only the platform tenant's API keys have it (never a member or an invitation).
+        Worker = "worker",
     }
 );
 
@@ -89,6 +92,12 @@ permissions!(
     EventsRead = "events:read",
     /// `webhooks:write` (endpoints, their secrets and deliveries)
     WebhooksWrite = "webhooks:write",
+    /// `runs:read` (the tenant's agent runs)
+    RunsRead = "runs:read",
+    /// `runs:write` (start and cancel agent runs)
+    RunsWrite = "runs:write",
+    /// `runs:work` (lease runs of every tenant and report on them; in the platform tenant)
+    RunsWork = "runs:work",
     /// `platform:admin`: tenant administration across tenants. No tenant role holds it; it is
     /// an owner's or admin's of the platform tenant ([`grant_platform_admin`]).
     PlatformAdmin = "platform:admin",
@@ -112,6 +121,9 @@ impl Role {
                 AuditRead,
                 EventsRead,
                 WebhooksWrite,
+                RunsRead,
+                RunsWrite,
+                RunsWork,
             ],
             Role::Admin => &[
                 TenantRead,
@@ -125,10 +137,21 @@ impl Role {
                 AuditRead,
                 EventsRead,
                 WebhooksWrite,
+                RunsRead,
+                RunsWrite,
+                RunsWork,
             ],
-            Role::Member => &[TenantRead, MembersRead, ResourcesRead, ResourcesWrite],
-            Role::Viewer => &[TenantRead, MembersRead, ResourcesRead],
+            Role::Member => &[
+                TenantRead,
+                MembersRead,
+                ResourcesRead,
+                ResourcesWrite,
+                RunsRead,
+                RunsWrite,
+            ],
+            Role::Viewer => &[TenantRead, MembersRead, ResourcesRead, RunsRead],
             Role::Auditor => &[TenantRead, AuditRead],
+            Role::Worker => &[RunsWork],
         }
     }
 
@@ -146,6 +169,10 @@ impl Role {
     /// Whether a holder of this role may give `other` to someone (a member, an invitation or
     /// an API key): nobody grants more than they hold, and only owners make owners.
     pub fn may_assign(self, other: Role) -> bool {
+        if other == Role::Worker {
+            // A worker is a key of the platform tenant: `create_api_key` checks the tenant.
+            return matches!(self, Role::Owner | Role::Admin);
+        }
         match self {
             Role::Owner => true,
             Role::Admin => other != Role::Owner,
@@ -232,5 +259,18 @@ mod tests {
         assert!(!Role::Auditor.has(Permission::ResourcesWrite));
         assert!(!Role::Viewer.has(Permission::ResourcesWrite));
         assert!(!Role::Member.has(Permission::AuditRead));
+    }
+
+    #[test]
+    fn a_worker_works_runs_and_reads_nothing() {
+        assert_eq!(Role::Worker.permissions(), &[Permission::RunsWork]);
+        for p in [
+            Permission::ResourcesRead,
+            Permission::TenantRead,
+            Permission::RunsRead,
+        ] {
+            assert!(!Role::Worker.has(p));
+        }
+        assert!(!Role::Member.has(Permission::RunsWork));
     }
 }

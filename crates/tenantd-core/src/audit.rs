@@ -71,6 +71,18 @@ pub enum Action {
     RunQueue,
     /// An agent run cancelled. (`runs.cancel`)
     RunCancel,
+    /// An agent run leased by a worker. (`runs.lease`)
+    RunLease,
+    /// A run whose lease expired, queued again. (`runs.requeue`)
+    RunRequeue,
+    /// A run that lost its lease `run_max_attempts` times. (`runs.expire`)
+    RunExpire,
+    /// A run completed by its worker without an error. (`runs.succeed`)
+    RunSucceed,
+    /// A run completed by its worker with an error. (`runs.fail`)
+    RunFail,
+    /// A run whose usage went past the tenant's token budget. (`runs.budget_exceeded`)
+    RunBudgetExceeded,
     /// A quota crossed 80 % or 100 % of its limit (once per quota, threshold and month).
     /// (`quota.threshold`)
     QuotaThreshold,
@@ -114,6 +126,12 @@ impl Action {
             Action::QuotaThreshold => "quota.threshold",
             Action::RunQueue => "runs.queue",
             Action::RunCancel => "runs.cancel",
+            Action::RunLease => "runs.lease",
+            Action::RunRequeue => "runs.requeue",
+            Action::RunExpire => "runs.expire",
+            Action::RunSucceed => "runs.succeed",
+            Action::RunFail => "runs.fail",
+            Action::RunBudgetExceeded => "runs.budget_exceeded",
             Action::WebhookCreate => "webhooks.create",
             Action::WebhookUpdate => "webhooks.update",
             Action::WebhookDelete => "webhooks.delete",

@@ -94,6 +94,20 @@ pub enum Error {
         /// The models that are allowed (empty: none is).
         allowed: Vec<String>,
     },
+    /// A run's usage went past the tenant's token budget (the run ended `budget_exceeded`).
+    #[error("token budget exhausted")]
+    BudgetExhausted {
+        /// The run's tokens used, counted with the refused report.
+        tokens_used: i64,
+        /// The month's limit.
+        limit: i64,
+    },
+    /// A worker call with a lease that expired or was taken over.
+    #[error("lease lost")]
+    LeaseLost,
+    /// A worker call about a run that was cancelled.
+    #[error("run cancelled")]
+    RunCancelled,
     /// Too many requests: retry after this many seconds.
     #[error("rate limited")]
     RateLimited {

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::audit::AuditDraft;
 use crate::ids::{EventId, TenantId};
 
-/// Every event type this release writes (`run.*` come with agent runs).
+/// Every event type this release writes.
 pub const EVENT_TYPES: &[&str] = &[
     "tenant.created",
     "tenant.updated",
@@ -39,7 +39,13 @@ pub const EVENT_TYPES: &[&str] = &[
     "quota.threshold",
     "webhook.disabled",
     "run.queued",
+    "run.leased",
+    "run.requeued",
+    "run.succeeded",
+    "run.failed",
     "run.cancelled",
+    "run.budget_exceeded",
+    "run.expired",
 ];
 
 /// Whether an event type is a tenant lifecycle event (copied into the platform tenant's log).
@@ -142,6 +148,12 @@ fn primary(d: &AuditDraft) -> Option<EventDraft> {
         "webhooks.disable" => "webhook.disabled",
         "runs.queue" => "run.queued",
         "runs.cancel" => "run.cancelled",
+        "runs.lease" => "run.leased",
+        "runs.requeue" => "run.requeued",
+        "runs.expire" => "run.expired",
+        "runs.succeed" => "run.succeeded",
+        "runs.fail" => "run.failed",
+        "runs.budget_exceeded" => "run.budget_exceeded",
         _ => return None,
     };
     // A tenant's lifecycle is logged in the tenant's own log; the copy of `tenant.create` in

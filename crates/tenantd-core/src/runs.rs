@@ -33,6 +33,127 @@ pub struct Run {
     pub attempt: i64,
     /// When it was admitted.
     pub created_at: DateTime<Utc>,
+    /// When it was last leased.
+    pub leased_at: Option<DateTime<Utc>>,
+    /// Until when its current lease holds (while `leased`).
+    pub lease_until: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// What its worker returned on completion.
+    pub output: Option<Value>,
+    /// The error its worker reported, or why tenantd ended it.
+    pub error: Option<Value>,
+    /// Queued runs of the tenant admitted before it (while `queued`; `None` otherwise or
+    /// where not computed).
+    pub queue_position: Option<i64>,
+}
+
+impl Run {
+    /// What is left of its hold.
+    pub fn held(&self) -> i64 {
+        if self.status.is_open() {
+            (self.token_hold - self.tokens_used).max(0)
+        } else {
+            0
+        }
+    }
+}
+
+/// A lease a worker holds on a run: every call it makes about the run carries `lease_id`.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The run, now `leased`.
+    pub run: Run,
+    /// The fence: a later lease of the same run has another.
+    pub lease_id: String,
+    /// When it expires unless renewed.
+    pub lease_until: DateTime<Utc>,
+    /// Tokens the run may still use: what is left of its hold plus what the tenant's budget
+    /// has free (`None`: unlimited).
+    pub tokens_remaining: Option<i64>,
+}
+
+/// Who asks for a lease, and for what.
+#[derive(Debug, Clone)]
+pub struct LeaseAsk {
+    /// The models the worker serves (`None`: any).
+    pub models: Option<Vec<String>>,
+    /// How long a lease holds unless renewed (`run_lease_ttl_ms`).
+    pub ttl: chrono::Duration,
+    /// The worker, as an audit actor (`api_key:<id>`).
+    pub actor: String,
+    /// The request, for the audit trail.
+    pub request_id: Option<String>,
+}
+
+/// A worker's call about the run it holds.
+#[derive(Debug, Clone)]
+pub struct WorkerCall {
+    /// The run.
+    pub run: RunId,
+    /// The lease it was given.
+    pub lease_id: String,
+    /// The worker, as an audit actor.
+    pub actor: String,
+    /// The request, for the audit trail.
+    pub request_id: Option<String>,
+}
+
+/// What a usage report leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageReport {
+    /// The run's tokens used so far.
+    pub tokens_used: i64,
+    /// What it may still use (`None`: unlimited).
+    pub tokens_remaining: Option<i64>,
+}
+
+/// How a worker ends a run.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// What the run produced.
+    pub output: Option<Value>,
+    /// Its error; given, the run ends `failed`.
+    pub error: Option<Value>,
+    /// The run's final token total (absent: what it reported).
+    pub tokens_total: Option<i64>,
+}
+
+/// Which of a tenant's runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs in this state.
+    pub status: Option<RunStatus>,
+    /// Only runs of this agent.
+    pub agent_id: Option<ResourceId>,
+    /// Runs older than this one (the previous page's cursor).
+    pub before: Option<RunId>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A tenant's runs at a glance, for its usage and the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTotals {
+    /// Runs waiting for a worker.
+    pub queued: i64,
+    /// Runs held by a worker.
+    pub leased: i64,
+    /// Tokens open runs hold and have not used (the `tokens_held` counter).
+    pub held: i64,
+    /// Tokens used this month.
+    pub used: i64,
+}
+
+/// A lease past its time, found across tenants by the expiry job.
+#[derive(Debug, Clone)]
+pub struct DueLease {
+    /// The run.
+    pub run: RunId,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// The lease that expired.
+    pub lease_id: String,
 }
 
 /// A run to admit (its model chosen by [`choose_model`], its hold by the plan).
@@ -62,6 +183,11 @@ pub struct RunLimits {
     pub queued: Option<i64>,
     /// The month's `tokens` (`None`: unlimited).
     pub tokens: Option<i64>,
+    /// `concurrent_runs`: runs leased at one time (`None`: unlimited). The scheduler keeps
+    /// the value of the tenant's latest admission.
+    pub slots: Option<i64>,
+    /// The `agent_spawns` rate: admissions in any 60 s (`None`: unlimited).
+    pub spawns_per_minute: Option<i64>,
 }
 
 /// How long an `Idempotency-Key` names its run.
@@ -74,6 +200,33 @@ pub fn tokens_counter(at: DateTime<Utc>) -> String {
 
 /// The quota counter of what open runs hold.
 pub const TOKENS_HELD: &str = "tokens_held";
+
+/// The most tokens one usage report may carry (a guard against overflow, not a limit).
+pub const MAX_REPORT: i64 = 1 << 40;
+
+/// An audit event about a run (`runs.*`), by `actor`.
+pub fn run_event(
+    tenant: TenantId,
+    action: crate::audit::Action,
+    run: RunId,
+    actor: &str,
+    request_id: Option<String>,
+    details: Value,
+) -> crate::audit::AuditDraft {
+    crate::audit::AuditDraft {
+        id: crate::ids::EventId::new(),
+        tenant_id: tenant,
+        actor: actor.to_owned(),
+        action: action.text().into_owned(),
+        resource: "runs".into(),
+        resource_id: Some(run.to_string()),
+        outcome: "success".into(),
+        request_id,
+        ip: None,
+        at: crate::time::format(crate::time::now()),
+        details,
+    }
+}
 
 /// A run's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -151,6 +151,26 @@ impl IntoResponse for ApiError {
                 format!("the model {model} is not allowed for this tenant"),
                 json!({ "model": model, "allowed": allowed }),
             ),
+            Error::BudgetExhausted { tokens_used, limit } => (
+                StatusCode::CONFLICT,
+                "BUDGET_EXHAUSTED",
+                format!(
+                    "the run's usage went past the tenant's token budget of {limit}; the run ended budget_exceeded"
+                ),
+                json!({ "tokens_used": tokens_used, "limit": limit }),
+            ),
+            Error::LeaseLost => (
+                StatusCode::CONFLICT,
+                "LEASE_LOST",
+                "this lease expired or the run was leased again; stop working on it".to_owned(),
+                json!({}),
+            ),
+            Error::RunCancelled => (
+                StatusCode::CONFLICT,
+                "RUN_CANCELLED",
+                "the run was cancelled; stop working on it".to_owned(),
+                json!({}),
+            ),
             Error::RateLimited { retry_after: secs } => {
                 retry_after = Some(secs);
                 (

@@ -215,6 +215,13 @@ pub trait Db: Clone + std::fmt::Debug + Send + Sync + 'static {
     type Tx: Tx;
     /// Its pools (cheap to clone).
     type Pool: Conn;
+    /// Whether rows can be locked one by one (`FOR UPDATE SKIP LOCKED`): PostgreSQL. SQLite
+    /// has one writer, which serialises every write transaction instead.
+    const ROW_LOCKS: bool;
+    /// The PostgreSQL statement where rows lock one by one, else the SQLite one.
+    fn pick(postgres: &'static str, sqlite: &'static str) -> &'static str {
+        if Self::ROW_LOCKS { postgres } else { sqlite }
+    }
     /// The pool for one-statement reads; `Unavailable` at once while the database is down.
     fn reader(&self) -> Result<Self::Pool>;
     /// The pool for one-statement writes.
@@ -226,6 +233,10 @@ pub trait Db: Clone + std::fmt::Debug + Send + Sync + 'static {
     async fn begin_scoped(&self, scope: &TenantScope) -> Result<Self::Tx>;
     /// A read transaction (one snapshot) on one tenant's rows.
     async fn read_scoped(&self, scope: &TenantScope) -> Result<Self::Tx>;
+    /// Binds a transaction begun with [`Db::begin`] to one tenant from here on (the run
+    /// scheduler learns the tenant from its first, cross-tenant statement): on PostgreSQL,
+    /// row-level security sees that tenant for the rest of the transaction.
+    async fn enter_scope(tx: &mut Self::Tx, scope: &TenantScope) -> Result<()>;
     /// A transaction of the retention job, which may delete events that occurred before
     /// `before` in every log and nothing else (on PostgreSQL, its own row-level-security
     /// marker scope).

@@ -41,9 +41,48 @@ pub(crate) async fn take(
             requested: n,
         });
     };
+    alerts(tx, tenant, quota, limit, used, n).await
+}
+
+/// Adds `n` to a counter with no limit (tokens already spent are counted whatever the
+/// budget), returning the new value and the `quota.threshold` events (named `alert_as`) the
+/// addition fired against `limit`.
+pub(crate) async fn count(
+    tx: &mut impl Conn,
+    tenant: TenantId,
+    counter: &str,
+    alert_as: &str,
+    limit: Option<i64>,
+    n: i64,
+) -> Result<(i64, Vec<AuditDraft>)> {
+    let t = tenant.to_string();
+    tx.execute(q(quotas::ENSURE).bind(&t).bind(counter)).await?;
+    let Int(used) = tx
+        .fetch_one(
+            q(quotas::TAKE)
+                .bind(n)
+                .bind(&t)
+                .bind(counter)
+                .bind(None::<i64>),
+        )
+        .await?;
+    let fired = alerts(tx, tenant, alert_as, limit, used, n).await?;
+    Ok((used, fired))
+}
+
+/// The `quota.threshold` events a move of a counter from `used - n` to `used` fires.
+async fn alerts(
+    tx: &mut impl Conn,
+    tenant: TenantId,
+    quota: &str,
+    limit: Option<i64>,
+    used: i64,
+    n: i64,
+) -> Result<Vec<AuditDraft>> {
     let Some(limit) = limit.filter(|l| *l > 0) else {
         return Ok(Vec::new());
     };
+    let t = tenant.to_string();
     let period = time::now().format("%Y-%m").to_string();
     let mut fired = Vec::new();
     for threshold in THRESHOLDS {

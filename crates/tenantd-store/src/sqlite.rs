@@ -78,6 +78,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "runs",
         sql: include_str!("../migrations/sqlite/cell/0007_runs.sql"),
     },
+    Migration {
+        version: 8,
+        name: "run_leasing",
+        sql: include_str!("../migrations/sqlite/cell/0008_run_leasing.sql"),
+    },
 ];
 
 /// Whether a pooled connection may be handed out: never one still inside a transaction.
@@ -183,6 +188,7 @@ impl Db {
 impl crate::db::Db for Db {
     type Tx = Transaction<'static, Sqlite>;
     type Pool = SqlitePool;
+    const ROW_LOCKS: bool = false;
 
     fn reader(&self) -> Result<SqlitePool> {
         Ok(self.read.clone())
@@ -204,6 +210,14 @@ impl crate::db::Db for Db {
     /// bind its tenant id.
     async fn begin_scoped(&self, _scope: &tenantd_core::tenant::TenantScope) -> Result<Self::Tx> {
         self.begin().await
+    }
+
+    /// SQLite has no row-level security: the statements bind their tenant.
+    async fn enter_scope(
+        _tx: &mut Self::Tx,
+        _scope: &tenantd_core::tenant::TenantScope,
+    ) -> Result<()> {
+        Ok(())
     }
 
     /// SQLite has no row-level security: the statement is the whole rule.

@@ -134,6 +134,18 @@ pub const KEYS: &[Key] = &[
         "days from deletion to purge_after",
     ),
     key(
+        "run_lease_ttl_ms",
+        Int,
+        Some("30000"),
+        "a worker's lease on an agent run, renewed by heartbeats; an expired lease requeues the run",
+    ),
+    key(
+        "run_max_attempts",
+        Int,
+        Some("3"),
+        "leases a run may lose; at the last loss it ends `expired`",
+    ),
+    key(
         "webhook_allow_http",
         Bool,
         Some("false"),

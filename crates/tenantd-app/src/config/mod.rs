@@ -123,6 +123,10 @@ pub struct Config {
     pub retention_days: i64,
     /// Days an event stays in the event log.
     pub event_retention_days: i64,
+    /// A worker's lease on a run, milliseconds.
+    pub run_lease_ttl_ms: i64,
+    /// Leases a run may lose before it ends `expired`.
+    pub run_max_attempts: i64,
     /// What outbound webhook URLs may point at beyond public `https` ones.
     pub webhook_policy: tenantd_core::net::OutboundPolicy,
     /// Largest accepted request body, bytes.
@@ -294,6 +298,8 @@ impl Config {
             invitation_ttl_secs: positive("invitation_ttl_secs")?,
             retention_days: positive("retention_days")?,
             event_retention_days: in_range("event_retention_days", 1, 3650, "")?,
+            run_lease_ttl_ms: in_range("run_lease_ttl_ms", 100, 3_600_000, "")?,
+            run_max_attempts: in_range("run_max_attempts", 1, 100, "")?,
             webhook_policy: tenantd_core::net::OutboundPolicy {
                 allow_http: m.bool("webhook_allow_http").unwrap_or(false),
                 allow_private: m.bool("webhook_allow_private").unwrap_or(false),

@@ -18,6 +18,12 @@ use crate::services::auth::{Tokens, issue};
 use crate::state::AppState;
 
 fn check_assign(ctx: &Ctx, role: Role) -> Result<()> {
+    if role == Role::Worker {
+        return Err(Error::invalid(
+            "role",
+            "worker is a role for the platform tenant's API keys, not for members",
+        ));
+    }
     if ctx.role.may_assign(role) {
         Ok(())
     } else {
@@ -314,6 +320,12 @@ pub async fn create_api_key(
     };
     if ctx.crossing {
         return Err(Error::Forbidden("a platform admin acting in another tenant cannot make its API keys: a key acts for a member".into()));
+    }
+    if role == Role::Worker && ctx.tenant.kind != tenantd_core::tenant::TenantType::Platform {
+        return Err(Error::invalid(
+            "role",
+            "worker keys are made in the platform tenant (they lease every tenant's runs)",
+        ));
     }
     if !role.within(ctx.role) || !ctx.role.may_assign(role) {
         return Err(Error::Forbidden(format!(

@@ -15,7 +15,11 @@ pub mod identity;
 pub mod placement;
 /// Tenant-owned resources.
 pub mod resources;
+/// Agent runs: admission, reads, cancellation.
+pub mod runs;
 /// Tenants and their lifecycle.
 pub mod tenants;
 /// Webhook endpoints.
 pub mod webhooks;
+/// Workers' calls: leases, heartbeats, usage, completion.
+pub mod workers;

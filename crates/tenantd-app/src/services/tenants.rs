@@ -206,12 +206,36 @@ pub async fn suspend(
         Some(t.id.to_string()),
         json!({"reason": reason}),
     );
+    stop_runs(state, caller, &t, "tenant suspended").await?;
     let out = state
         .catalog
         .set_tenant_status(t.id, TenantStatus::Suspended, reason, None, vec![ev])
         .await?;
     state.relay_now().await;
     Ok(out)
+}
+
+/// Cancels the tenant's open runs and stops its runs being leased or admitted, in its cell,
+/// before the catalog records the status: the two are different databases, so the cell goes
+/// first (if the catalog then fails, the runs stay stopped — the safe direction — and the
+/// request fails). See `docs/design/runs.md`.
+async fn stop_runs(state: &AppState, caller: &Caller, t: &Tenant, reason: &str) -> Result<()> {
+    let scope = TenantScope::unscoped_trusted(t.id, t.cell.clone());
+    let n = state
+        .cell(&scope)?
+        .stop_runs(
+            &scope,
+            reason,
+            &caller.actor.audit_name(),
+            Some(caller.meta.request_id.clone()),
+        )
+        .await?;
+    for _ in 0..n {
+        state
+            .run_stats
+            .ended(tenantd_core::runs::RunStatus::Cancelled);
+    }
+    Ok(())
 }
 
 /// Reactivates a suspended tenant.
@@ -232,6 +256,8 @@ pub async fn reactivate(state: &AppState, caller: &Caller, id: &str) -> Result<T
         .catalog
         .set_tenant_status(t.id, TenantStatus::Active, None, None, vec![ev])
         .await?;
+    let scope = TenantScope::unscoped_trusted(t.id, t.cell.clone());
+    state.cell(&scope)?.resume_runs(&scope).await?;
     state.relay_now().await;
     Ok(out)
 }
@@ -256,6 +282,7 @@ pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<Tenan
         Some(t.id.to_string()),
         json!({"purge_after": time::format(purge_after)}),
     );
+    stop_runs(state, caller, &t, "tenant deleted").await?;
     let out = state
         .catalog
         .set_tenant_status(
@@ -278,46 +305,79 @@ pub struct Usage {
     /// Each quota's usage and limit (`null` = unlimited).
     #[schema(value_type = Object)]
     pub quotas: BTreeMap<String, QuotaUsage>,
+    /// Its agent runs now.
+    pub runs: RunsUsage,
 }
 
 /// One quota.
 #[derive(Debug, Serialize, ToSchema, Clone, Copy)]
 pub struct QuotaUsage {
-    /// Used now.
+    /// Used now (`tokens`: this calendar month, UTC).
     pub used: i64,
+    /// `tokens` only: what open runs hold and have not used yet (used + held ≤ limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<i64>,
     /// The plan's limit; `null` is unlimited.
     pub limit: Option<i64>,
+}
+
+impl QuotaUsage {
+    fn of(used: i64, limit: Option<i64>) -> Self {
+        Self {
+            used,
+            held: None,
+            limit,
+        }
+    }
+}
+
+/// The tenant's agent runs now.
+#[derive(Debug, Serialize, ToSchema, Clone, Copy)]
+pub struct RunsUsage {
+    /// Waiting for a worker.
+    pub queued: i64,
+    /// Held by a worker (the `concurrent_runs` slots in use).
+    pub leased: i64,
 }
 
 /// A tenant's usage.
 pub async fn usage_of(state: &AppState, t: &Tenant) -> Result<Usage> {
     let plan = state.plan_of(t);
     let scope = TenantScope::unscoped_trusted(t.id, t.cell.clone());
-    let counters = state.cell(&scope)?.counters(&scope).await?;
+    let cell = state.cell(&scope)?;
+    let counters = cell.counters(&scope).await?;
+    let runs = cell.run_totals(&scope).await?;
     let mut quotas = BTreeMap::new();
     let users = state.catalog.users_used(t.id).await?;
     for q in CORE_QUOTAS {
-        let used = match *q {
-            "users" => users,
-            other => counters.get(other).copied().unwrap_or(0),
-        };
-        quotas.insert(
-            (*q).to_owned(),
-            QuotaUsage {
-                used,
+        let usage = match *q {
+            "users" => QuotaUsage::of(users, plan.limit(q)),
+            "tokens" => QuotaUsage {
+                used: runs.used,
+                held: Some(runs.held),
                 limit: plan.limit(q),
             },
-        );
+            "concurrent_runs" => QuotaUsage::of(runs.leased, plan.limit(q)),
+            "queued_runs" => QuotaUsage::of(runs.queued, plan.limit(q)),
+            other => QuotaUsage::of(counters.get(other).copied().unwrap_or(0), plan.limit(q)),
+        };
+        quotas.insert((*q).to_owned(), usage);
     }
     for k in ResourceKind::ALL {
-        quotas.entry(k.as_str().to_owned()).or_insert(QuotaUsage {
-            used: counters.get(k.as_str()).copied().unwrap_or(0),
-            limit: plan.limit(k.as_str()),
-        });
+        quotas
+            .entry(k.as_str().to_owned())
+            .or_insert(QuotaUsage::of(
+                counters.get(k.as_str()).copied().unwrap_or(0),
+                plan.limit(k.as_str()),
+            ));
     }
     Ok(Usage {
         period: time::now().format("%Y-%m").to_string(),
         quotas,
+        runs: RunsUsage {
+            queued: runs.queued,
+            leased: runs.leased,
+        },
     })
 }
 

@@ -18,10 +18,14 @@ pub mod openapi;
 pub mod ops;
 /// Tenant-owned resources.
 pub mod resources;
+/// `/v1/agents/{id}/runs`, `/v1/runs*`: agent runs.
+pub mod runs;
 /// Tenants.
 pub mod tenants;
 /// `/v1/webhooks*`.
 pub mod webhooks;
+/// `/v1/workers/lease` and the workers' calls on a run.
+pub mod workers;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi};
@@ -38,6 +42,8 @@ pub fn routes(file_limit: usize) -> (axum::Router<AppState>, OpenApi) {
         .merge(audit::routes())
         .merge(events::routes())
         .merge(webhooks::routes())
+        .merge(runs::routes())
+        .merge(workers::routes())
         .merge(files::routes(file_limit))
         .merge(resources::routes())
         .merge(ops::routes())

@@ -6,6 +6,7 @@
 mod audit;
 mod events;
 mod files;
+mod leases;
 mod resources;
 mod runs;
 mod webhooks;

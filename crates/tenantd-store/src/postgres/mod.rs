@@ -92,6 +92,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "runs",
         sql: include_str!("../../migrations/postgres/cell/0008_runs.sql"),
     },
+    Migration {
+        version: 9,
+        name: "run_leasing",
+        sql: include_str!("../../migrations/postgres/cell/0009_run_leasing.sql"),
+    },
 ];
 
 /// Where a PostgreSQL database is, and who may do what there.
@@ -178,6 +183,7 @@ impl Db {
 impl crate::db::Db for Db {
     type Tx = Transaction<'static, Postgres>;
     type Pool = PgPool;
+    const ROW_LOCKS: bool = true;
 
     fn reader(&self) -> Result<PgPool> {
         self.breaker.check()?;
@@ -211,6 +217,15 @@ impl crate::db::Db for Db {
 
     async fn read_scoped(&self, scope: &TenantScope) -> Result<Self::Tx> {
         self.begin_scoped(scope).await
+    }
+
+    async fn enter_scope(tx: &mut Self::Tx, scope: &TenantScope) -> Result<()> {
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(scope.tenant_id().to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     /// The retention marker scope: the policies let it delete old events and nothing else.

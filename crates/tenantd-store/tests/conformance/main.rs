@@ -73,6 +73,7 @@ mod credentials;
 mod file_steps;
 mod helpers;
 mod isolation;
+mod leases;
 mod model;
 mod ops;
 mod quotas;

@@ -61,6 +61,8 @@ async fn check_queue_limit(b: &Backend) {
     let limits = RunLimits {
         queued: Some(15),
         tokens: None,
+        slots: None,
+        spawns_per_minute: None,
     };
     let outcomes = admit_at_once(b, &t, 200, 100, None, limits).await;
     let mut admitted = 0;
@@ -95,6 +97,8 @@ async fn check_token_budget(b: &Backend) {
     let limits = RunLimits {
         queued: None,
         tokens: Some(10 * 4_000 + 3_999),
+        slots: None,
+        spawns_per_minute: None,
     };
     let outcomes = admit_at_once(b, &t, 100, 4_000, None, limits).await;
     let admitted = outcomes.iter().filter(|o| o.is_ok()).count();
@@ -118,6 +122,8 @@ async fn check_idempotency(b: &Backend) {
     let limits = RunLimits {
         queued: Some(50),
         tokens: None,
+        slots: None,
+        spawns_per_minute: None,
     };
     let outcomes = admit_at_once(b, &t, 100, 10, Some("key-1"), limits).await;
     let ids: HashSet<RunId> = outcomes
@@ -151,6 +157,8 @@ async fn check_cancel(b: &Backend) {
     let limits = RunLimits {
         queued: Some(2),
         tokens: Some(2_000),
+        slots: None,
+        spawns_per_minute: None,
     };
     let first = admit_at_once(b, &t, 2, 1_000, None, limits).await;
     let ids: Vec<RunId> = first.iter().map(|o| o.as_ref().unwrap().0.id).collect();
