@@ -1,6 +1,7 @@
 //! `tenantd` commands. Every command but `serve` works on the configured databases directly,
 //! with no server running.
 
+mod runs;
 mod tenant;
 mod webhooks;
 
@@ -73,6 +74,9 @@ pub enum Command {
     /// Webhook endpoints and their deliveries.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// Agent runs: list them, cancel one.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tenant(cmd) => tenant::run(open(&cli.global, None).await?, cmd).await,
         Command::Webhooks(cmd) => webhooks::run(open(&cli.global, None).await?, cmd).await,
+        Command::Runs(cmd) => runs::run(open(&cli.global, None).await?, cmd).await,
         Command::Audit(AuditCommand::Verify { tenant, json }) => {
             audit_verify(open(&cli.global, None).await?, tenant, json).await
         }

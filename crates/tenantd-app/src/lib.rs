@@ -28,7 +28,9 @@ pub mod jobs;
 pub mod limits;
 /// The audit outbox relay, and events appended straight to a chain.
 pub mod relay;
-/// Agent runs on a serving node: figures, lease wake-ups, expiry and reconciliation.
+/// Agent-run figures of a node, and the wake-up of waiting leases.
+pub mod run_stats;
+/// The agent-run jobs: lease expiry and reconciliation.
 pub mod runs;
 /// Use cases.
 pub mod services;

@@ -1,143 +1,15 @@
-//! Agent runs on a serving node: the figures `/metrics` exports (aggregated, never one series
-//! per tenant), the wake-up of long-polling leases, and the two jobs that keep leases honest —
-//! expiry (a lease nobody renewed frees its slot and requeues its run within
-//! `run_lease_ttl_ms` + 1 s) and the reconciler (the `tokens_held` counter against the run
-//! rows, exported as `tenantd_run_discrepancies`, which must stay 0). See
-//! `docs/design/runs.md`.
+//! The two jobs that keep agent-run leases honest on every serving node: expiry (a lease
+//! nobody renewed frees its slot and requeues its run within `run_lease_ttl_ms` + 1 s) and the
+//! reconciler (each tenant's `tokens_held` counter against its run rows, exported as
+//! `tenantd_run_discrepancies`, which must stay 0). See `docs/design/runs.md`.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tenantd_core::Result;
-use tenantd_core::runs::RunStatus;
 use tenantd_core::tenant::TenantScope;
-use tokio::sync::Notify;
 
 use crate::jobs::Stop;
 use crate::state::AppState;
-
-/// The upper bounds of the lease-latency histogram, in seconds.
-pub const LEASE_BUCKETS: [f64; 8] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
-
-/// Why an admission was refused, as `/metrics` labels it.
-pub const REJECTIONS: [&str; 6] = [
-    "feature",
-    "model",
-    "queued_runs",
-    "tokens",
-    "rate",
-    "suspended",
-];
-
-/// This node's run figures.
-#[derive(Default)]
-pub struct RunStats {
-    admitted: AtomicU64,
-    rejected: [AtomicU64; REJECTIONS.len()],
-    leases: AtomicU64,
-    lease_buckets: [AtomicU64; LEASE_BUCKETS.len()],
-    lease_micros: AtomicU64,
-    ended: [AtomicU64; RunStatus::ALL.len()],
-    expiries: AtomicU64,
-    tokens: AtomicU64,
-    discrepancies: AtomicU64,
-    /// Wakes leases waiting for work (`wait_ms`) when a run is admitted or requeued here.
-    pub(crate) work: Notify,
-    /// Where the next lease starts its walk over the cells.
-    pub(crate) next_cell: AtomicUsize,
-}
-
-fn add(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
-}
-
-fn get(c: &AtomicU64) -> u64 {
-    c.load(Ordering::Relaxed)
-}
-
-impl RunStats {
-    pub(crate) fn admitted(&self) {
-        add(&self.admitted, 1);
-        self.work.notify_waiters();
-    }
-
-    pub(crate) fn rejected(&self, reason: &str) {
-        if let Some(i) = REJECTIONS.iter().position(|r| *r == reason) {
-            add(&self.rejected[i], 1);
-        }
-    }
-
-    pub(crate) fn leased(&self, took: Duration) {
-        add(&self.leases, 1);
-        add(&self.lease_micros, took.as_micros() as u64);
-        let s = took.as_secs_f64();
-        for (i, bound) in LEASE_BUCKETS.iter().enumerate() {
-            if s <= *bound {
-                add(&self.lease_buckets[i], 1);
-            }
-        }
-    }
-
-    pub(crate) fn ended(&self, status: RunStatus) {
-        if let Some(i) = RunStatus::ALL.iter().position(|s| *s == status) {
-            add(&self.ended[i], 1);
-        }
-    }
-
-    pub(crate) fn tokens(&self, n: i64) {
-        add(&self.tokens, n.max(0) as u64);
-    }
-
-    /// Admissions on this node.
-    pub fn admitted_total(&self) -> u64 {
-        get(&self.admitted)
-    }
-
-    /// Refused admissions by reason ([`REJECTIONS`]).
-    pub fn rejected_total(&self) -> Vec<(&'static str, u64)> {
-        REJECTIONS
-            .iter()
-            .zip(&self.rejected)
-            .map(|(r, c)| (*r, get(c)))
-            .collect()
-    }
-
-    /// Leases handed out, the cumulative histogram of their latency (by [`LEASE_BUCKETS`])
-    /// and its sum in seconds.
-    pub fn lease_latency(&self) -> (u64, Vec<u64>, f64) {
-        (
-            get(&self.leases),
-            self.lease_buckets.iter().map(get).collect(),
-            get(&self.lease_micros) as f64 / 1e6,
-        )
-    }
-
-    /// Runs that ended here, by state (the open states stay 0).
-    pub fn ended_total(&self) -> Vec<(&'static str, u64)> {
-        RunStatus::ALL
-            .iter()
-            .zip(&self.ended)
-            .filter(|(s, _)| !s.is_open())
-            .map(|(s, c)| (s.as_str(), get(c)))
-            .collect()
-    }
-
-    /// Leases that expired (requeued or ended), found by this node's expiry job.
-    pub fn expiries_total(&self) -> u64 {
-        get(&self.expiries)
-    }
-
-    /// Tokens reported by workers through this node.
-    pub fn tokens_total(&self) -> u64 {
-        get(&self.tokens)
-    }
-
-    /// Tenants whose `tokens_held` counter disagreed with their runs at the last
-    /// reconciliation (must be 0).
-    pub fn discrepancies(&self) -> u64 {
-        get(&self.discrepancies)
-    }
-}
 
 /// Ends the leases past their time in every cell: each requeued, or ended `expired` at
 /// `run_max_attempts`. Several nodes may run it at once: each lease is settled by one
@@ -152,20 +24,12 @@ pub async fn expire_due(state: &AppState) -> Result<u64> {
             let n = due.len();
             for d in &due {
                 let scope = TenantScope::unscoped_trusted(d.tenant, name.clone());
-                match cell
+                let settled_as = cell
                     .expire_lease(&scope, d, state.config.run_max_attempts)
-                    .await?
-                {
-                    Some(status) => {
-                        settled += 1;
-                        add(&state.run_stats.expiries, 1);
-                        if status == RunStatus::Queued {
-                            state.run_stats.work.notify_waiters();
-                        } else {
-                            state.run_stats.ended(status);
-                        }
-                    }
-                    None => {}
+                    .await?;
+                if let Some(status) = settled_as {
+                    settled += 1;
+                    state.run_stats.expired(status);
                 }
             }
             if n < 100 {
@@ -212,6 +76,6 @@ pub async fn reconcile(state: &AppState) -> Result<u64> {
             }
         }
     }
-    state.run_stats.discrepancies.store(off, Ordering::Relaxed);
+    state.run_stats.set_discrepancies(off);
     Ok(off)
 }

@@ -65,7 +65,7 @@ pub struct Inner {
     /// Wakes the relay.
     pub relay_kick: Notify,
     /// Agent-run figures of this node, and the wake-up of waiting leases.
-    pub run_stats: crate::runs::RunStats,
+    pub run_stats: crate::run_stats::RunStats,
 }
 
 impl Deref for AppState {

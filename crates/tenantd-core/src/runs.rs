@@ -133,7 +133,7 @@ pub struct RunFilter {
 }
 
 /// A tenant's runs at a glance, for its usage and the metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunTotals {
     /// Runs waiting for a worker.
     pub queued: i64,
@@ -143,6 +143,23 @@ pub struct RunTotals {
     pub held: i64,
     /// Tokens used this month.
     pub used: i64,
+    /// Created → leased, in milliseconds, of the tenant's latest leased runs (at most 100),
+    /// sorted.
+    pub waits_ms: Vec<i64>,
+    /// Leases of this month's runs that expired (requeued or ended `expired`).
+    pub lease_expiries: i64,
+}
+
+impl RunTotals {
+    /// A percentile (0–100) of [`RunTotals::waits_ms`]; `None` with no leased run yet.
+    pub fn wait_percentile(&self, p: usize) -> Option<i64> {
+        let n = self.waits_ms.len();
+        if n == 0 {
+            return None;
+        }
+        let i = ((n * p).div_ceil(100)).clamp(1, n) - 1;
+        Some(self.waits_ms[i])
+    }
 }
 
 /// A lease past its time, found across tenants by the expiry job.

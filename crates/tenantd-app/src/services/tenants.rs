@@ -338,6 +338,12 @@ pub struct RunsUsage {
     pub queued: i64,
     /// Held by a worker (the `concurrent_runs` slots in use).
     pub leased: i64,
+    /// Median wait from creation to lease of the tenant's latest (at most 100) leased runs.
+    pub wait_p50_ms: Option<i64>,
+    /// The 99th percentile of the same waits.
+    pub wait_p99_ms: Option<i64>,
+    /// Leases of this month's runs that expired (each requeued its run or ended it).
+    pub lease_expiries: i64,
 }
 
 /// A tenant's usage.
@@ -377,6 +383,9 @@ pub async fn usage_of(state: &AppState, t: &Tenant) -> Result<Usage> {
         runs: RunsUsage {
             queued: runs.queued,
             leased: runs.leased,
+            wait_p50_ms: runs.wait_percentile(50),
+            wait_p99_ms: runs.wait_percentile(99),
+            lease_expiries: runs.lease_expiries,
         },
     })
 }

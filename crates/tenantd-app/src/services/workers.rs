@@ -110,14 +110,14 @@ fn call(ctx: &Ctx, run: RunId, lease_id: String) -> Result<WorkerCall> {
 /// (the lease is gone, or never was; either way the worker must stop).
 macro_rules! in_some_cell {
     ($state:expr, |$cell:ident| $call:expr) => {{
-        let mut found = None;
+        let mut found = Ok(None);
         for $cell in $state.cells.values() {
-            if let Some(v) = $call.await? {
-                found = Some(v);
+            found = $call.await;
+            if !matches!(found, Ok(None)) {
                 break;
             }
         }
-        found.ok_or(Error::LeaseLost)
+        found.and_then(|v| v.ok_or(Error::LeaseLost))
     }};
 }
 

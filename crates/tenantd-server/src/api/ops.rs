@@ -17,6 +17,70 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
 }
 
+/// The agent-run series: aggregated over tenants (100,000 tenants are not 100,000 series;
+/// per-tenant figures are in `GET /v1/tenants/{id}/usage`).
+fn run_metrics(state: &AppState, body: &mut String) {
+    let r = &state.run_stats;
+    let mut family = |name: &str, kind: &str, help: &str, series: Vec<(String, u64)>| {
+        body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in series {
+            body.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    family(
+        "tenantd_runs_admitted_total",
+        "counter",
+        "Agent runs admitted on this node.",
+        vec![(String::new(), r.admitted_total())],
+    );
+    family(
+        "tenantd_runs_rejected_total",
+        "counter",
+        "Agent-run admissions refused on this node, by reason.",
+        r.rejected_total()
+            .into_iter()
+            .map(|(reason, v)| (format!("{{reason=\"{reason}\"}}"), v))
+            .collect(),
+    );
+    family(
+        "tenantd_runs_ended_total",
+        "counter",
+        "Agent runs that ended through this node, by final state.",
+        r.ended_total()
+            .into_iter()
+            .map(|(status, v)| (format!("{{status=\"{status}\"}}"), v))
+            .collect(),
+    );
+    family(
+        "tenantd_run_lease_expiries_total",
+        "counter",
+        "Leases nobody renewed, settled by this node's expiry job (requeued or expired).",
+        vec![(String::new(), r.expiries_total())],
+    );
+    family(
+        "tenantd_run_tokens_reported_total",
+        "counter",
+        "Tokens workers reported through this node.",
+        vec![(String::new(), r.tokens_total())],
+    );
+    family(
+        "tenantd_run_discrepancies",
+        "gauge",
+        "Tenants whose tokens_held counter disagreed with their open runs at the last reconciliation (must be 0).",
+        vec![(String::new(), r.discrepancies())],
+    );
+    let (count, buckets, sum) = r.lease_latency();
+    body.push_str("# HELP tenantd_run_lease_seconds Time to hand out a lease (one cell transaction), on this node.\n# TYPE tenantd_run_lease_seconds histogram\n");
+    for (bound, n) in tenantd_app::run_stats::LEASE_BUCKETS.iter().zip(buckets) {
+        body.push_str(&format!(
+            "tenantd_run_lease_seconds_bucket{{le=\"{bound}\"}} {n}\n"
+        ));
+    }
+    body.push_str(&format!(
+        "tenantd_run_lease_seconds_bucket{{le=\"+Inf\"}} {count}\ntenantd_run_lease_seconds_sum {sum}\ntenantd_run_lease_seconds_count {count}\n"
+    ));
+}
+
 /// Prometheus text: rate-limit refusals, fallbacks from Redis to in-process buckets, the
 /// credential cache and its invalidation channel.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
@@ -104,6 +168,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    run_metrics(&state, &mut body);
     let mut r = body.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

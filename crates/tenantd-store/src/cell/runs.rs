@@ -289,14 +289,28 @@ impl<D: Db> RunStore for Cell<D> {
         let t = scope.tenant_id().to_string();
         let Int(queued) = tx.fetch_one(q(sql::QUEUED).bind(&t)).await?;
         let Int(leased) = tx.fetch_one(q(sql::LEASED).bind(&t)).await?;
+        let now = time::now();
         let held = counter(&mut tx, &t, TOKENS_HELD).await?;
-        let used = counter(&mut tx, &t, &tokens_counter(time::now())).await?;
+        let used = counter(&mut tx, &t, &tokens_counter(now)).await?;
+        let rows: Vec<crate::rows::TimePair> = tx.fetch_all(q(sql::WAITS).bind(&t)).await?;
+        let mut waits_ms: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| {
+                let (a, b) = (time::parse(&r.created)?, time::parse(&r.leased)?);
+                Some((b - a).num_milliseconds().max(0))
+            })
+            .collect();
+        waits_ms.sort_unstable();
+        let month = format!("{}-01T00:00:00", now.format("%Y-%m"));
+        let Int(lease_expiries) = tx.fetch_one(q(sql::EXPIRIES).bind(&t).bind(month)).await?;
         tx.commit().await?;
         Ok(RunTotals {
             queued,
             leased,
             held,
             used,
+            waits_ms,
+            lease_expiries,
         })
     }
 }

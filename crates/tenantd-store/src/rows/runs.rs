@@ -208,3 +208,18 @@ impl Record for HeldCheck {
         })
     }
 }
+
+/// Two times of a run (created, leased).
+pub(crate) struct TimePair {
+    pub created: String,
+    pub leased: String,
+}
+
+impl Record for TimePair {
+    fn read(r: &dyn Columns) -> Result<Self> {
+        Ok(Self {
+            created: r.text("n")?,
+            leased: r.text("first")?,
+        })
+    }
+}

@@ -235,3 +235,16 @@ SELECT (SELECT used FROM quota_counters WHERE tenant_id = $1 AND quota = 'tokens
        CAST(COALESCE(SUM(CASE WHEN token_hold > tokens_used THEN token_hold - tokens_used
                                ELSE 0 END), 0) AS BIGINT) AS n
   FROM runs WHERE tenant_id = $1 AND status IN ('queued', 'leased')";
+
+/// Created and leased times of the tenant's latest leased runs.
+pub const WAITS: &str = "
+SELECT created_at AS n, leased_at AS first FROM runs
+ WHERE tenant_id = $1 AND leased_at IS NOT NULL
+ ORDER BY id DESC LIMIT 100";
+
+/// Leases lost by the runs the tenant created since $2: every lease of a queued (requeued)
+/// or expired run, all but the last of the others.
+pub const EXPIRIES: &str = "
+SELECT CAST(COALESCE(SUM(CASE WHEN status IN ('queued', 'expired') THEN attempt
+                              WHEN attempt > 0 THEN attempt - 1 ELSE 0 END), 0) AS BIGINT) AS n
+  FROM runs WHERE tenant_id = $1 AND created_at >= $2";
