@@ -77,6 +77,7 @@ mod leases;
 mod model;
 mod ops;
 mod quotas;
+mod run_property;
 mod runs;
 mod shares;
 mod steps;
