@@ -19,6 +19,7 @@ mod postgres;
 mod quotas;
 mod ratelimit;
 mod resources;
+mod run_chaos;
 mod runs;
 mod tenants;
 mod webhook_delivery;
