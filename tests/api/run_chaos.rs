@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::helpers::runs::{app_with, runs_plans, tenant_with_agent, tokens_of, worker_key};
 use crate::helpers::{ADMIN_EMAIL, TestApp, call_at, temp_dir, wait_healthy};
-use crate::runs::{app_with, runs_plans, tenant_with_agent, tokens_of, worker_key};
 
 /// One worker's turn on a run, by its index: vanish, complete twice at once, race a cancel,
 /// or report and complete.
@@ -77,7 +77,7 @@ async fn chaos_leaves_no_slot_and_no_hold() {
     for slug in ["acme", "bolt", "core"] {
         let (t, agent) = tenant_with_agent(&app, slug).await;
         for _ in 0..12 {
-            let r = crate::runs::start(&app, &t.token, &agent, json!({})).await;
+            let r = crate::helpers::runs::start(&app, &t.token, &agent, json!({})).await;
             assert_eq!(r.status, 202, "{}", r.text);
         }
         tenants.push(t);

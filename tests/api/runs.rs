@@ -2,102 +2,9 @@
 //! `agent_spawns` rate), the worker's loop (lease, heartbeat, usage, complete) fenced by its
 //! lease, metering closed into the budget, expiry, suspension, and the worker key's reach.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{Resp, Signed, TestApp};
-
-/// A plan file with one plan, `runs`, whose numbers the test picks.
-pub fn runs_plans(queued: i64, tokens: i64, concurrent: i64, spawns: u32, hold: i64) -> String {
-    format!(
-        "plans:
-  free:
-    name: Free
-    self_serve: true
-    quotas: {{users: 5, tokens: 100000, concurrent_runs: 2, queued_runs: 20}}
-    features: [basic_orchestration]
-    rate_limits: {{api_requests: 100000, agent_spawns: 10}}
-  runs:
-    name: Runs
-    self_serve: true
-    quotas: {{users: 5, tokens: {tokens}, concurrent_runs: {concurrent}, queued_runs: {queued}}}
-    run_token_hold: {hold}
-    models: [small, large]
-    features: [basic_orchestration]
-    rate_limits: {{api_requests: 100000, agent_spawns: {spawns}}}
-  enterprise:
-    name: Enterprise
-    isolation: pooled
-    quotas: {{users: ~, tokens: ~, concurrent_runs: 50, queued_runs: 5000}}
-    features: [basic_orchestration, audit_logs]
-    rate_limits: {{api_requests: 100000, agent_spawns: 1000}}
-"
-    )
-}
-
-/// An app on [`runs_plans`], with `tweak` for the rest of the configuration.
-pub async fn app_with(
-    plans: String,
-    tweak: impl FnOnce(&mut tenantd_server::config::Config),
-) -> TestApp {
-    TestApp::spawn_with(move |c| {
-        std::fs::create_dir_all(&c.data_dir).unwrap();
-        let path = c.data_dir.join("plans.yaml");
-        std::fs::write(&path, plans).unwrap();
-        c.plans_file = Some(path);
-        tweak(c);
-    })
-    .await
-}
-
-/// A tenant on the `runs` plan with one agent: (owner, agent id).
-pub async fn tenant_with_agent(app: &TestApp, slug: &str) -> (Signed, String) {
-    let t = app.signup(slug, Some("runs")).await;
-    let agent = app.create(&t.token, "agents", "helper").await;
-    assert_eq!(agent.status, 201, "{}", agent.text);
-    (t, agent.body["id"].as_str().unwrap().to_owned())
-}
-
-/// A platform API key with the worker role.
-pub async fn worker_key(app: &TestApp) -> String {
-    let r = app
-        .call(
-            "POST",
-            "/v1/api-keys",
-            Some(&app.admin_token),
-            Some(json!({"name": "worker", "role": "worker"})),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["key"].as_str().unwrap().to_owned()
-}
-
-pub async fn start(app: &TestApp, token: &str, agent: &str, body: Value) -> Resp {
-    app.call(
-        "POST",
-        &format!("/v1/agents/{agent}/runs"),
-        Some(token),
-        Some(body),
-    )
-    .await
-}
-
-pub async fn lease(app: &TestApp, worker: &str) -> Resp {
-    app.call("POST", "/v1/workers/lease", Some(worker), Some(json!({})))
-        .await
-}
-
-pub async fn tokens_of(app: &TestApp, t: &Signed) -> Value {
-    let u = app
-        .call(
-            "GET",
-            &format!("/v1/tenants/{}/usage", t.tenant_id),
-            Some(&app.admin_token),
-            None,
-        )
-        .await;
-    assert_eq!(u.status, 200, "{}", u.text);
-    u.body["quotas"]["tokens"].clone()
-}
+pub use crate::helpers::runs::*;
 
 #[tokio::test]
 async fn a_run_goes_from_queued_to_succeeded_through_a_worker() {
@@ -584,4 +491,75 @@ async fn suspension_cancels_queued_and_leased_runs_and_leases_nothing_of_the_ten
         "runs again once active"
     );
     assert_eq!(lease(&app, &worker).await.status, 200);
+}
+
+#[tokio::test]
+async fn two_nodes_lease_every_run_exactly_once() {
+    let app = app_with(runs_plans(100, 100_000_000, 5, 100_000, 10), |_| {}).await;
+    let plans = app.state.config.plans_file.clone();
+    let other = app.another_node(move |c| c.plans_file = plans).await;
+    let mut owners = Vec::new();
+    for slug in ["acme", "bolt", "core"] {
+        let (t, agent) = tenant_with_agent(&app, slug).await;
+        for _ in 0..20 {
+            assert_eq!(start(&app, &t.token, &agent, json!({})).await.status, 202);
+        }
+        owners.push(t);
+    }
+    let worker = worker_key(&app).await;
+    let bases = [app.base.clone(), other.base.clone()];
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (base, worker, client) = (bases[w % 2].clone(), worker.clone(), app.client.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let (s, l) = crate::helpers::call_at(
+                    &client,
+                    &base,
+                    "POST",
+                    "/v1/workers/lease",
+                    Some(&worker),
+                    Some(json!({"wait_ms": 200})),
+                    None,
+                )
+                .await;
+                if s == 204 {
+                    return mine;
+                }
+                assert_eq!(s, 200, "{l}");
+                let run = l["run"]["id"].as_str().unwrap().to_owned();
+                let (s, r) = crate::helpers::call_at(
+                    &client,
+                    &base,
+                    "POST",
+                    &format!("/v1/runs/{run}/complete"),
+                    Some(&worker),
+                    Some(json!({"lease_id": l["lease_id"], "tokens_total": 3})),
+                    None,
+                )
+                .await;
+                assert_eq!(s, 200, "{r}");
+                mine.push(run);
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!(
+        (all.len(), unique.len()),
+        (60, 60),
+        "every run leased once, none twice"
+    );
+    for t in &owners {
+        let u = tokens_of(&app, t).await;
+        assert_eq!(
+            (u["used"].as_i64(), u["held"].as_i64()),
+            (Some(60), Some(0)),
+            "{u}"
+        );
+    }
 }

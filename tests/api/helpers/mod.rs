@@ -12,6 +12,7 @@ pub const ADMIN_EMAIL: &str = "root@platform.test";
 
 mod pg;
 pub mod receiver;
+pub mod runs;
 pub use pg::*;
 
 pub struct TestApp {
@@ -145,9 +146,10 @@ impl TestApp {
         }
         tweak(&mut config);
         let sender = std::sync::Arc::new(tenantd_server::sender::HttpSender::new());
-        let (_, state, _, tx) = serve(config, sender).await;
+        let (addr, state, _, tx) = serve(config, sender).await;
         OtherNode {
             state,
+            base: format!("http://{addr}"),
             _shutdown: tx,
         }
     }
@@ -447,6 +449,8 @@ enum RawCatalog {
 /// A second node of a [`TestApp`]'s deployment.
 pub struct OtherNode {
     pub state: AppState,
+    /// `http://<addr>` of this node.
+    pub base: String,
     _shutdown: oneshot::Sender<()>,
 }
 
