@@ -110,7 +110,7 @@ pub async fn run(state: AppState, cmd: RunsCommand) -> anyhow::Result<()> {
                 let cell = state.cell(&s).map_err(|e| anyhow!("{e}"))?;
                 runs.extend(cell.list_runs(&s, &f).await.map_err(|e| anyhow!("{e}"))?);
             }
-            runs.sort_by(|a, b| b.id.0.cmp(&a.id.0));
+            runs.sort_by_key(|r| std::cmp::Reverse(r.id.0));
             runs.truncate(limit as usize);
             if json {
                 let v: Vec<_> = runs

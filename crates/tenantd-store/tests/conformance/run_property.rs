@@ -209,7 +209,7 @@ async fn run_steps(b: &Backend, t: &TestTenant, steps: Vec<Step>) -> Result<(), 
                         // A completion may count tokens past the budget only as a report
                         // would: track it like one.
                         let used = b
-                            .counter(&t, &tokens_counter(tenantd_core::time::now()))
+                            .counter(t, &tokens_counter(tenantd_core::time::now()))
                             .await;
                         let held = b.counter(t, TOKENS_HELD).await;
                         c.overshoot = c.overshoot.max(used + held - LIMIT);
@@ -240,7 +240,7 @@ async fn run_steps(b: &Backend, t: &TestTenant, steps: Vec<Step>) -> Result<(), 
                 }
             }
         }
-        check(b, &t, &c, s).await?;
+        check(b, t, &c, s).await?;
     }
     // At rest: stopping the tenant cancels what is open; nothing stays held or leased.
     cell.stop_runs(&t.scope(), "end of case", "system", None)
