@@ -122,6 +122,8 @@ def main():
         TENANTD_AUTH_RATE_PER_IP="1000000",
         TENANTD_AUTH_RATE_PER_ACCOUNT="1000000",
         TENANTD_LOG="error",
+        # Leases long-poll up to wait_ms: the fuzzer picks up to 30 s, so cut waits to 200 ms.
+        TENANTD_RUN_LEASE_MAX_WAIT_MS="200",
     )
     for k in ("TENANTD_CONFIG", "TENANTD_TEST_PG", "TENANTD_TEST_BACKEND"):
         env.pop(k, None)

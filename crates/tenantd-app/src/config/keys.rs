@@ -140,6 +140,12 @@ pub const KEYS: &[Key] = &[
         "a worker's lease on an agent run, renewed by heartbeats; an expired lease requeues the run",
     ),
     key(
+        "run_lease_max_wait_ms",
+        Int,
+        Some("30000"),
+        "the longest a `POST /v1/workers/lease` waits for work (`wait_ms` above it is cut to it); lower it behind proxies with short idle timeouts",
+    ),
+    key(
         "run_max_attempts",
         Int,
         Some("3"),

@@ -127,6 +127,8 @@ pub struct Config {
     pub run_lease_ttl_ms: i64,
     /// Leases a run may lose before it ends `expired`.
     pub run_max_attempts: i64,
+    /// The longest a lease call waits for work, milliseconds.
+    pub run_lease_max_wait_ms: u64,
     /// What outbound webhook URLs may point at beyond public `https` ones.
     pub webhook_policy: tenantd_core::net::OutboundPolicy,
     /// Largest accepted request body, bytes.
@@ -300,6 +302,7 @@ impl Config {
             event_retention_days: in_range("event_retention_days", 1, 3650, "")?,
             run_lease_ttl_ms: in_range("run_lease_ttl_ms", 100, 3_600_000, "")?,
             run_max_attempts: in_range("run_max_attempts", 1, 100, "")?,
+            run_lease_max_wait_ms: in_range("run_lease_max_wait_ms", 0, 30_000, "")? as u64,
             webhook_policy: tenantd_core::net::OutboundPolicy {
                 allow_http: m.bool("webhook_allow_http").unwrap_or(false),
                 allow_private: m.bool("webhook_allow_private").unwrap_or(false),

@@ -16,9 +16,6 @@ use tenantd_core::{Error, FieldError, Result};
 use crate::context::Ctx;
 use crate::state::AppState;
 
-/// The longest a lease call may wait for work.
-pub const MAX_WAIT_MS: u64 = 30_000;
-
 /// How often a waiting lease looks again when no admission on this node woke it (runs admitted
 /// on other nodes, or requeued by their expiry jobs).
 const POLL: Duration = Duration::from_millis(200);
@@ -65,7 +62,7 @@ pub async fn lease(
     wait_ms: Option<u64>,
 ) -> Result<Option<Lease>> {
     platform_only(ctx)?;
-    let wait = Duration::from_millis(wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
+    let wait = Duration::from_millis(wait_ms.unwrap_or(0).min(state.config.run_lease_max_wait_ms));
     let ask = LeaseAsk {
         models,
         ttl: chrono::Duration::milliseconds(state.config.run_lease_ttl_ms),

@@ -31,13 +31,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRunRequest {
-    /// What the worker gets (any JSON; absent: `{}`).
-    #[schema(value_type = Object)]
-    pub input: Option<serde_json::Value>,
-    /// The model; absent: the tenant's `settings.default_model`, else the plan's first.
+    /// What the worker gets (a JSON object; absent: `{}`).
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The model; absent: the tenant's `settings.default_model`, else the plan's first (with
+    /// neither, and a plan that allows any model, the request must name one: 422).
+    #[schema(min_length = 1, max_length = 200)]
     pub model: Option<String>,
     /// The most tokens the run may use, held from the month's budget at admission (absent:
     /// the plan's `run_token_hold`).
+    #[schema(minimum = 1, maximum = 1099511627776_i64)]
     pub max_tokens: Option<i64>,
 }
 
@@ -113,6 +116,7 @@ pub struct RunParams {
     /// Only runs of this agent.
     pub agent_id: Option<String>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -149,7 +153,7 @@ async fn create(
         ),
     };
     let request = svc::RunRequest {
-        input: req.input,
+        input: req.input.map(serde_json::Value::Object),
         model: req.model,
         max_tokens: req.max_tokens,
         idempotency_key: key,

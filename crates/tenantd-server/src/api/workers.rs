@@ -31,10 +31,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     /// The models this worker serves (absent: any).
+    #[schema(value_type = Option<Vec<ModelName>>, min_items = 1, max_items = 100)]
     pub models: Option<Vec<String>>,
-    /// How long to wait for a run when none is queued (0 to 30000; default 0).
+    /// How long to wait for a run when none is queued, in milliseconds (default 0; at most
+    /// `run_lease_max_wait_ms`, 30000 unless configured).
+    #[schema(minimum = 0, maximum = 30000)]
     pub wait_ms: Option<u64>,
 }
+
+/// A model name (no comma).
+#[derive(ToSchema)]
+#[schema(pattern = "^[^,]{1,200}$")]
+#[allow(dead_code)]
+pub struct ModelName(String);
 
 #[derive(Serialize, ToSchema)]
 pub struct LeaseResponse {
@@ -51,6 +60,8 @@ pub struct LeaseResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
+    /// The `lease_id` the lease returned.
+    #[schema(min_length = 1, max_length = 100)]
     pub lease_id: String,
 }
 
@@ -62,10 +73,14 @@ pub struct HeartbeatResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageRequest {
+    /// The `lease_id` the lease returned.
+    #[schema(min_length = 1, max_length = 100)]
     pub lease_id: String,
     /// The report's number: the same `seq` twice counts once.
+    #[schema(minimum = 0)]
     pub seq: i64,
     /// Tokens spent since the previous report.
+    #[schema(minimum = 0, maximum = 1099511627776_i64)]
     pub tokens: i64,
 }
 
@@ -80,13 +95,17 @@ pub struct UsageResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
+    /// The `lease_id` the lease returned.
+    #[schema(min_length = 1, max_length = 100)]
     pub lease_id: String,
+    /// What the run produced (a JSON object).
     #[schema(value_type = Option<Object>)]
-    pub output: Option<serde_json::Value>,
-    /// Given, the run ends `failed`.
+    pub output: Option<serde_json::Map<String, serde_json::Value>>,
+    /// What went wrong (a JSON object); given, the run ends `failed`.
     #[schema(value_type = Option<Object>)]
-    pub error: Option<serde_json::Value>,
+    pub error: Option<serde_json::Map<String, serde_json::Value>>,
     /// The run's final token total (absent: what it reported; below that: what it reported).
+    #[schema(minimum = 0, maximum = 1099511627776_i64)]
     pub tokens_total: Option<i64>,
 }
 
@@ -174,8 +193,8 @@ async fn complete(
     let g = ctx.require::<perm::RunsWork>(&state).await?;
     let run = run_id(&id).map_err(|_| tenantd_core::Error::LeaseLost)?;
     let done = Completion {
-        output: req.output,
-        error: req.error,
+        output: req.output.map(serde_json::Value::Object),
+        error: req.error.map(serde_json::Value::Object),
         tokens_total: req.tokens_total,
     };
     Ok(Json(
