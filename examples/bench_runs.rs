@@ -11,7 +11,7 @@
 //!
 //! `TENANTS_FILE` has one `token tenant_id agent_id` line per tenant. `fairness` submits one
 //! run per second for each of them while SLOTS workers lease, hold each run RUN_MS and
-//! complete it; it reports the waits (created → leased, from the server's own times) of those
+//! complete it (the workers start staggered over one run's length); it reports the waits (created → leased, from the server's own times) of those
 //! runs and the leases each tenant got (backlogs queued beforehand by `submit` included).
 
 use std::collections::HashMap;
@@ -214,9 +214,12 @@ async fn fairness(
         }));
     }
     let mut workers = Vec::new();
-    for _ in 0..slots {
+    for k in 0..slots {
         let (http, worker) = (http.clone(), worker.clone());
         workers.push(tokio::spawn(async move {
+            // Workers start staggered over one run's length, as workers that did not all
+            // start in the same millisecond do: slots then free one by one, not in waves.
+            tokio::time::sleep(Duration::from_millis(run_ms * k as u64 / slots as u64)).await;
             let mut seen: Vec<(String, Option<f64>)> = Vec::new();
             while Instant::now() < until {
                 let (s, l) = http

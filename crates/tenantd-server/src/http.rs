@@ -197,9 +197,63 @@ impl<T: DeserializeOwned> FromRequest<crate::AppState> for ApiJson<T> {
         } else {
             bytes
         };
+        // Every request body of the API is a JSON object: serde would also read a struct from
+        // an array of its fields (`[null, null]`), which the schema does not allow.
+        if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace())
+            && *first == b'['
+        {
+            return Err(
+                ApiError::from(Error::invalid("body", "must be a JSON object")).into_response(),
+            );
+        }
         serde_json::from_slice(&bytes)
             .map(ApiJson)
             .map_err(|e| ApiError::from(json_error(&e)).into_response())
+    }
+}
+
+/// Integers in request bodies as JSON Schema has them: `20` and `20.0` are the same integer
+/// (a fraction, or a value out of range, is refused). For `#[serde(deserialize_with)]`.
+pub mod whole {
+    use serde::{Deserialize, Deserializer, de::Error as _};
+
+    fn of<'de, D: Deserializer<'de>>(n: serde_json::Number) -> Result<i128, D::Error> {
+        if let Some(i) = n.as_i64() {
+            return Ok(i128::from(i));
+        }
+        if let Some(u) = n.as_u64() {
+            return Ok(i128::from(u));
+        }
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Ok(f as i128),
+            _ => Err(D::Error::custom("expected a whole number")),
+        }
+    }
+
+    /// An `i64`.
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let n = serde_json::Number::deserialize(d)?;
+        i64::try_from(of::<D>(n)?).map_err(|_| D::Error::custom("out of range"))
+    }
+
+    /// An optional `i64` (with `#[serde(default)]`).
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => i64::try_from(of::<D>(n)?)
+                .map(Some)
+                .map_err(|_| D::Error::custom("out of range")),
+        }
+    }
+
+    /// An optional `u64` (with `#[serde(default)]`).
+    pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => u64::try_from(of::<D>(n)?)
+                .map(Some)
+                .map_err(|_| D::Error::custom("out of range")),
+        }
     }
 }
 

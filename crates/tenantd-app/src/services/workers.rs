@@ -62,6 +62,9 @@ pub async fn lease(
     wait_ms: Option<u64>,
 ) -> Result<Option<Lease>> {
     platform_only(ctx)?;
+    if wait_ms.is_some_and(|w| w > 30_000) {
+        return Err(FieldError::new("wait_ms", "0 to 30000 milliseconds").into());
+    }
     let wait = Duration::from_millis(wait_ms.unwrap_or(0).min(state.config.run_lease_max_wait_ms));
     let ask = LeaseAsk {
         models,

@@ -37,6 +37,8 @@ enum Rule {
     Password,
     /// `Role::parse`: one of the roles.
     Role,
+    /// A member's or an invitation's role: any but `worker` (a role for API keys only).
+    MemberRole,
     /// `TenantType::parse`, less `platform` (there is one platform tenant).
     CreatableType,
     /// A JSON object of at most 64 KiB (settings, branding).
@@ -61,8 +63,8 @@ const RULES: &[(&str, &str, Rule)] = &[
     ("PatchTenantRequest", "settings", Rule::Object),
     ("PatchTenantRequest", "branding", Rule::Object),
     ("InviteRequest", "email", Rule::Email),
-    ("InviteRequest", "role", Rule::Role),
-    ("RoleRequest", "role", Rule::Role),
+    ("InviteRequest", "role", Rule::MemberRole),
+    ("RoleRequest", "role", Rule::MemberRole),
     ("CreateKeyRequest", "name", Rule::Name),
     ("CreateKeyRequest", "role", Rule::Role),
     ("CreateKeyRequest", "expires_at", Rule::DateTime),
@@ -105,6 +107,14 @@ fn rule_schema(rule: Rule) -> Map<String, Value> {
         Rule::Role => {
             json!({"type": "string", "enum": Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>()})
         }
+        Rule::MemberRole => json!({
+            "type": "string",
+            "enum": Role::ALL
+                .iter()
+                .filter(|r| **r != Role::Worker)
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+        }),
         Rule::CreatableType => json!({
             "type": "string",
             "enum": TenantType::ALL

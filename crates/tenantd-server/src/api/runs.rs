@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiResult;
-use crate::http::{ApiJson, ApiQuery};
+use crate::http::{ApiJson, ApiQuery, whole};
 use crate::resolve::InTenant;
 use crate::services::runs as svc;
 use crate::state::AppState;
@@ -41,6 +41,7 @@ pub struct CreateRunRequest {
     /// The most tokens the run may use, held from the month's budget at admission (absent:
     /// the plan's `run_token_hold`).
     #[schema(minimum = 1, maximum = 1099511627776_i64)]
+    #[serde(default, deserialize_with = "whole::opt_i64")]
     pub max_tokens: Option<i64>,
 }
 

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use crate::api::runs::{RunResponse, run_id};
 use crate::error::ApiResult;
-use crate::http::ApiJson;
+use crate::http::{ApiJson, whole};
 use crate::resolve::InTenant;
 use crate::services::workers as svc;
 use crate::state::AppState;
@@ -36,6 +36,7 @@ pub struct LeaseRequest {
     /// How long to wait for a run when none is queued, in milliseconds (default 0; at most
     /// `run_lease_max_wait_ms`, 30000 unless configured).
     #[schema(minimum = 0, maximum = 30000)]
+    #[serde(default, deserialize_with = "whole::opt_u64")]
     pub wait_ms: Option<u64>,
 }
 
@@ -78,9 +79,11 @@ pub struct UsageRequest {
     pub lease_id: String,
     /// The report's number: the same `seq` twice counts once.
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "whole::i64")]
     pub seq: i64,
     /// Tokens spent since the previous report.
     #[schema(minimum = 0, maximum = 1099511627776_i64)]
+    #[serde(deserialize_with = "whole::i64")]
     pub tokens: i64,
 }
 
@@ -106,6 +109,7 @@ pub struct CompleteRequest {
     pub error: Option<serde_json::Map<String, serde_json::Value>>,
     /// The run's final token total (absent: what it reported; below that: what it reported).
     #[schema(minimum = 0, maximum = 1099511627776_i64)]
+    #[serde(default, deserialize_with = "whole::opt_i64")]
     pub tokens_total: Option<i64>,
 }
 
