@@ -2,7 +2,7 @@
 //! `agent_spawns` rate), the worker's loop (lease, heartbeat, usage, complete) fenced by its
 //! lease, metering closed into the budget, expiry, suspension, and the worker key's reach.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 pub use crate::helpers::runs::*;
 
@@ -277,6 +277,20 @@ async fn admission_refuses_in_order_and_a_refusal_uses_no_rate_token() {
     )
     .await
     .assert_problem(404, "NOT_FOUND");
+    let u = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/usage", t.tenant_id),
+            Some(&t.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        u.body["runs"]["rejections"],
+        json!({"model": 2, "queued_runs": 1, "rate": 1}),
+        "{}",
+        u.text
+    );
 }
 
 #[tokio::test]
@@ -368,6 +382,26 @@ async fn usage_past_the_budget_ends_the_run_and_still_counts() {
     start(&app, &t.token, &agent, json!({}))
         .await
         .assert_problem(403, "QUOTA_EXCEEDED");
+    let alerts = app
+        .call(
+            "GET",
+            "/v1/events?types=quota.threshold",
+            Some(&t.token),
+            None,
+        )
+        .await;
+    let fired: Vec<(Value, Value)> = alerts.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["data"]["quota"].clone(), e["data"]["threshold"].clone()))
+        .collect();
+    assert_eq!(
+        fired,
+        [(json!("tokens"), json!(80)), (json!("tokens"), json!(100))],
+        "{}",
+        alerts.text
+    );
 }
 
 #[tokio::test]

@@ -73,6 +73,28 @@ pub struct Lease {
     pub tokens_remaining: Option<i64>,
 }
 
+/// What one lease attempt in one cell found.
+#[derive(Debug, Clone)]
+pub enum LeaseOutcome {
+    /// A run, now leased.
+    Leased(Box<Lease>),
+    /// Work exists, but every tenant that has some was being leased by another transaction at
+    /// that instant (PostgreSQL's `SKIP LOCKED`): worth trying again at once.
+    Contended,
+    /// No tenant with work and a free slot.
+    Empty,
+}
+
+impl LeaseOutcome {
+    /// The lease, if one was made.
+    pub fn leased(self) -> Option<Lease> {
+        match self {
+            LeaseOutcome::Leased(l) => Some(*l),
+            _ => None,
+        }
+    }
+}
+
 /// Who asks for a lease, and for what.
 #[derive(Debug, Clone)]
 pub struct LeaseAsk {
@@ -148,6 +170,8 @@ pub struct RunTotals {
     pub waits_ms: Vec<i64>,
     /// Leases of this month's runs that expired (requeued or ended `expired`).
     pub lease_expiries: i64,
+    /// This month's refused admissions by reason (`model`, `tokens`, `queued_runs`, …).
+    pub rejections: std::collections::BTreeMap<String, i64>,
 }
 
 impl RunTotals {
@@ -217,6 +241,16 @@ pub fn tokens_counter(at: DateTime<Utc>) -> String {
 
 /// The quota counter of what open runs hold.
 pub const TOKENS_HELD: &str = "tokens_held";
+
+/// The counter of a month's refused admissions for one reason (`runs_rejected:YYYY-MM:tokens`).
+pub fn rejections_counter(at: DateTime<Utc>, reason: &str) -> String {
+    format!("{}{reason}", rejections_prefix(at))
+}
+
+/// What every rejection counter of the month starts with.
+pub fn rejections_prefix(at: DateTime<Utc>) -> String {
+    format!("runs_rejected:{}:", at.format("%Y-%m"))
+}
 
 /// The most tokens one usage report may carry (a guard against overflow, not a limit).
 pub const MAX_REPORT: i64 = 1 << 40;

@@ -22,7 +22,7 @@ use tenantd_core::ids::{EventId, ResourceId, RunId, TenantId};
 use tenantd_core::resource::{
     ListQuery, NewResource, ResourceKind, ResourceName, SharedFilter, Sharing, Spec,
 };
-use tenantd_core::runs::{Completion, LeaseAsk, NewRun, RunLimits, WorkerCall};
+use tenantd_core::runs::{Completion, LeaseAsk, LeaseOutcome, NewRun, RunLimits, WorkerCall};
 use tenantd_core::store::CellStore;
 use tenantd_core::tenant::TenantScope;
 use tenantd_server::api::dto::ResourceResponse;
@@ -173,14 +173,14 @@ async fn lease(State(cell): State<Cell>) -> Result<Response, StatusCode> {
         request_id: None,
     };
     match cell.unscoped_lease(&ask).await {
-        Ok(Some(l)) => Ok(Json(json!({
+        Ok(LeaseOutcome::Leased(l)) => Ok(Json(json!({
             "run": RunResponse::from(l.run),
             "lease_id": l.lease_id,
             "lease_expires_at": l.lease_until.to_rfc3339(),
             "tokens_remaining": l.tokens_remaining,
         }))
         .into_response()),
-        Ok(None) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(_) => Err(StatusCode::SERVICE_UNAVAILABLE),
     }
 }

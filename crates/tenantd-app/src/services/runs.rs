@@ -52,9 +52,17 @@ pub async fn create(
     agent: ResourceId,
     req: RunRequest,
 ) -> Result<(Run, bool)> {
-    let stats = &state.run_stats;
+    let refused = |reason: &'static str| async move {
+        state.run_stats.rejected(reason);
+        // A figure of the tenant's usage; failing to count it does not change the answer.
+        if let Ok(cell) = state.cell(&ctx.scope)
+            && let Err(e) = cell.count_rejection(&ctx.scope, reason).await
+        {
+            tracing::warn!(error = %e, "counting a refused run admission failed");
+        }
+    };
     if let Err(e) = ctx.plan.require_feature(FEATURE) {
-        stats.rejected("feature");
+        refused("feature").await;
         return Err(e);
     }
     // The agent must be one the tenant can see (its own, or shared with it).
@@ -69,7 +77,7 @@ pub async fn create(
         &ctx.tenant.settings,
     ) {
         Err(e @ Error::ModelNotAllowed { .. }) => {
-            stats.rejected("model");
+            refused("model").await;
             return Err(e);
         }
         other => other?,
@@ -108,11 +116,14 @@ pub async fn create(
         .admit_run(&ctx.scope, new, limits, audit)
         .await;
     match &out {
-        Ok((_, true)) => stats.admitted(),
+        Ok((_, true)) => state.run_stats.admitted(),
         Ok((_, false)) => {}
-        Err(Error::QuotaExceeded { resource, .. }) => stats.rejected(resource),
-        Err(Error::RateLimited { .. }) => stats.rejected("rate"),
-        Err(Error::TenantSuspended) => stats.rejected("suspended"),
+        Err(Error::QuotaExceeded { resource, .. }) if resource == "tokens" => {
+            refused("tokens").await
+        }
+        Err(Error::QuotaExceeded { .. }) => refused("queued_runs").await,
+        Err(Error::RateLimited { .. }) => refused("rate").await,
+        Err(Error::TenantSuspended) => refused("suspended").await,
         Err(_) => {}
     }
     out

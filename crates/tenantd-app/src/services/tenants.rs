@@ -332,7 +332,7 @@ impl QuotaUsage {
 }
 
 /// The tenant's agent runs now.
-#[derive(Debug, Serialize, ToSchema, Clone, Copy)]
+#[derive(Debug, Serialize, ToSchema, Clone)]
 pub struct RunsUsage {
     /// Waiting for a worker.
     pub queued: i64,
@@ -344,6 +344,10 @@ pub struct RunsUsage {
     pub wait_p99_ms: Option<i64>,
     /// Leases of this month's runs that expired (each requeued its run or ended it).
     pub lease_expiries: i64,
+    /// This month's refused admissions by reason (`feature`, `model`, `queued_runs`,
+    /// `tokens`, `rate`, `suspended`).
+    #[schema(value_type = Object)]
+    pub rejections: BTreeMap<String, i64>,
 }
 
 /// A tenant's usage.
@@ -386,6 +390,7 @@ pub async fn usage_of(state: &AppState, t: &Tenant) -> Result<Usage> {
             wait_p50_ms: runs.wait_percentile(50),
             wait_p99_ms: runs.wait_percentile(99),
             lease_expiries: runs.lease_expiries,
+            rejections: runs.rejections.clone(),
         },
     })
 }

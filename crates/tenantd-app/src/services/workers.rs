@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use tenantd_core::access::Granted;
 use tenantd_core::access::perm::RunsWork;
 use tenantd_core::ids::RunId;
-use tenantd_core::runs::{Completion, Lease, LeaseAsk, MAX_REPORT, Run, UsageReport, WorkerCall};
+use tenantd_core::runs::{
+    Completion, Lease, LeaseAsk, LeaseOutcome, MAX_REPORT, Run, UsageReport, WorkerCall,
+};
 use tenantd_core::tenant::TenantType;
 use tenantd_core::{Error, FieldError, Result};
 
@@ -19,6 +21,9 @@ use crate::state::AppState;
 /// How often a waiting lease looks again when no admission on this node woke it (runs admitted
 /// on other nodes, or requeued by their expiry jobs).
 const POLL: Duration = Duration::from_millis(200);
+
+/// How long a lease keeps trying when work exists but was being leased by others.
+const CONTENDED_FOR: Duration = Duration::from_millis(250);
 
 /// Worker calls are the platform tenant's: a tenant's own owner holds `runs:work` by role but
 /// may not lease other tenants' runs.
@@ -73,20 +78,33 @@ pub async fn lease(
         request_id: Some(ctx.caller.meta.request_id.clone()),
     };
     let deadline = Instant::now() + wait;
+    // Work that exists but was being leased by others at that instant is tried again at once
+    // (for up to CONTENDED_FOR even without `wait_ms`): one tenant's leases take turns on its
+    // scheduler row.
+    let contended_until = Instant::now() + CONTENDED_FOR;
     let cells: Vec<_> = state.cells.values().collect();
     loop {
         // Armed before looking, so an admission between the look and the wait is not missed.
         let woken = state.run_stats.work.notified();
         let start = state.run_stats.next_cell.fetch_add(1, Ordering::Relaxed);
+        let mut contended = false;
         for i in 0..cells.len() {
             let cell = cells[(start + i) % cells.len()];
             let began = Instant::now();
-            if let Some(lease) = cell.unscoped_lease(&ask).await? {
-                state.run_stats.leased(began.elapsed());
-                return Ok(Some(lease));
+            match cell.unscoped_lease(&ask).await? {
+                LeaseOutcome::Leased(lease) => {
+                    state.run_stats.leased(began.elapsed());
+                    return Ok(Some(*lease));
+                }
+                LeaseOutcome::Contended => contended = true,
+                LeaseOutcome::Empty => {}
             }
         }
         let now = Instant::now();
+        if contended && now < deadline.max(contended_until) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
         if now >= deadline {
             return Ok(None);
         }
@@ -190,6 +208,8 @@ pub async fn complete(
     let out: Result<Run> = in_some_cell!(state, |cell| cell.unscoped_complete(&c, done.clone()));
     if let Ok(r) = &out {
         state.run_stats.ended(r.status);
+        // A slot freed: leases waiting on this node look again.
+        state.run_stats.work.notify_waiters();
     }
     out
 }

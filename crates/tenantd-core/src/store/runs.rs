@@ -63,6 +63,9 @@ pub trait RunStore: Send + Sync {
     async fn resume_runs(&self, scope: &TenantScope) -> Result<()>;
     /// The tenant's runs at a glance.
     async fn run_totals(&self, scope: &TenantScope) -> Result<crate::runs::RunTotals>;
+    /// Counts a refused admission of the tenant under `reason` for this month (a figure of
+    /// its usage, not a quota: its own one-statement write, after the refusal).
+    async fn count_rejection(&self, scope: &TenantScope, reason: &str) -> Result<()>;
 }
 
 /// Agent runs as workers and the scheduler's jobs see them: across tenants by run id or by
@@ -70,12 +73,13 @@ pub trait RunStore: Send + Sync {
 #[async_trait]
 pub trait LeaseStore: Send + Sync {
     /// Leases the oldest queued run of the least recently served tenant that has one and a
-    /// free `concurrent_runs` slot and whose runs are not stopped; `None` when there is none.
+    /// free `concurrent_runs` slot and whose runs are not stopped (or says there is none, or
+    /// that the ones there are were all being leased by other transactions at that instant).
     /// The run's `runs.lease` event is appended in the same transaction.
     async fn unscoped_lease(
         &self,
         ask: &crate::runs::LeaseAsk,
-    ) -> Result<Option<crate::runs::Lease>>;
+    ) -> Result<crate::runs::LeaseOutcome>;
     /// Renews a lease until now + `ttl`. `None`: the run has no lease in this cell.
     /// `LeaseLost` / `RunCancelled` when the lease is not the run's current one.
     async fn unscoped_heartbeat(

@@ -9,8 +9,8 @@ use serde_json::json;
 use tenantd_core::audit::Action;
 use tenantd_core::ids::{RunId, TenantId};
 use tenantd_core::runs::{
-    Completion, DueLease, Lease, LeaseAsk, Run, RunStatus, TOKENS_HELD, UsageReport, WorkerCall,
-    run_event, tokens_counter,
+    Completion, DueLease, Lease, LeaseAsk, LeaseOutcome, Run, RunStatus, TOKENS_HELD, UsageReport,
+    WorkerCall, run_event, tokens_counter,
 };
 use tenantd_core::store::LeaseStore;
 use tenantd_core::tenant::TenantScope;
@@ -77,7 +77,7 @@ async fn open_call<D: Db>(
 
 #[async_trait]
 impl<D: Db> LeaseStore for Cell<D> {
-    async fn unscoped_lease(&self, ask: &LeaseAsk) -> Result<Option<Lease>> {
+    async fn unscoped_lease(&self, ask: &LeaseAsk) -> Result<LeaseOutcome> {
         let models = ask.models.as_ref().map(|m| format!(",{},", m.join(",")));
         let mut passed = String::from(",");
         for _ in 0..TENANTS_PER_LEASE {
@@ -88,7 +88,15 @@ impl<D: Db> LeaseStore for Cell<D> {
                 )
                 .await?;
             let Some(ready) = ready else {
-                return Ok(None);
+                if D::ROW_LOCKS {
+                    let any: Option<Int> = tx
+                        .fetch_optional(q(sql::ANY_RUNNABLE).bind(passed.as_str()))
+                        .await?;
+                    if any.is_some() {
+                        return Ok(LeaseOutcome::Contended);
+                    }
+                }
+                return Ok(LeaseOutcome::Empty);
             };
             let t = ready.tenant_id.clone();
             let tenant = TenantId(uuid(&t, "tenant_id")?);
@@ -158,14 +166,14 @@ impl<D: Db> LeaseStore for Cell<D> {
             );
             append(&mut tx, tenant, vec![event]).await?;
             tx.commit().await?;
-            return Ok(Some(Lease {
+            return Ok(LeaseOutcome::Leased(Box::new(Lease {
                 run: Run::try_from(row)?,
                 lease_id,
                 lease_until: until,
                 tokens_remaining,
-            }));
+            })));
         }
-        Ok(None)
+        Ok(LeaseOutcome::Empty)
     }
 
     async fn unscoped_heartbeat(

@@ -303,6 +303,13 @@ impl<D: Db> RunStore for Cell<D> {
         waits_ms.sort_unstable();
         let month = format!("{}-01T00:00:00", now.format("%Y-%m"));
         let Int(lease_expiries) = tx.fetch_one(q(sql::EXPIRIES).bind(&t).bind(month)).await?;
+        let prefix = tenantd_core::runs::rejections_prefix(now);
+        let all: Vec<crate::rows::CounterRow> =
+            tx.fetch_all(q(quotas::ALL_OF_TENANT).bind(&t)).await?;
+        let rejections = all
+            .into_iter()
+            .filter_map(|c| Some((c.quota.strip_prefix(&prefix)?.to_owned(), c.used)))
+            .collect();
         tx.commit().await?;
         Ok(RunTotals {
             queued,
@@ -311,6 +318,19 @@ impl<D: Db> RunStore for Cell<D> {
             used,
             waits_ms,
             lease_expiries,
+            rejections,
         })
+    }
+
+    async fn count_rejection(&self, scope: &TenantScope, reason: &str) -> Result<()> {
+        let name = tenantd_core::runs::rejections_counter(time::now(), reason);
+        let mut tx = self.db.begin_scoped(scope).await?;
+        tx.execute(
+            q(quotas::BUMP)
+                .bind(scope.tenant_id().to_string())
+                .bind(name),
+        )
+        .await?;
+        tx.commit().await
     }
 }

@@ -32,3 +32,8 @@ SELECT used AS n FROM quota_counters WHERE tenant_id = $1 AND quota = $2";
 /// Every counter of a tenant.
 pub const ALL_OF_TENANT: &str = "
 SELECT quota, used FROM quota_counters WHERE tenant_id = $1";
+
+/// Adds one to a counter, making it if needed (figures that limit nothing).
+pub const BUMP: &str = "
+INSERT INTO quota_counters (tenant_id, quota, used) VALUES ($1, $2, 1)
+ON CONFLICT (tenant_id, quota) DO UPDATE SET used = quota_counters.used + 1";

@@ -136,6 +136,13 @@ SELECT tenant_id, slots, token_limit FROM run_ready
  ORDER BY served_at, tenant_id
  LIMIT 1";
 
+/// Whether any tenant not in $1 has work and a free slot (as far as its row knows), locked or
+/// not: a lease that found every such row locked tries again.
+pub const ANY_RUNNABLE: &str = "
+SELECT CAST(1 AS BIGINT) AS n FROM run_ready
+ WHERE runnable = 1 AND active = 1 AND $1 NOT LIKE '%,' || tenant_id || ',%'
+ LIMIT 1";
+
 /// The tenant's oldest queued runs (two: the one to lease, and whether another waits).
 pub const OLDEST_QUEUED: &str = "
 SELECT id AS n FROM runs WHERE tenant_id = $1 AND status = 'queued'

@@ -9,7 +9,8 @@ use chrono::Duration;
 use tenantd_core::Error;
 use tenantd_core::ids::{ResourceId, RunId, TenantId};
 use tenantd_core::runs::{
-    Completion, LeaseAsk, NewRun, RunLimits, RunStatus, TOKENS_HELD, WorkerCall, tokens_counter,
+    Completion, LeaseAsk, LeaseOutcome, NewRun, RunLimits, RunStatus, TOKENS_HELD, WorkerCall,
+    tokens_counter,
 };
 
 use crate::backends::*;
@@ -96,6 +97,7 @@ async fn check_lifecycle(b: &Backend) {
         .unscoped_lease(&ask(30_000))
         .await
         .unwrap()
+        .leased()
         .expect("a lease");
     assert_eq!(first.run.id, ids[0], "the oldest first");
     assert_eq!(
@@ -107,10 +109,15 @@ async fn check_lifecycle(b: &Backend) {
         .unscoped_lease(&ask(30_000))
         .await
         .unwrap()
+        .leased()
         .expect("a lease");
     assert_eq!(second.run.id, ids[1]);
     assert!(
-        cell.unscoped_lease(&ask(30_000)).await.unwrap().is_none(),
+        cell.unscoped_lease(&ask(30_000))
+            .await
+            .unwrap()
+            .leased()
+            .is_none(),
         "two slots, both used"
     );
 
@@ -167,6 +174,7 @@ async fn check_lifecycle(b: &Backend) {
         .unscoped_lease(&ask(30_000))
         .await
         .unwrap()
+        .leased()
         .expect("the freed slot");
     assert_eq!(third.run.id, ids[2]);
     for lease in [&second, &third] {
@@ -210,6 +218,7 @@ async fn check_round_robin(b: &Backend) {
                 .unscoped_lease(&ask(30_000))
                 .await
                 .unwrap()
+                .leased()
                 .expect("work");
             this_round.insert(lease.run.tenant_id);
             *served.entry(lease.run.tenant_id).or_default() += 1;
@@ -242,8 +251,8 @@ async fn check_racing_leases(b: &Backend) {
         tasks.push(tokio::spawn(async move {
             loop {
                 match cell.unscoped_lease(&ask(30_000)).await {
-                    Err(Error::Unavailable) => continue,
-                    other => return other,
+                    Err(Error::Unavailable) | Ok(LeaseOutcome::Contended) => continue,
+                    other => return other.map(|o| o.leased()),
                 }
             }
         }));
@@ -263,6 +272,7 @@ async fn check_racing_leases(b: &Backend) {
         .unscoped_lease(&ask(30_000))
         .await
         .unwrap()
+        .leased()
         .is_some()
     {}
     for t in &tenants {
@@ -277,7 +287,12 @@ async fn check_budget_closes(b: &Backend) {
     let l = limits(None, Some(1_000));
     let id = admit(b, &t, 400, l).await.unwrap();
     let cell = b.home(&t);
-    let lease = cell.unscoped_lease(&ask(30_000)).await.unwrap().unwrap();
+    let lease = cell
+        .unscoped_lease(&ask(30_000))
+        .await
+        .unwrap()
+        .leased()
+        .unwrap();
     let c = call(id, &lease.lease_id);
     assert_eq!(
         cell.unscoped_report_usage(&c, 1, 300)
@@ -336,7 +351,12 @@ async fn check_expiry(b: &Backend) {
     let t = b.tenant(LOCAL).await;
     let id = admit(b, &t, 700, limits(Some(1), None)).await.unwrap();
     let cell = b.home(&t);
-    let lease = cell.unscoped_lease(&ask(0)).await.unwrap().unwrap();
+    let lease = cell
+        .unscoped_lease(&ask(0))
+        .await
+        .unwrap()
+        .leased()
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let due = cell
         .unscoped_due_leases(tenantd_core::time::now(), 10)
@@ -361,6 +381,7 @@ async fn check_expiry(b: &Backend) {
         .unscoped_lease(&ask(0))
         .await
         .unwrap()
+        .leased()
         .expect("requeued");
     assert_eq!((second.run.id, second.run.attempt), (id, 2));
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -377,7 +398,13 @@ async fn check_expiry(b: &Backend) {
         RunStatus::Expired
     );
     assert_eq!(b.counter(&t, TOKENS_HELD).await, 0);
-    assert!(cell.unscoped_lease(&ask(0)).await.unwrap().is_none());
+    assert!(
+        cell.unscoped_lease(&ask(0))
+            .await
+            .unwrap()
+            .leased()
+            .is_none()
+    );
 }
 
 /// Stopping a tenant's runs cancels the queued and the leased ones in one go (holds back),
@@ -390,7 +417,12 @@ async fn check_stop(b: &Backend) {
         admit(b, &t, 1_000, l).await.unwrap();
     }
     let cell = b.home(&t);
-    let lease = cell.unscoped_lease(&ask(30_000)).await.unwrap().unwrap();
+    let lease = cell
+        .unscoped_lease(&ask(30_000))
+        .await
+        .unwrap()
+        .leased()
+        .unwrap();
     admit(b, &other, 1_000, l).await.unwrap();
     let n = cell
         .stop_runs(&t.scope(), "tenant suspended", "system", None)
@@ -411,15 +443,23 @@ async fn check_stop(b: &Backend) {
         .unscoped_lease(&ask(30_000))
         .await
         .unwrap()
+        .leased()
         .expect("the other tenant's");
     assert_eq!(next.run.tenant_id, other.id());
-    assert!(cell.unscoped_lease(&ask(30_000)).await.unwrap().is_none());
+    assert!(
+        cell.unscoped_lease(&ask(30_000))
+            .await
+            .unwrap()
+            .leased()
+            .is_none()
+    );
     cell.resume_runs(&t.scope()).await.unwrap();
     admit(b, &t, 1_000, l).await.unwrap();
     let back = cell
         .unscoped_lease(&ask(30_000))
         .await
         .unwrap()
+        .leased()
         .expect("resumed");
     assert_eq!(back.run.tenant_id, t.id());
 }

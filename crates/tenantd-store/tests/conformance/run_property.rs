@@ -149,6 +149,7 @@ async fn run_steps(b: &Backend, t: &TestTenant, steps: Vec<Step>) -> Result<(), 
                 let got = cell
                     .unscoped_lease(&ask(if *lapses { 0 } else { 60_000 }))
                     .await
+                    .map(|o| o.leased())
                     .map_err(|e| format!("lease: {e}"))?;
                 if let Some(lease) = got {
                     if lease.run.tenant_id != t.id() {
