@@ -5,6 +5,7 @@
       && cargo build --release --example bench_runs
     TENANTD_TEST_PG=postgres://postgres@127.0.0.1:5432/postgres python3 bench/runs.py
     BENCH_RUNS=fairness python3 bench/runs.py        # one part: lifecycle | fairness | lease
+    BENCH_BACKENDS=postgres ...                       # one backend
     python3 bench/report.py bench/last-run-runs.json # (the JSON is written there)
 
 Parts, on SQLite and (with TENANTD_TEST_PG) PostgreSQL:
@@ -228,6 +229,8 @@ def main():
             raise SystemExit(f"missing {path}: build it first (see this file's docstring)")
     out, started = [], time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     kinds = ["sqlite"] + (["postgres"] if os.environ.get("TENANTD_TEST_PG") else [])
+    if os.environ.get("BENCH_BACKENDS"):
+        kinds = [k for k in kinds if k in os.environ["BENCH_BACKENDS"].split(",")]
     for kind in kinds:
         if "lifecycle" in PARTS:
             lifecycle(kind, out)

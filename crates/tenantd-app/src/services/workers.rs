@@ -102,7 +102,7 @@ pub async fn lease(
         }
         let now = Instant::now();
         if contended && now < deadline.max(contended_until) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
         }
         if now >= deadline {

@@ -87,6 +87,16 @@ impl<D: Db> LeaseStore for Cell<D> {
                     q(D::pick(sql::NEXT_TENANT_PG, sql::NEXT_TENANT_SQLITE)).bind(passed.as_str()),
                 )
                 .await?;
+            let ready = match ready {
+                Some(r) => Some(r),
+                // Every tenant with work is being leased by others: wait for the first one's
+                // row (PostgreSQL) rather than answer "nothing".
+                None if D::ROW_LOCKS => {
+                    tx.fetch_optional(q(sql::NEXT_TENANT_WAIT_PG).bind(passed.as_str()))
+                        .await?
+                }
+                None => None,
+            };
             let Some(ready) = ready else {
                 if D::ROW_LOCKS {
                     let any: Option<Int> = tx

@@ -129,6 +129,17 @@ SELECT tenant_id, slots, token_limit FROM run_ready
  ORDER BY served_at, tenant_id
  LIMIT 1
    FOR UPDATE SKIP LOCKED";
+/// [`NEXT_TENANT_PG`] waiting for the row instead of skipping it: used when every tenant
+/// with work was locked by another lease, so leases of a busy tenant queue on its row in the
+/// database rather than retrying (nothing else is locked yet: the lock order holds). After
+/// the wait PostgreSQL re-checks the row and may return none.
+pub const NEXT_TENANT_WAIT_PG: &str = "
+SELECT tenant_id, slots, token_limit FROM run_ready
+ WHERE runnable = 1 AND active = 1 AND $1 NOT LIKE '%,' || tenant_id || ',%'
+ ORDER BY served_at, tenant_id
+ LIMIT 1
+   FOR UPDATE";
+
 /// [`NEXT_TENANT_PG`] on SQLite (the write transaction already serialises leases).
 pub const NEXT_TENANT_SQLITE: &str = "
 SELECT tenant_id, slots, token_limit FROM run_ready
