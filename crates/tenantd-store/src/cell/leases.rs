@@ -90,10 +90,15 @@ impl<D: Db> LeaseStore for Cell<D> {
             let ready = match ready {
                 Some(r) => Some(r),
                 // Every tenant with work is being leased by others: wait for the first one's
-                // row (PostgreSQL) rather than answer "nothing".
+                // row alone (PostgreSQL) rather than answer "nothing" (see FIRST_RUNNABLE).
                 None if D::ROW_LOCKS => {
-                    tx.fetch_optional(q(sql::NEXT_TENANT_WAIT_PG).bind(passed.as_str()))
-                        .await?
+                    let first: Option<Text> = tx
+                        .fetch_optional(q(sql::FIRST_RUNNABLE).bind(passed.as_str()))
+                        .await?;
+                    match first {
+                        Some(Text(t)) => tx.fetch_optional(q(sql::LOCK_READY_ROW).bind(t)).await?,
+                        None => None,
+                    }
                 }
                 None => None,
             };

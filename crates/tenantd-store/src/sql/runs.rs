@@ -129,15 +129,21 @@ SELECT tenant_id, slots, token_limit FROM run_ready
  ORDER BY served_at, tenant_id
  LIMIT 1
    FOR UPDATE SKIP LOCKED";
-/// [`NEXT_TENANT_PG`] waiting for the row instead of skipping it: used when every tenant
-/// with work was locked by another lease, so leases of a busy tenant queue on its row in the
-/// database rather than retrying (nothing else is locked yet: the lock order holds). After
-/// the wait PostgreSQL re-checks the row and may return none.
-pub const NEXT_TENANT_WAIT_PG: &str = "
-SELECT tenant_id, slots, token_limit FROM run_ready
+/// When every tenant with work is locked by other leases: the first of them, read without a
+/// lock; the lease then waits for that one row alone ([`LOCK_READY_ROW`]). (A `FOR UPDATE`
+/// over the ordered list would keep the locks of rows it passed after waiting, and two such
+/// waiters deadlock.)
+pub const FIRST_RUNNABLE: &str = "
+SELECT tenant_id AS n FROM run_ready
  WHERE runnable = 1 AND active = 1 AND $1 NOT LIKE '%,' || tenant_id || ',%'
  ORDER BY served_at, tenant_id
- LIMIT 1
+ LIMIT 1";
+
+/// Waits for one tenant's scheduler row (PostgreSQL), as a lease reads it, if it is still
+/// runnable once the wait is over.
+pub const LOCK_READY_ROW: &str = "
+SELECT tenant_id, slots, token_limit FROM run_ready
+ WHERE tenant_id = $1 AND runnable = 1 AND active = 1
    FOR UPDATE";
 
 /// [`NEXT_TENANT_PG`] on SQLite (the write transaction already serialises leases).
