@@ -71,8 +71,12 @@ impl RunStats {
     }
 
     pub(crate) fn ended(&self, status: RunStatus) {
+        self.ended_n(status, 1);
+    }
+
+    pub(crate) fn ended_n(&self, status: RunStatus, n: u64) {
         if let Some(i) = RunStatus::ALL.iter().position(|s| *s == status) {
-            add(&self.ended[i], 1);
+            add(&self.ended[i], n);
         }
     }
 

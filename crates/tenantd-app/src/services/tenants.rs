@@ -230,11 +230,9 @@ async fn stop_runs(state: &AppState, caller: &Caller, t: &Tenant, reason: &str) 
             Some(caller.meta.request_id.clone()),
         )
         .await?;
-    for _ in 0..n {
-        state
-            .run_stats
-            .ended(tenantd_core::runs::RunStatus::Cancelled);
-    }
+    state
+        .run_stats
+        .ended_n(tenantd_core::runs::RunStatus::Cancelled, n);
     Ok(())
 }
 

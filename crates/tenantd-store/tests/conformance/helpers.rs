@@ -249,3 +249,12 @@ pub fn assert_quota<T: Debug>(
         other => panic!("{what}: expected QuotaExceeded on {quota}, got {other:?}"),
     }
 }
+
+/// The runtime a property test drives its cases on (two workers, like the checks).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

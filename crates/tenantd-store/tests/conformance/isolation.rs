@@ -97,14 +97,6 @@ fn cases() -> u32 {
         .unwrap_or(256)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
 /// Runs the property on one backend: one runtime, one backend, fresh tenants per case.
 fn run_property(rt: &tokio::runtime::Runtime, b: &Backend) {
     let config = ProptestConfig {

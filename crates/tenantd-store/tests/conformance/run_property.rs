@@ -257,14 +257,6 @@ async fn run_steps(b: &Backend, t: &TestTenant, steps: Vec<Step>) -> Result<(), 
     Ok(())
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
 fn run_property(rt: &tokio::runtime::Runtime, b: &Backend) {
     let config = ProptestConfig {
         cases: cases(),
