@@ -5,13 +5,14 @@
 //! ```text
 //! bench_runs lifecycle URL WORKER_KEY TENANTS_FILE SECONDS CONCURRENCY
 //! bench_runs submit    URL TENANTS_FILE COUNT CONCURRENCY
-//! bench_runs fairness  URL WORKER_KEY TENANTS_FILE SECONDS SLOTS RUN_MS
+//! bench_runs fairness  URL WORKER_KEY TENANTS_FILE SECONDS SLOTS RUN_MS [JITTER_MS]
 //! bench_runs lease     URL WORKER_KEY COUNT CONCURRENCY
 //! ```
 //!
 //! `TENANTS_FILE` has one `token tenant_id agent_id` line per tenant. `fairness` submits one
 //! run per second for each of them while SLOTS workers lease, hold each run RUN_MS and
-//! complete it (the workers start staggered over one run's length); it reports the waits (created → leased, from the server's own times) of those
+//! complete it (the workers start staggered over one run's length; with JITTER_MS each run lasts
+//! RUN_MS ± JITTER_MS); it reports the waits (created → leased, from the server's own times) of those
 //! runs and the leases each tenant got (backlogs queued beforehand by `submit` included).
 
 use std::collections::HashMap;
@@ -197,6 +198,7 @@ async fn fairness(
     seconds: u64,
     slots: usize,
     run_ms: u64,
+    jitter_ms: u64,
 ) -> Value {
     let until = Instant::now() + Duration::from_secs(seconds);
     let mine: std::collections::HashSet<String> = ts.iter().map(|t| t.id.clone()).collect();
@@ -220,7 +222,14 @@ async fn fairness(
             // Workers start staggered over one run's length, as workers that did not all
             // start in the same millisecond do: slots then free one by one, not in waves.
             tokio::time::sleep(Duration::from_millis(run_ms * k as u64 / slots as u64)).await;
-            let mut seen: Vec<(String, Option<f64>)> = Vec::new();
+            let mut seen: Vec<(String, Option<f64>, String)> = Vec::new();
+            // Run lengths of run_ms ± jitter_ms (a small LCG per worker; 0: exactly run_ms).
+            let mut lcg = 0x9e37_79b9_u64.wrapping_mul(k as u64 + 1);
+            let mut length = move || {
+                lcg = lcg.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let spread = 2 * jitter_ms + 1;
+                run_ms - jitter_ms + (lcg >> 33) % spread
+            };
             while Instant::now() < until {
                 let (s, l) = http
                     .post("/v1/workers/lease", &worker, None, json!({"wait_ms": 500}))
@@ -233,8 +242,12 @@ async fn fairness(
                     .unwrap_or_default()
                     .to_owned();
                 let wait = ms_between(&l["run"]["created_at"], &l["run"]["leased_at"]);
-                seen.push((tenant, wait));
-                tokio::time::sleep(Duration::from_millis(run_ms)).await;
+                let at = l["run"]["leased_at"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.push((tenant, wait, at));
+                tokio::time::sleep(Duration::from_millis(length())).await;
                 let run = l["run"]["id"].as_str().unwrap_or_default().to_owned();
                 http.post(
                     &format!("/v1/runs/{run}/complete"),
@@ -251,10 +264,11 @@ async fn fairness(
         s.await.unwrap();
     }
     let (mut waits, mut per) = (Vec::new(), HashMap::<String, u64>::new());
-    let mut total = 0u64;
+    let (mut total, mut times) = (0u64, Vec::new());
     for w in workers {
-        for (tenant, wait) in w.await.unwrap() {
+        for (tenant, wait, at) in w.await.unwrap() {
             total += 1;
+            times.push(at);
             *per.entry(tenant.clone()).or_default() += 1;
             if mine.contains(&tenant)
                 && let Some(w) = wait
@@ -263,9 +277,18 @@ async fn fairness(
             }
         }
     }
+    // Gaps between consecutive leases (all workers): a quiet run waits for the next one.
+    times.sort();
+    let mut gaps: Vec<f64> = times
+        .windows(2)
+        .filter_map(|w| ms_between(&json!(w[0]), &json!(w[1])))
+        .collect();
     json!({
+        "lease_gap_p99_ms": pct(&mut gaps.clone(), 99.0),
+        "lease_gap_max_ms": pct(&mut gaps, 100.0),
         "leases": total,
         "runs_per_s": total as f64 / seconds as f64,
+        "submitted_leases": waits.len(),
         "submitted_wait_p50_ms": pct(&mut waits.clone(), 50.0),
         "submitted_wait_p99_ms": pct(&mut waits, 99.0),
         "leases_by_tenant": per,
@@ -321,6 +344,7 @@ async fn main() {
                 n(5),
                 n(6) as usize,
                 n(7),
+                a.get(8).map_or(0, |j| j.parse().expect("jitter ms")),
             )
             .await
         }

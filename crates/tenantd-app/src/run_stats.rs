@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tenantd_core::runs::RunStatus;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// The upper bounds of the lease-latency histogram, in seconds.
 pub const LEASE_BUCKETS: [f64; 8] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
@@ -37,6 +37,23 @@ pub struct RunStats {
     pub(crate) work: Notify,
     /// Where the next lease starts its walk over the cells.
     pub(crate) next_cell: AtomicUsize,
+    /// Leases allowed to wait for a scheduler row another lease holds, at once on this node
+    /// ([`ROW_WAITERS`]); the others wait here, holding no database connection.
+    pub(crate) row_waits: RowWaits,
+}
+
+/// How many leases of a node may wait for a busy tenant's scheduler row at once. Each holds a
+/// pooled connection while it waits: with every worker waiting, completions (which free the
+/// slots) found no connection, and one tenant's leases and completions crawled.
+pub(crate) const ROW_WAITERS: usize = 4;
+
+/// The permits of [`RunStats::row_waits`].
+pub(crate) struct RowWaits(pub(crate) Semaphore);
+
+impl Default for RowWaits {
+    fn default() -> Self {
+        Self(Semaphore::new(ROW_WAITERS))
+    }
 }
 
 fn add(c: &AtomicU64, n: u64) {

@@ -95,9 +95,27 @@ impl LeaseOutcome {
     }
 }
 
+/// How a lease picks the run it hands out (`run_scheduling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheduling {
+    /// The least recently served tenant with work and a free slot, then its oldest run: a
+    /// tenant's share does not grow with its backlog.
+    #[default]
+    Fair,
+    /// The oldest queued run of any tenant with a free slot: a backlog goes first, and its
+    /// neighbours wait behind it. What the fairness benchmark compares against.
+    Fifo,
+}
+
 /// Who asks for a lease, and for what.
 #[derive(Debug, Clone)]
 pub struct LeaseAsk {
+    /// How the run is picked.
+    pub scheduling: Scheduling,
+    /// Whether the lease may wait for a tenant's scheduler row that another lease holds
+    /// (PostgreSQL). Without it such a tenant is passed over (fair) or the answer is
+    /// [`LeaseOutcome::Contended`] (FIFO, or every tenant with work held).
+    pub wait_for_row: bool,
     /// The models the worker serves (`None`: any).
     pub models: Option<Vec<String>>,
     /// How long a lease holds unless renewed (`run_lease_ttl_ms`).

@@ -167,6 +167,8 @@ async fn start_run(
 
 async fn lease(State(cell): State<Cell>) -> Result<Response, StatusCode> {
     let ask = LeaseAsk {
+        scheduling: Default::default(),
+        wait_for_row: true,
         models: None,
         ttl: chrono::Duration::seconds(30),
         actor: "bench".into(),

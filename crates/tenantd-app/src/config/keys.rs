@@ -152,6 +152,12 @@ pub const KEYS: &[Key] = &[
         "leases a run may lose; at the last loss it ends `expired`",
     ),
     key(
+        "run_scheduling",
+        Text,
+        Some("fair"),
+        "how leases pick runs: fair (least recently served tenant first, then its oldest run), or fifo (the oldest run of any tenant: a backlog starves its neighbours; for comparison)",
+    ),
+    key(
         "webhook_allow_http",
         Bool,
         Some("false"),

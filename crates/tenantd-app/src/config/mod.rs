@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use secret::Secret;
 use sources::Merged;
+use tenantd_core::runs::Scheduling;
 
 /// Single- or multi-tenant operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +128,8 @@ pub struct Config {
     pub run_lease_ttl_ms: i64,
     /// Leases a run may lose before it ends `expired`.
     pub run_max_attempts: i64,
+    /// How leases pick runs (`run_scheduling`: fair, or fifo).
+    pub run_scheduling: Scheduling,
     /// The longest a lease call waits for work, milliseconds.
     pub run_lease_max_wait_ms: u64,
     /// What outbound webhook URLs may point at beyond public `https` ones.
@@ -239,6 +242,15 @@ impl Config {
                 ));
             }
         };
+        let run_scheduling = match text("run_scheduling").unwrap_or_default().as_str() {
+            "fair" => Scheduling::Fair,
+            "fifo" => Scheduling::Fifo,
+            other => {
+                return Err(format!(
+                    "run_scheduling: \"fair\" or \"fifo\", not {other:?}"
+                ));
+            }
+        };
         let redis_url = m.secret("redis_url");
         if let Some(r) = &redis_url
             && !["redis://", "rediss://", "unix://"]
@@ -302,6 +314,7 @@ impl Config {
             event_retention_days: in_range("event_retention_days", 1, 3650, "")?,
             run_lease_ttl_ms: in_range("run_lease_ttl_ms", 100, 3_600_000, "")?,
             run_max_attempts: in_range("run_max_attempts", 1, 100, "")?,
+            run_scheduling,
             run_lease_max_wait_ms: in_range("run_lease_max_wait_ms", 0, 30_000, "")? as u64,
             webhook_policy: tenantd_core::net::OutboundPolicy {
                 allow_http: m.bool("webhook_allow_http").unwrap_or(false),

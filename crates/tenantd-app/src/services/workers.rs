@@ -71,7 +71,9 @@ pub async fn lease(
         return Err(FieldError::new("wait_ms", "0 to 30000 milliseconds").into());
     }
     let wait = Duration::from_millis(wait_ms.unwrap_or(0).min(state.config.run_lease_max_wait_ms));
-    let ask = LeaseAsk {
+    let mut ask = LeaseAsk {
+        scheduling: state.config.run_scheduling,
+        wait_for_row: false,
         models,
         ttl: chrono::Duration::milliseconds(state.config.run_lease_ttl_ms),
         actor: ctx.caller.actor.audit_name(),
@@ -80,14 +82,24 @@ pub async fn lease(
     let deadline = Instant::now() + wait;
     // Work that exists but was being leased by others at that instant is tried again at once
     // (for up to CONTENDED_FOR even without `wait_ms`): one tenant's leases take turns on its
-    // scheduler row.
+    // scheduler row. The second try waits for the row, a few leases of this node at a time
+    // (ROW_WAITERS); the rest wait for a permit, holding no database connection.
     let contended_until = Instant::now() + CONTENDED_FOR;
     let cells: Vec<_> = state.cells.values().collect();
+    let mut contended = false;
     loop {
         // Armed before looking, so an admission between the look and the wait is not missed.
         let woken = state.run_stats.work.notified();
+        let permit =
+            match contended {
+                true => Some(state.run_stats.row_waits.0.acquire().await.map_err(|_| {
+                    Error::Internal("the lease waiters' semaphore is closed".into())
+                })?),
+                false => None,
+            };
+        ask.wait_for_row = permit.is_some();
         let start = state.run_stats.next_cell.fetch_add(1, Ordering::Relaxed);
-        let mut contended = false;
+        contended = false;
         for i in 0..cells.len() {
             let cell = cells[(start + i) % cells.len()];
             let began = Instant::now();
@@ -100,9 +112,13 @@ pub async fn lease(
                 LeaseOutcome::Empty => {}
             }
         }
+        drop(permit);
         let now = Instant::now();
         if contended && now < deadline.max(contended_until) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            if ask.wait_for_row {
+                // Waited, and the row had changed by then: a moment before the next look.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             continue;
         }
         if now >= deadline {

@@ -9,8 +9,8 @@ use serde_json::json;
 use tenantd_core::audit::Action;
 use tenantd_core::ids::{RunId, TenantId};
 use tenantd_core::runs::{
-    Completion, DueLease, Lease, LeaseAsk, LeaseOutcome, Run, RunStatus, TOKENS_HELD, UsageReport,
-    WorkerCall, run_event, tokens_counter,
+    Completion, DueLease, Lease, LeaseAsk, LeaseOutcome, Run, RunStatus, Scheduling, TOKENS_HELD,
+    UsageReport, WorkerCall, run_event, tokens_counter,
 };
 use tenantd_core::store::LeaseStore;
 use tenantd_core::tenant::TenantScope;
@@ -19,7 +19,7 @@ use tenantd_core::{Error, Result, time};
 use super::runs::{counter, lock_head, mark_freed, release_hold};
 use super::{Cell, append};
 use crate::db::{Conn, Db, Int, Text, Tx, q};
-use crate::rows::{DueRow, LeaseEntry, ReadyRow, RunRow, fmt, uuid};
+use crate::rows::{DueRow, LeaseEntry, QueuedHead, ReadyRow, RunRow, fmt, uuid};
 use crate::sql::runs as sql;
 
 /// How many tenants one lease call looks at before answering "nothing".
@@ -75,6 +75,25 @@ async fn open_call<D: Db>(
     Ok(Some((tx, scope, row)))
 }
 
+/// The fair pick: the least recently served tenant with work and a free slot, its row locked
+/// (`SKIP LOCKED` on PostgreSQL). When every such row is held by other leases, a lease that
+/// may wait (`wait_for_row`) waits for the first one's row alone (see `FIRST_RUNNABLE`).
+async fn next_fair<D: Db>(tx: &mut D::Tx, passed: &str, wait: bool) -> Result<Option<ReadyRow>> {
+    let ready: Option<ReadyRow> = tx
+        .fetch_optional(q(D::pick(sql::NEXT_TENANT_PG, sql::NEXT_TENANT_SQLITE)).bind(passed))
+        .await?;
+    if ready.is_some() || !D::ROW_LOCKS || !wait {
+        return Ok(ready);
+    }
+    let first: Option<Text> = tx
+        .fetch_optional(q(sql::FIRST_RUNNABLE).bind(passed))
+        .await?;
+    match first {
+        Some(Text(t)) => tx.fetch_optional(q(sql::LOCK_READY_ROW).bind(t)).await,
+        None => Ok(None),
+    }
+}
+
 #[async_trait]
 impl<D: Db> LeaseStore for Cell<D> {
     async fn unscoped_lease(&self, ask: &LeaseAsk) -> Result<LeaseOutcome> {
@@ -82,25 +101,36 @@ impl<D: Db> LeaseStore for Cell<D> {
         let mut passed = String::from(",");
         for _ in 0..TENANTS_PER_LEASE {
             let mut tx = self.db.begin().await?;
-            let ready: Option<ReadyRow> = tx
-                .fetch_optional(
-                    q(D::pick(sql::NEXT_TENANT_PG, sql::NEXT_TENANT_SQLITE)).bind(passed.as_str()),
-                )
-                .await?;
-            let ready = match ready {
-                Some(r) => Some(r),
-                // Every tenant with work is being leased by others: wait for the first one's
-                // row alone (PostgreSQL) rather than answer "nothing" (see FIRST_RUNNABLE).
-                None if D::ROW_LOCKS => {
+            let ready: Option<ReadyRow> = match ask.scheduling {
+                Scheduling::Fifo => {
+                    // The tenant whose head run is oldest; its row, waited for (PostgreSQL).
                     let first: Option<Text> = tx
-                        .fetch_optional(q(sql::FIRST_RUNNABLE).bind(passed.as_str()))
+                        .fetch_optional(q(sql::FIFO_FIRST).bind(passed.as_str()))
                         .await?;
-                    match first {
-                        Some(Text(t)) => tx.fetch_optional(q(sql::LOCK_READY_ROW).bind(t)).await?,
-                        None => None,
+                    let Some(Text(t)) = first else {
+                        return Ok(LeaseOutcome::Empty);
+                    };
+                    let lock = match (D::ROW_LOCKS, ask.wait_for_row) {
+                        (false, _) => sql::READY_RUNNABLE,
+                        (true, true) => sql::LOCK_READY_ROW,
+                        (true, false) => sql::LOCK_READY_ROW_SKIP,
+                    };
+                    let ready: Option<ReadyRow> = tx.fetch_optional(q(lock).bind(&t)).await?;
+                    if ready.is_none() && D::ROW_LOCKS && !ask.wait_for_row {
+                        // Held by another lease (or no longer runnable): FIFO does not pass
+                        // the oldest run over; the service asks again, waiting.
+                        return Ok(LeaseOutcome::Contended);
                     }
+                    if ready.is_none() {
+                        // Full, or stopped: the next tenant's oldest run.
+                        drop(tx);
+                        passed.push_str(&t);
+                        passed.push(',');
+                        continue;
+                    }
+                    ready
                 }
-                None => None,
+                Scheduling::Fair => next_fair::<D>(&mut tx, &passed, ask.wait_for_row).await?,
             };
             let Some(ready) = ready else {
                 if D::ROW_LOCKS {
@@ -121,10 +151,10 @@ impl<D: Db> LeaseStore for Cell<D> {
             // The truth, from the run rows, under the tenant's lock: the row was a hint.
             let Int(leased) = tx.fetch_one(q(sql::LEASED).bind(&t)).await?;
             let full = ready.slots.is_some_and(|s| leased >= s);
-            let head: Vec<Text> = tx.fetch_all(q(sql::OLDEST_QUEUED).bind(&t)).await?;
+            let head: Vec<QueuedHead> = tx.fetch_all(q(sql::OLDEST_QUEUED).bind(&t)).await?;
             let pick = match (&models, full) {
                 (_, true) => None,
-                (None, false) => head.first().map(|Text(id)| id.clone()),
+                (None, false) => head.first().map(|h| h.id.clone()),
                 (Some(m), false) => {
                     let r: Option<Text> = tx
                         .fetch_optional(q(sql::OLDEST_QUEUED_FOR).bind(&t).bind(m.as_str()))
@@ -135,7 +165,9 @@ impl<D: Db> LeaseStore for Cell<D> {
             let Some(run_id) = pick else {
                 if full || head.is_empty() {
                     // A stale hint: the tenant has no room or no work; clear it.
-                    tx.execute(q(sql::SERVED_KEEP).bind(&t).bind(0_i64)).await?;
+                    let head_at = head.first().map(|h| h.created_at.as_str());
+                    tx.execute(q(sql::SERVED_KEEP).bind(&t).bind(0_i64).bind(head_at))
+                        .await?;
                     tx.commit().await?;
                 } else {
                     drop(tx);
@@ -165,8 +197,19 @@ impl<D: Db> LeaseStore for Cell<D> {
             )
             .await?;
             let more = head.len() > 1 && ready.slots.is_none_or(|s| leased + 1 < s);
-            tx.execute(q(sql::SERVED).bind(&t).bind(fmt(now)).bind(i64::from(more)))
-                .await?;
+            // What waits next: the second of the two, unless a worker's models chose another.
+            let next = head
+                .iter()
+                .find(|h| h.id != run_id)
+                .map(|h| h.created_at.as_str());
+            tx.execute(
+                q(sql::SERVED)
+                    .bind(&t)
+                    .bind(fmt(now))
+                    .bind(i64::from(more))
+                    .bind(next),
+            )
+            .await?;
             let id = RunId(uuid(&run_id, "id")?);
             let row: RunRow = tx.fetch_one(q(sql::FIND).bind(&run_id).bind(&t)).await?;
             let left = row.held()?;

@@ -166,7 +166,8 @@ impl<D: Db> RunStore for Cell<D> {
             q(D::pick(sql::MARK_ADMITTED_PG, sql::MARK_ADMITTED_SQLITE))
                 .bind(&t)
                 .bind(limits.slots)
-                .bind(limits.tokens),
+                .bind(limits.tokens)
+                .bind(&at),
         )
         .await?;
         append(&mut tx, scope.tenant_id(), vec![audit]).await?;

@@ -97,6 +97,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         name: "run_leasing",
         sql: include_str!("../../migrations/postgres/cell/0009_run_leasing.sql"),
     },
+    Migration {
+        version: 10,
+        name: "run_fifo",
+        sql: include_str!("../../migrations/postgres/cell/0010_run_fifo.sql"),
+    },
 ];
 
 /// Where a PostgreSQL database is, and who may do what there.

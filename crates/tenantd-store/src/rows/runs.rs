@@ -164,6 +164,21 @@ impl TryFrom<DueRow> for DueLease {
     }
 }
 
+/// A queued run at the head of its tenant's queue: its id and when it was created.
+pub(crate) struct QueuedHead {
+    pub id: String,
+    pub created_at: String,
+}
+
+impl Record for QueuedHead {
+    fn read(r: &dyn Columns) -> Result<Self> {
+        Ok(Self {
+            id: r.text("id")?,
+            created_at: r.text("created_at")?,
+        })
+    }
+}
+
 /// The `agent_spawns` window: admissions in it, and the oldest one's time.
 pub(crate) struct SpawnWindow {
     pub n: i64,

@@ -93,23 +93,27 @@ ON CONFLICT (tenant_id) DO NOTHING";
 pub const READY_ACTIVE: &str = "
 SELECT active AS n FROM run_ready WHERE tenant_id = $1";
 
-/// Marks the tenant runnable with its plan's slots ($2) and token limit ($3), unless the row
-/// already says so — skipping a row another transaction holds (see the lock order above).
+/// Marks the tenant runnable with its plan's slots ($2) and token limit ($3), and its oldest
+/// queued run's time if the row had none ($4: this run's), unless the row already says so — skipping a row another transaction holds (see the lock order above).
 pub const MARK_ADMITTED_PG: &str = "
-UPDATE run_ready SET runnable = 1, slots = $2, token_limit = $3
+UPDATE run_ready SET runnable = 1, slots = $2, token_limit = $3, head_at = COALESCE(head_at, $4)
  WHERE tenant_id IN (SELECT tenant_id FROM run_ready
                       WHERE tenant_id = $1
                         AND (runnable = 0 OR slots IS DISTINCT FROM $2
-                             OR token_limit IS DISTINCT FROM $3)
+                             OR token_limit IS DISTINCT FROM $3 OR head_at IS NULL)
                         FOR UPDATE SKIP LOCKED)";
 /// [`MARK_ADMITTED_PG`] on SQLite (one writer: nothing to skip).
 pub const MARK_ADMITTED_SQLITE: &str = "
-UPDATE run_ready SET runnable = 1, slots = $2, token_limit = $3
- WHERE tenant_id = $1 AND (runnable = 0 OR slots IS NOT $2 OR token_limit IS NOT $3)";
+UPDATE run_ready SET runnable = 1, slots = $2, token_limit = $3, head_at = COALESCE(head_at, $4)
+ WHERE tenant_id = $1
+   AND (runnable = 0 OR slots IS NOT $2 OR token_limit IS NOT $3 OR head_at IS NULL)";
 
 /// Marks the tenant runnable after a slot was freed, when it has queued runs.
 pub const MARK_FREED_PG: &str = "
-UPDATE run_ready SET runnable = 1
+UPDATE run_ready
+   SET runnable = 1,
+       head_at = COALESCE(head_at, (SELECT MIN(created_at) FROM runs
+                                     WHERE runs.tenant_id = $1 AND status = 'queued'))
  WHERE tenant_id IN (SELECT tenant_id FROM run_ready
                       WHERE tenant_id = $1 AND runnable = 0
                         AND EXISTS (SELECT 1 FROM runs
@@ -117,7 +121,10 @@ UPDATE run_ready SET runnable = 1
                         FOR UPDATE SKIP LOCKED)";
 /// [`MARK_FREED_PG`] on SQLite.
 pub const MARK_FREED_SQLITE: &str = "
-UPDATE run_ready SET runnable = 1
+UPDATE run_ready
+   SET runnable = 1,
+       head_at = COALESCE(head_at, (SELECT MIN(created_at) FROM runs
+                                     WHERE runs.tenant_id = $1 AND status = 'queued'))
  WHERE tenant_id = $1 AND runnable = 0
    AND EXISTS (SELECT 1 FROM runs WHERE runs.tenant_id = $1 AND status = 'queued')";
 
@@ -146,6 +153,26 @@ SELECT tenant_id, slots, token_limit FROM run_ready
  WHERE tenant_id = $1 AND runnable = 1 AND active = 1
    FOR UPDATE";
 
+/// FIFO scheduling (`run_scheduling = fifo`): the tenant whose oldest queued run is the
+/// oldest (as far as the rows know), leaving out those in $1, read without a lock; the lease
+/// then waits for that row ([`LOCK_READY_ROW`]). One seek on `run_ready_fifo`.
+pub const FIFO_FIRST: &str = "
+SELECT tenant_id AS n FROM run_ready
+ WHERE runnable = 1 AND active = 1 AND $1 NOT LIKE '%,' || tenant_id || ',%'
+ ORDER BY head_at, tenant_id
+ LIMIT 1";
+
+/// [`LOCK_READY_ROW`] without waiting: nothing when another lease holds the row.
+pub const LOCK_READY_ROW_SKIP: &str = "
+SELECT tenant_id, slots, token_limit FROM run_ready
+ WHERE tenant_id = $1 AND runnable = 1 AND active = 1
+   FOR UPDATE SKIP LOCKED";
+
+/// [`LOCK_READY_ROW`] on SQLite (one writer: nothing to wait for).
+pub const READY_RUNNABLE: &str = "
+SELECT tenant_id, slots, token_limit FROM run_ready
+ WHERE tenant_id = $1 AND runnable = 1 AND active = 1";
+
 /// [`NEXT_TENANT_PG`] on SQLite (the write transaction already serialises leases).
 pub const NEXT_TENANT_SQLITE: &str = "
 SELECT tenant_id, slots, token_limit FROM run_ready
@@ -160,9 +187,9 @@ SELECT CAST(1 AS BIGINT) AS n FROM run_ready
  WHERE runnable = 1 AND active = 1 AND $1 NOT LIKE '%,' || tenant_id || ',%'
  LIMIT 1";
 
-/// The tenant's oldest queued runs (two: the one to lease, and whether another waits).
+/// The tenant's oldest queued runs (two: the one to lease, and the one after it).
 pub const OLDEST_QUEUED: &str = "
-SELECT id AS n FROM runs WHERE tenant_id = $1 AND status = 'queued'
+SELECT id, created_at FROM runs WHERE tenant_id = $1 AND status = 'queued'
  ORDER BY created_at, id LIMIT 2";
 
 /// The tenant's oldest queued run on one of the models in $2 (`,m,m,`).
@@ -171,19 +198,21 @@ SELECT id AS n FROM runs
  WHERE tenant_id = $1 AND status = 'queued' AND $2 LIKE '%,' || model || ',%'
  ORDER BY created_at, id LIMIT 1";
 
-/// After a lease: when the tenant was served, and whether it may be leased again.
+/// After a lease: when the tenant was served, whether it may be leased again, and its oldest
+/// queued run's time ($4, none when nothing waits).
 pub const SERVED: &str = "
-UPDATE run_ready SET served_at = $2, runnable = $3 WHERE tenant_id = $1";
+UPDATE run_ready SET served_at = $2, runnable = $3, head_at = $4 WHERE tenant_id = $1";
 
-/// Sets whether the tenant may be leased, leaving when it was served.
+/// Sets whether the tenant may be leased and its oldest queued run's time ($3), leaving when
+/// it was served.
 pub const SERVED_KEEP: &str = "
-UPDATE run_ready SET runnable = $2 WHERE tenant_id = $1";
+UPDATE run_ready SET runnable = $2, head_at = $3 WHERE tenant_id = $1";
 
 /// Stops (active 0) or resumes (1) the tenant's runs being leased; waits for the row.
 pub const SET_ACTIVE: &str = "
 INSERT INTO run_ready (tenant_id, served_at, runnable, active, slots, token_limit)
 VALUES ($1, '', 0, $2, NULL, NULL)
-ON CONFLICT (tenant_id) DO UPDATE SET active = $2, runnable = 0";
+ON CONFLICT (tenant_id) DO UPDATE SET active = $2, runnable = 0, head_at = NULL";
 
 /// The tenant's scheduler row, as a lease reads it.
 pub const READY_ROW: &str = "

@@ -9,8 +9,8 @@ use chrono::Duration;
 use tenantd_core::Error;
 use tenantd_core::ids::{ResourceId, RunId, TenantId};
 use tenantd_core::runs::{
-    Completion, LeaseAsk, LeaseOutcome, NewRun, RunLimits, RunStatus, TOKENS_HELD, WorkerCall,
-    tokens_counter,
+    Completion, LeaseAsk, LeaseOutcome, NewRun, RunLimits, RunStatus, Scheduling, TOKENS_HELD,
+    WorkerCall, tokens_counter,
 };
 
 use crate::backends::*;
@@ -18,6 +18,7 @@ use crate::backends::*;
 conformance! {
     check_lifecycle => lifecycle_on_sqlite, lifecycle_on_postgres;
     check_round_robin => round_robin_on_sqlite, round_robin_on_postgres;
+    check_fifo => fifo_on_sqlite, fifo_on_postgres;
     check_racing_leases => racing_leases_on_sqlite, racing_leases_on_postgres;
     check_budget_closes => budget_closes_on_sqlite, budget_closes_on_postgres;
     check_expiry => expiry_on_sqlite, expiry_on_postgres;
@@ -35,6 +36,8 @@ pub fn limits(slots: Option<i64>, tokens: Option<i64>) -> RunLimits {
 
 pub fn ask(ttl_ms: i64) -> LeaseAsk {
     LeaseAsk {
+        scheduling: Default::default(),
+        wait_for_row: true,
         models: None,
         ttl: Duration::milliseconds(ttl_ms),
         actor: "api_key:worker".into(),
@@ -232,6 +235,54 @@ async fn check_round_robin(b: &Backend) {
         5,
         "the quiet ones ran out after two each"
     );
+}
+
+/// FIFO scheduling (the fairness benchmark's baseline) serves runs oldest first across
+/// tenants: a backlog goes before a neighbour's later run, and a full tenant is passed over
+/// for the next oldest run.
+async fn check_fifo(b: &Backend) {
+    let noisy = b.tenant(LOCAL).await;
+    let quiet = b.tenant(LOCAL).await;
+    let full = b.tenant(LOCAL).await;
+    let cell = b.home(&noisy);
+    let fifo = LeaseAsk {
+        scheduling: Scheduling::Fifo,
+        ..ask(30_000)
+    };
+    let lease = |a: LeaseAsk| {
+        let cell = cell.clone();
+        async move { cell.unscoped_lease(&a).await.unwrap().leased() }
+    };
+    // `full` has one slot: its first run is leased, its second waits behind it.
+    for _ in 0..2 {
+        admit(b, &full, 10, limits(Some(1), None)).await.unwrap();
+    }
+    assert_eq!(lease(fifo.clone()).await.unwrap().run.tenant_id, full.id());
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        order.push(admit(b, &noisy, 10, limits(None, None)).await.unwrap());
+    }
+    order.push(admit(b, &quiet, 10, limits(None, None)).await.unwrap());
+    let mut got = Vec::new();
+    while let Some(l) = lease(fifo.clone()).await {
+        got.push(l.run.id);
+    }
+    assert_eq!(
+        got, order,
+        "oldest first; the full tenant's second run passed over"
+    );
+    // The same queue under fair scheduling serves the quiet tenant second.
+    let noisy2 = b.tenant(LOCAL).await;
+    let quiet2 = b.tenant(LOCAL).await;
+    for _ in 0..3 {
+        admit(b, &noisy2, 10, limits(None, None)).await.unwrap();
+    }
+    admit(b, &quiet2, 10, limits(None, None)).await.unwrap();
+    let mut fair = Vec::new();
+    for _ in 0..4 {
+        fair.push(lease(ask(30_000)).await.unwrap().run.tenant_id);
+    }
+    assert_eq!(fair[..2], [noisy2.id(), quiet2.id()]);
 }
 
 /// 24 leases at once over four tenants of 10 queued runs with 3 slots each: exactly 12 are

@@ -19,7 +19,9 @@ use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use tenantd_core::Error;
 use tenantd_core::ids::RunId;
-use tenantd_core::runs::{Completion, Lease, RunFilter, RunStatus, TOKENS_HELD, tokens_counter};
+use tenantd_core::runs::{
+    Completion, Lease, LeaseAsk, RunFilter, RunStatus, Scheduling, TOKENS_HELD, tokens_counter,
+};
 
 use crate::backends::*;
 use crate::leases::{admit, ask, call, limits};
@@ -30,7 +32,7 @@ const SLOTS: i64 = 2;
 #[derive(Debug, Clone)]
 enum Step {
     Admit(i64),
-    Lease { lapses: bool },
+    Lease { lapses: bool, fifo: bool },
     Usage { pick: usize, seq: i64, tokens: i64 },
     Complete { pick: usize, total: Option<i64> },
     Cancel(usize),
@@ -40,7 +42,7 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (100_i64..2_000).prop_map(Step::Admit),
-        3 => any::<bool>().prop_map(|lapses| Step::Lease { lapses }),
+        3 => (any::<bool>(), any::<bool>()).prop_map(|(lapses, fifo)| Step::Lease { lapses, fifo }),
         4 => (0_usize..8, 0_i64..4, 0_i64..1_500).prop_map(|(pick, seq, tokens)| Step::Usage { pick, seq, tokens }),
         2 => (0_usize..8, proptest::option::of(0_i64..3_000)).prop_map(|(pick, total)| Step::Complete { pick, total }),
         1 => (0_usize..8).prop_map(Step::Cancel),
@@ -145,9 +147,17 @@ async fn run_steps(b: &Backend, t: &TestTenant, steps: Vec<Step>) -> Result<(), 
                 Err(Error::QuotaExceeded { .. }) => {}
                 Err(e) => return Err(format!("admit: {e}")),
             },
-            Step::Lease { lapses } => {
+            Step::Lease { lapses, fifo } => {
+                let ask = LeaseAsk {
+                    scheduling: if *fifo {
+                        Scheduling::Fifo
+                    } else {
+                        Scheduling::Fair
+                    },
+                    ..ask(if *lapses { 0 } else { 60_000 })
+                };
                 let got = cell
-                    .unscoped_lease(&ask(if *lapses { 0 } else { 60_000 }))
+                    .unscoped_lease(&ask)
                     .await
                     .map(|o| o.leased())
                     .map_err(|e| format!("lease: {e}"))?;
