@@ -91,11 +91,13 @@ pub async fn lease(
         // Armed before looking, so an admission between the look and the wait is not missed.
         let woken = state.run_stats.work.notified();
         let permit =
-            match contended {
-                true => Some(state.run_stats.row_waits.0.acquire().await.map_err(|_| {
+            if contended {
+                let waits = &state.run_stats.row_waits.0;
+                Some(waits.acquire().await.map_err(|_| {
                     Error::Internal("the lease waiters' semaphore is closed".into())
-                })?),
-                false => None,
+                })?)
+            } else {
+                None
             };
         ask.wait_for_row = permit.is_some();
         let start = state.run_stats.next_cell.fetch_add(1, Ordering::Relaxed);
