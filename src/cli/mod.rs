@@ -1,6 +1,8 @@
 //! `tenantd` commands. Every command but `serve` works on the configured databases directly,
 //! with no server running.
 
+mod errors;
+mod mobility;
 mod runs;
 mod tenant;
 mod webhooks;
@@ -77,6 +79,18 @@ pub enum Command {
     /// Agent runs: list them, cancel one.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Purge the deleted tenants past their purge_after: every row of each in the catalog
+    /// and the cells, its blobs, and accounts left with no membership; the slug becomes
+    /// free and a tenant.purged record stays in the platform tenant's chain. `serve` does
+    /// the same in the background.
+    Purge {
+        /// Only list what would be purged, with its rows now.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +188,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(cmd) => tenant::run(open(&cli.global, None).await?, cmd).await,
         Command::Webhooks(cmd) => webhooks::run(open(&cli.global, None).await?, cmd).await,
         Command::Runs(cmd) => runs::run(open(&cli.global, None).await?, cmd).await,
+        Command::Purge { dry_run, json } => {
+            mobility::run_purge(open(&cli.global, None).await?, dry_run, json).await
+        }
         Command::Audit(AuditCommand::Verify { tenant, json }) => {
             audit_verify(open(&cli.global, None).await?, tenant, json).await
         }

@@ -1,5 +1,7 @@
 //! `tenantd tenant …`
 
+use std::path::PathBuf;
+
 use anyhow::anyhow;
 use clap::Subcommand;
 use tenantd_core::drafts::TenantDraft;
@@ -8,6 +10,8 @@ use tenantd_server::AppState;
 use tenantd_server::api::dto::TenantResponse;
 use tenantd_server::context::Caller;
 use tenantd_server::services::tenants as svc;
+
+use super::errors::err;
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
@@ -89,6 +93,55 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write one tenant's archive: its record, members, resources, shares, files and blobs,
+    /// runs, events, counters and whole audit chain, signed by this deployment's key. No
+    /// secret is in it (no signing keys, sessions, refresh tokens, API keys or webhook
+    /// secrets). The tenant keeps serving.
+    Export {
+        /// Slug or id.
+        tenant: String,
+        /// The archive to write (replaced only once the new one is whole).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Members' password hashes too.
+        #[arg(long)]
+        include_credentials: bool,
+        /// Print JSON (and no progress).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a tenant in place from its archive. Every check (format version, each part's
+    /// sha256, the signature, the audit chain) passes before the first write; a tenant id or
+    /// slug already here is a conflict; a killed import cleans up when run again.
+    Import {
+        /// The archive.
+        file: PathBuf,
+        /// Another slug for the tenant.
+        #[arg(long = "as", value_name = "SLUG")]
+        slug: Option<String>,
+        /// The cell to put it in (default: where a new tenant of its region and plan goes).
+        #[arg(long, value_name = "NAME")]
+        cell: Option<String>,
+        /// The source deployment's public key (base64url), or a file with it, a JWK or
+        /// its JWKS: the archive must be signed by it. Repeatable.
+        #[arg(long = "trust-key", value_name = "KEY")]
+        trust_key: Vec<String>,
+        /// Print JSON (and no progress).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a tenant back to the state of its archive (its rows here are replaced; no other
+    /// tenant's rows are touched; members keep their accounts).
+    Restore {
+        /// The archive.
+        file: PathBuf,
+        /// The source deployment's public key, as for import. Repeatable.
+        #[arg(long = "trust-key", value_name = "KEY")]
+        trust_key: Vec<String>,
+        /// Print JSON (and no progress).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A tenant by slug or id.
@@ -116,32 +169,6 @@ fn print(t: Tenant, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn err(e: tenantd_core::Error) -> anyhow::Error {
-    match e {
-        tenantd_core::Error::Validation(v) => {
-            anyhow!(
-                "invalid input: {}",
-                v.iter()
-                    .map(|f| format!("{}: {}", f.field, f.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        }
-        tenantd_core::Error::Conflict { message, .. } => anyhow!("conflict: {message}"),
-        tenantd_core::Error::TenantDeleted => anyhow!("the tenant is deleted"),
-        tenantd_core::Error::Forbidden(why) => anyhow!("refused: {why}"),
-        tenantd_core::Error::QuotaExceeded {
-            resource,
-            current,
-            limit,
-            ..
-        } => {
-            anyhow!("quota {resource}: {current} in use, the plan allows {limit} (use --force)")
-        }
-        other => anyhow!("{other}"),
-    }
 }
 
 pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
@@ -242,6 +269,51 @@ pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
         ),
         TenantCommand::Delete { tenant, json } => {
             print(svc::delete(&state, &op, &tenant).await.map_err(err)?, json)
+        }
+        TenantCommand::Export {
+            tenant,
+            output,
+            include_credentials,
+            json,
+        } => {
+            super::mobility::run_export(
+                &state,
+                &find(&state, &tenant).await?,
+                &output,
+                include_credentials,
+                json,
+            )
+            .await
+        }
+        TenantCommand::Import {
+            file,
+            slug,
+            cell,
+            trust_key,
+            json,
+        } => {
+            let args = super::mobility::ImportArgs {
+                file,
+                slug,
+                cell,
+                trust_key,
+                json,
+            };
+            super::mobility::run_import(&state, args, false).await
+        }
+        TenantCommand::Restore {
+            file,
+            trust_key,
+            json,
+        } => {
+            let args = super::mobility::ImportArgs {
+                file,
+                slug: None,
+                cell: None,
+                trust_key,
+                json,
+            };
+            super::mobility::run_import(&state, args, true).await
         }
         TenantCommand::Plan {
             tenant,

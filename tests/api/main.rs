@@ -13,6 +13,7 @@ mod faults;
 mod files;
 mod isolation;
 mod keys;
+mod mobility;
 mod nodes;
 mod placement;
 mod postgres;

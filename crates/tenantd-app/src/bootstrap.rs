@@ -175,6 +175,16 @@ pub fn start_serving(state: &AppState) -> Jobs {
         let st = st.clone();
         async move { crate::runs::reconcile(&st).await.map(|_| ()) }
     });
+    // Deleted tenants past their purge_after: at start, and every minute after.
+    let st = state.clone();
+    jobs.every("tenant-purge", Duration::from_secs(60), move || {
+        let st = st.clone();
+        async move {
+            crate::mobility::purge::purge_due(&st, false)
+                .await
+                .map(|_| ())
+        }
+    });
     // The event log's retention: at start, and hourly after.
     let st = state.clone();
     jobs.every("event-retention", Duration::from_secs(3600), move || {

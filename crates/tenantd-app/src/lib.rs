@@ -26,6 +26,8 @@ pub mod context;
 pub mod jobs;
 /// Rate limits.
 pub mod limits;
+/// Tenant mobility: archives (export, import, restore) and purge.
+pub mod mobility;
 /// The audit outbox relay, and events appended straight to a chain.
 pub mod relay;
 /// Agent-run figures of a node, and the wake-up of waiting leases.

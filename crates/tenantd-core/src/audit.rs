@@ -57,6 +57,17 @@ pub enum Action {
     TenantSuspend,
     /// A tenant's name, settings or branding changed. (`tenant.update`)
     TenantUpdate,
+    /// A tenant's archive written (`tenantd tenant export`). (`tenant.exported`)
+    TenantExported,
+    /// A tenant put in place from an archive, after its chain as it was. (`tenant.imported`)
+    TenantImported,
+    /// A tenant put back to the state of its archive. (`tenant.restored`)
+    TenantRestored,
+    /// A tenant's data moved to another cell. (`tenant.moved`)
+    TenantMoved,
+    /// A deleted tenant's rows and blobs removed after its retention (in the platform's
+    /// chain, with the counts). (`tenant.purged`)
+    TenantPurged,
     /// A webhook endpoint made. (`webhooks.create`)
     WebhookCreate,
     /// A webhook endpoint changed. (`webhooks.update`)
@@ -123,6 +134,11 @@ impl Action {
             Action::TenantReactivate => "tenant.reactivate",
             Action::TenantSuspend => "tenant.suspend",
             Action::TenantUpdate => "tenant.update",
+            Action::TenantExported => "tenant.exported",
+            Action::TenantImported => "tenant.imported",
+            Action::TenantRestored => "tenant.restored",
+            Action::TenantMoved => "tenant.moved",
+            Action::TenantPurged => "tenant.purged",
             Action::QuotaThreshold => "quota.threshold",
             Action::RunQueue => "runs.queue",
             Action::RunCancel => "runs.cancel",

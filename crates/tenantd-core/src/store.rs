@@ -25,7 +25,9 @@ use crate::resource::{
 };
 use crate::tenant::{NewTenant, Tenant, TenantPatch, TenantScope, TenantStatus};
 
+mod copy;
 mod runs;
+pub use copy::{Accounts, Column, CopySnapshot, CopyStore, Counts, Kind, Row, Table, Value};
 pub use runs::{LeaseStore, RunStore};
 
 /// Who owns a tenant being created.
@@ -113,7 +115,7 @@ impl std::fmt::Debug for SigningKeyRecord {
 /// credential ([`TenantStore`], [`MemberStore`], [`CredentialStore`]).
 #[async_trait]
 pub trait CatalogStore:
-    TenantStore + MemberStore + CredentialStore + SigningKeyStore + OutboxStore + 'static
+    TenantStore + MemberStore + CredentialStore + SigningKeyStore + OutboxStore + CopyStore + 'static
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
@@ -160,6 +162,15 @@ pub trait TenantStore: Send + Sync {
         plan: &crate::tenant::PlanId,
         outbox: Vec<AuditDraft>,
     ) -> Result<Tenant>;
+    /// Claims a deleted tenant's purge: moves its `purge_after` from `seen` to `until` if it
+    /// is still deleted and still `seen` (one node of several wins; a purge that dies is due
+    /// again at `until`).
+    async fn claim_purge(
+        &self,
+        id: TenantId,
+        seen: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
 }
 
 /// Users, memberships and invitations (the `users` quota lives here).
@@ -302,7 +313,15 @@ pub trait OutboxStore: Send + Sync {
 /// reached through three capabilities. Every method takes the [`TenantScope`] it acts in.
 #[async_trait]
 pub trait CellStore:
-    ResourceStore + FileStore + AuditStore + EventStore + WebhookStore + RunStore + LeaseStore + 'static
+    ResourceStore
+    + FileStore
+    + AuditStore
+    + EventStore
+    + WebhookStore
+    + RunStore
+    + LeaseStore
+    + CopyStore
+    + 'static
 {
     /// The cell's name.
     fn name(&self) -> &str;

@@ -24,8 +24,8 @@ pub mod sender;
 
 // The application, re-exported under the paths the handlers, the CLI and the tests use.
 pub use tenantd_app::{
-    AppState, auth, cache, config, context, jobs, limits, relay, run_stats, runs, services, state,
-    webhooks,
+    AppState, auth, cache, config, context, jobs, limits, mobility, relay, run_stats, runs,
+    services, state, webhooks,
 };
 
 /// Makes rustls (under reqwest, for the S3 client) use ring; call before any HTTP client is

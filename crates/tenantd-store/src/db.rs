@@ -31,6 +31,8 @@ pub enum Arg {
     Bool(bool),
     /// BYTEA / BLOB.
     Bytes(Vec<u8>),
+    /// A nullable BYTEA / BLOB.
+    Blob(Option<Vec<u8>>),
 }
 
 impl From<String> for Arg {
@@ -195,6 +197,12 @@ pub trait Conn: Send {
     async fn fetch_all<R: Record>(&mut self, q: Query) -> Result<Vec<R>>;
     /// The first row, if any.
     async fn fetch_optional<R: Record>(&mut self, q: Query) -> Result<Option<R>>;
+    /// Every row, as `table`'s columns (a tenant's copy, by the copy module).
+    async fn fetch_table(
+        &mut self,
+        q: Query,
+        table: &'static tenantd_core::store::Table,
+    ) -> Result<Vec<tenantd_core::store::Row>>;
     /// The first row; none is `NotFound`.
     async fn fetch_one<R: Record>(&mut self, q: Query) -> Result<R> {
         self.fetch_optional(q).await?.ok_or(Error::NotFound)
@@ -241,6 +249,12 @@ pub trait Db: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// `before` in every log and nothing else (on PostgreSQL, its own row-level-security
     /// marker scope).
     async fn begin_retention(&self, before: &str) -> Result<Self::Tx>;
+    /// A read-only transaction that sees one snapshot for all its statements (on
+    /// PostgreSQL `REPEATABLE READ`), bound to one tenant.
+    async fn snapshot_scoped(&self, scope: &TenantScope) -> Result<Self::Tx>;
+    /// A write transaction that may remove every row of one tenant, its audit chain
+    /// included (on PostgreSQL the only scope whose policies let audit rows be deleted).
+    async fn begin_removal(&self, scope: &TenantScope) -> Result<Self::Tx>;
 }
 
 /// The sqlx databases the store runs on, and what sqlx does not name generically.
@@ -261,6 +275,7 @@ where
     for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
     for<'t> bool: Encode<'t, DB> + Type<DB>,
     for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<Vec<u8>>: Encode<'t, DB> + Type<DB>,
 {
     let mut stmt = sqlx::query::<DB>(q.sql);
     for a in q.args {
@@ -269,6 +284,7 @@ where
             Arg::Int(v) => stmt.bind(v),
             Arg::Bool(v) => stmt.bind(v),
             Arg::Bytes(v) => stmt.bind(v),
+            Arg::Blob(v) => stmt.bind(v),
         };
     }
     stmt
@@ -314,6 +330,44 @@ async fn all_on<'e, DB: Backend, E: Executor<'e, Database = DB>, R: Record>(
     rows.iter().map(|r| R::read(DB::columns(r))).collect()
 }
 
+/// A row of a copied table, read by its columns' kinds.
+pub(crate) fn read_row(
+    table: &tenantd_core::store::Table,
+    row: &dyn Columns,
+) -> Result<tenantd_core::store::Row> {
+    table
+        .columns
+        .iter()
+        .map(|c| {
+            Ok(match c.kind {
+                tenantd_core::store::Kind::Text => row.opt_text(c.name)?.map_or(
+                    tenantd_core::store::Value::Null,
+                    tenantd_core::store::Value::Text,
+                ),
+                tenantd_core::store::Kind::Int => row.opt_int(c.name)?.map_or(
+                    tenantd_core::store::Value::Null,
+                    tenantd_core::store::Value::Int,
+                ),
+                tenantd_core::store::Kind::Sealed => row.opt_bytes(c.name)?.map_or(
+                    tenantd_core::store::Value::Null,
+                    tenantd_core::store::Value::Bytes,
+                ),
+            })
+        })
+        .collect()
+}
+
+async fn table_on<'e, DB: Backend, E: Executor<'e, Database = DB>>(
+    e: E,
+    q: Query,
+    table: &'static tenantd_core::store::Table,
+) -> Result<Vec<tenantd_core::store::Row>> {
+    let rows = DB::prepare(q).fetch_all(e).await.map_err(classify)?;
+    rows.iter()
+        .map(|r| read_row(table, DB::columns(r)))
+        .collect()
+}
+
 async fn optional_on<'e, DB: Backend, E: Executor<'e, Database = DB>, R: Record>(
     e: E,
     q: Query,
@@ -335,6 +389,13 @@ where
     }
     async fn fetch_optional<R: Record>(&mut self, q: Query) -> Result<Option<R>> {
         optional_on(&mut **self, q).await
+    }
+    async fn fetch_table(
+        &mut self,
+        q: Query,
+        table: &'static tenantd_core::store::Table,
+    ) -> Result<Vec<tenantd_core::store::Row>> {
+        table_on(&mut **self, q, table).await
     }
 }
 
@@ -361,5 +422,12 @@ where
     }
     async fn fetch_optional<R: Record>(&mut self, q: Query) -> Result<Option<R>> {
         optional_on(&*self, q).await
+    }
+    async fn fetch_table(
+        &mut self,
+        q: Query,
+        table: &'static tenantd_core::store::Table,
+    ) -> Result<Vec<tenantd_core::store::Row>> {
+        table_on(&*self, q, table).await
     }
 }

@@ -19,6 +19,8 @@ pub mod breaker;
 pub mod catalog;
 /// A cell, over any backend.
 pub mod cell;
+/// One tenant's rows, copied, counted and removed: export, import, move, purge.
+pub mod copy;
 /// The seam between the store and a database.
 pub mod db;
 /// PostgreSQL: catalog and cells, row-level security on tenant tables.

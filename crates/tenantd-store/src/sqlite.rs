@@ -278,6 +278,16 @@ impl crate::db::Db for Db {
         crate::db::Db::begin(self).await
     }
 
+    /// A read transaction on SQLite sees one snapshot from its first read to its end.
+    async fn snapshot_scoped(&self, scope: &tenantd_core::tenant::TenantScope) -> Result<Self::Tx> {
+        crate::db::Db::read_scoped(self, scope).await
+    }
+
+    /// SQLite has no row-level security: the statements bind their tenant.
+    async fn begin_removal(&self, _scope: &tenantd_core::tenant::TenantScope) -> Result<Self::Tx> {
+        crate::db::Db::begin(self).await
+    }
+
     /// One snapshot, on the reader pool (WAL lets it run beside the writer).
     async fn read_scoped(&self, _scope: &tenantd_core::tenant::TenantScope) -> Result<Self::Tx> {
         self.read.begin().await.map_err(classify)

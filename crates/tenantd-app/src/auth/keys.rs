@@ -39,6 +39,37 @@ pub struct Claims {
     pub r#gen: i64,
 }
 
+/// An Ed25519 signature over a document, with the key that made it (base64url, no padding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachedSignature {
+    /// The signing key's id (as in the JWKS).
+    pub kid: String,
+    /// Its public key.
+    pub public_key: String,
+    /// The signature.
+    pub value: String,
+}
+
+impl DetachedSignature {
+    /// Whether it is a valid signature of `message` by its own public key.
+    pub fn verifies(&self, message: &[u8]) -> bool {
+        let Ok(public) = URL_SAFE_NO_PAD.decode(&self.public_key) else {
+            return false;
+        };
+        let Ok(sig) = URL_SAFE_NO_PAD.decode(&self.value) else {
+            return false;
+        };
+        let (Ok(public), Ok(sig)) = (
+            <[u8; 32]>::try_from(public.as_slice()),
+            ed25519_dalek::Signature::from_slice(&sig),
+        ) else {
+            return false;
+        };
+        ed25519_dalek::VerifyingKey::from_bytes(&public)
+            .is_ok_and(|k| k.verify_strict(message, &sig).is_ok())
+    }
+}
+
 /// Clock skew tolerated on `exp`.
 const LEEWAY_SECS: u64 = 5;
 
@@ -172,6 +203,33 @@ impl KeyRing {
             .await?;
         self.reload(catalog).await?;
         Ok(kid)
+    }
+
+    /// Signs `message` with the current signing key (the one that signs tokens): its `kid`,
+    /// public key and the Ed25519 signature. Reads the key from the catalog, so the seed is
+    /// held only for the call.
+    pub async fn sign_detached(
+        &self,
+        catalog: &dyn CatalogStore,
+        message: &[u8],
+    ) -> Result<DetachedSignature, Error> {
+        use ed25519_dalek::Signer;
+        let records = catalog.list_signing_keys().await?;
+        let k = records
+            .iter()
+            .filter(|k| k.verify_until.is_none())
+            .max_by_key(|k| k.created_at)
+            .ok_or_else(|| Error::Internal("no signing key".into()))?;
+        let mut seed = open_seed(&self.master, k)?;
+        let seed32 = <[u8; 32]>::try_from(seed.as_slice())
+            .map_err(|_| Error::Internal("not an Ed25519 seed".into()))?;
+        seed.fill(0);
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed32);
+        Ok(DetachedSignature {
+            kid: k.kid.clone(),
+            public_key: URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+            value: URL_SAFE_NO_PAD.encode(key.sign(message).to_bytes()),
+        })
     }
 
     /// Re-reads the keys (after a rotation by the CLI or another node).

@@ -13,10 +13,11 @@ use tenantd_core::identity::{
 };
 use tenantd_core::ids::{ApiKeyId, EventId, InvitationId, SessionId, TenantId, UserId};
 use tenantd_core::store::{
-    CatalogStore, CredentialStore, Joiner, MemberStore, NewApiKey, NewSession, OutboxStore,
-    SigningKeyRecord, SigningKeyStore, TenantOwner, TenantStore,
+    Accounts, CatalogStore, CopySnapshot, CopyStore, Counts, CredentialStore, Joiner, MemberStore,
+    NewApiKey, NewSession, OutboxStore, Row, SigningKeyRecord, SigningKeyStore, Table, TenantOwner,
+    TenantStore,
 };
-use tenantd_core::tenant::{NewTenant, Tenant, TenantPatch, TenantStatus};
+use tenantd_core::tenant::{NewTenant, Tenant, TenantPatch, TenantScope, TenantStatus};
 
 use super::{Announcer, AuthCache, SessionContext};
 
@@ -168,6 +169,14 @@ impl TenantStore for InvalidatingCatalog {
         let r = self.inner.set_tenant_plan(id, plan, outbox).await;
         pending.done();
         r
+    }
+    async fn claim_purge(
+        &self,
+        id: TenantId,
+        seen: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.inner.claim_purge(id, seen, until).await
     }
 }
 
@@ -356,6 +365,37 @@ impl SigningKeyStore for InvalidatingCatalog {
     }
     async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
         self.inner.reseal_signing_key(kid, old, new).await
+    }
+}
+
+/// A copy's inserts and removals change accounts and memberships: every credential of the
+/// tenant is dropped (a removal also drops accounts, hence everything).
+#[async_trait]
+impl CopyStore for InvalidatingCatalog {
+    fn copy_tables(&self) -> &'static [Table] {
+        self.inner.copy_tables()
+    }
+    async fn copy_snapshot(&self, scope: &TenantScope) -> Result<Box<dyn CopySnapshot>> {
+        self.inner.copy_snapshot(scope).await
+    }
+    async fn copy_insert(
+        &self,
+        scope: &TenantScope,
+        parts: Vec<(&'static Table, Vec<Row>)>,
+    ) -> Result<()> {
+        let pending = self.pending(Some(scope.tenant_id()));
+        let r = self.inner.copy_insert(scope, parts).await;
+        pending.done();
+        r
+    }
+    async fn copy_counts(&self, scope: &TenantScope) -> Result<Counts> {
+        self.inner.copy_counts(scope).await
+    }
+    async fn copy_remove(&self, scope: &TenantScope, accounts: Accounts) -> Result<Counts> {
+        let pending = self.pending(None);
+        let r = self.inner.copy_remove(scope, accounts).await;
+        pending.done();
+        r
     }
 }
 

@@ -23,6 +23,11 @@ pub struct Catalog<D> {
 }
 
 impl<D: Db> Catalog<D> {
+    /// The database.
+    pub(crate) fn db(&self) -> &D {
+        &self.db
+    }
+
     pub(crate) fn new(db: D) -> Self {
         Self { db }
     }

@@ -225,4 +225,23 @@ impl<D: Db> TenantStore for Catalog<D> {
             .await?;
         finish(tx, id, n, &outbox).await
     }
+
+    async fn claim_purge(
+        &self,
+        id: TenantId,
+        seen: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool> {
+        let n = self
+            .db
+            .writer()?
+            .execute(
+                q(tenants::CLAIM_PURGE)
+                    .bind(fmt(until))
+                    .bind(id.to_string())
+                    .bind(fmt(seen)),
+            )
+            .await?;
+        Ok(n == 1)
+    }
 }

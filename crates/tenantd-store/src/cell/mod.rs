@@ -33,6 +33,11 @@ pub struct Cell<D> {
 }
 
 impl<D: Db> Cell<D> {
+    /// The database.
+    pub(crate) fn db(&self) -> &D {
+        &self.db
+    }
+
     pub(crate) fn new(name: &str, db: D) -> Self {
         Self {
             name: name.to_owned(),

@@ -49,6 +49,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "quota_alerts",
         sql: include_str!("../../migrations/postgres/catalog/0004_quota_alerts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "tenant_removal",
+        sql: include_str!("../../migrations/postgres/catalog/0005_tenant_removal.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[
@@ -101,6 +106,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         version: 10,
         name: "run_fifo",
         sql: include_str!("../../migrations/postgres/cell/0010_run_fifo.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "tenant_removal",
+        sql: include_str!("../../migrations/postgres/cell/0011_tenant_removal.sql"),
     },
 ];
 
@@ -231,6 +241,30 @@ impl crate::db::Db for Db {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    async fn snapshot_scoped(&self, scope: &TenantScope) -> Result<Self::Tx> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        Self::enter_scope(&mut tx, scope).await?;
+        Ok(tx)
+    }
+
+    /// The tenant's scope, also named as the one being removed (`app.remove_tenant`): the
+    /// policies of `cell/0011_tenant_removal.sql` let its audit rows and events go only here.
+    async fn begin_removal(&self, scope: &TenantScope) -> Result<Self::Tx> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "SELECT set_config('app.tenant_id', $1, true), set_config('app.remove_tenant', $1, true)",
+        )
+        .bind(scope.tenant_id().to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        Ok(tx)
     }
 
     /// The retention marker scope: the policies let it delete old events and nothing else.

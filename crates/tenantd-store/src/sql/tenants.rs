@@ -59,3 +59,8 @@ UPDATE tenants SET plan = $1, updated_at = $2 WHERE id = $3";
 /// is single anyway), so two concurrent demotions cannot leave it without an owner.
 pub const LOCK: &str = "
 UPDATE tenants SET updated_at = updated_at WHERE id = $1";
+
+/// Claims a deleted tenant's purge by moving its `purge_after` on: `$1` until, `$2` the
+/// tenant, `$3` the `purge_after` the claimer saw.
+pub const CLAIM_PURGE: &str = "\
+UPDATE tenants SET purge_after = $1 WHERE id = $2 AND status = 'deleted' AND purge_after = $3";

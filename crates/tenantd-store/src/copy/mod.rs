@@ -1,0 +1,259 @@
+//! [`CopyStore`] for the catalog and every cell, written once over [`Db`]: a tenant's rows
+//! read page by page from one snapshot, inserted in batches, counted and removed. The tables,
+//! and which rows of each are a tenant's, are listed in [`tables`].
+//!
+//! The statements are built from that list — constants of the code, never input — once per
+//! shape, and kept for the life of the process (`sql.rs`).
+
+mod sql;
+pub mod tables;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tenantd_core::store::{Accounts, CopySnapshot, CopyStore, Counts, Kind, Row, Table, Value};
+use tenantd_core::tenant::TenantScope;
+use tenantd_core::{Error, Result};
+
+use crate::catalog::Catalog;
+use crate::cell::Cell;
+use crate::db::{Arg, Conn, Db, Int, Query, Tx};
+
+/// A value bound as a column of `kind`; a value of another kind is refused.
+fn arg(kind: Kind, v: Value) -> Result<Arg> {
+    Ok(match (kind, v) {
+        (Kind::Text, Value::Text(s)) => Arg::Text(Some(s)),
+        (Kind::Text, Value::Null) => Arg::Text(None),
+        (Kind::Int, Value::Int(n)) => Arg::Int(Some(n)),
+        (Kind::Int, Value::Null) => Arg::Int(None),
+        (Kind::Sealed, Value::Bytes(b)) => Arg::Blob(Some(b)),
+        (Kind::Sealed, Value::Null) => Arg::Blob(None),
+        (kind, _) => {
+            return Err(Error::invalid(
+                "row",
+                format!("a value of the wrong type for a {kind:?} column"),
+            ));
+        }
+    })
+}
+
+fn kind_of(table: &Table, column: &str) -> Result<Kind> {
+    table
+        .columns
+        .iter()
+        .find(|c| c.name == column)
+        .map(|c| c.kind)
+        .ok_or_else(|| Error::Internal(format!("{} has no column {column}", table.name)))
+}
+
+async fn page_on(
+    tx: &mut impl Conn,
+    table: &'static Table,
+    scope: &TenantScope,
+    after: Option<&Row>,
+    limit: usize,
+) -> Result<Vec<Row>> {
+    let tenant = scope.tenant_id().to_string();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let q = match after {
+        None => Query::new(sql::first_page(table)).bind(tenant),
+        Some(after) => {
+            if after.len() != table.key.len() {
+                return Err(Error::Internal(
+                    "a copy page after a key of another width".into(),
+                ));
+            }
+            let mut q = Query::new(sql::next_page(table)).bind(tenant);
+            for (k, v) in table.key.iter().zip(after.iter().cloned()) {
+                q = q.bind(arg(kind_of(table, k)?, v)?);
+            }
+            q
+        }
+    };
+    tx.fetch_table(q.bind(limit), table).await
+}
+
+async fn insert_on(tx: &mut impl Conn, table: &'static Table, rows: Vec<Row>) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let left = rows.len();
+        let n = sql::batch_sizes(table)
+            .iter()
+            .copied()
+            .find(|&n| n <= left)
+            .unwrap_or(1);
+        let mut q = Query::new(sql::insert(table, n));
+        for row in rows.by_ref().take(n) {
+            if row.len() != table.columns.len() {
+                return Err(Error::invalid(
+                    "row",
+                    format!("{} takes {} columns", table.name, table.columns.len()),
+                ));
+            }
+            for (c, v) in table.columns.iter().zip(row) {
+                q = q.bind(arg(c.kind, v)?);
+            }
+        }
+        tx.execute(q).await?;
+    }
+    Ok(())
+}
+
+async fn counts_on(
+    tx: &mut impl Conn,
+    tables: &'static [Table],
+    scope: &TenantScope,
+) -> Result<Counts> {
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let Int(n) = tx
+            .fetch_one(Query::new(sql::count(table)).bind(scope.tenant_id().to_string()))
+            .await?;
+        out.insert(table.name.to_owned(), u64::try_from(n).unwrap_or(0));
+    }
+    Ok(out)
+}
+
+/// A snapshot: one read transaction.
+struct Snapshot<T> {
+    tx: T,
+    scope: TenantScope,
+}
+
+#[async_trait]
+impl<T: Tx + 'static> CopySnapshot for Snapshot<T> {
+    async fn page(
+        &mut self,
+        table: &'static Table,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        page_on(&mut self.tx, table, &self.scope, after, limit).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await
+    }
+}
+
+/// What the catalog and a cell share: the copy over one database.
+async fn snapshot<D: Db>(db: &D, scope: &TenantScope) -> Result<Box<dyn CopySnapshot>> {
+    let tx = db.snapshot_scoped(scope).await?;
+    Ok(Box::new(Snapshot {
+        tx,
+        scope: scope.clone(),
+    }))
+}
+
+async fn insert<D: Db>(
+    db: &D,
+    scope: &TenantScope,
+    parts: Vec<(&'static Table, Vec<Row>)>,
+) -> Result<()> {
+    let mut tx = db.begin_scoped(scope).await?;
+    for (table, rows) in parts {
+        insert_on(&mut tx, table, rows).await?;
+    }
+    tx.commit().await
+}
+
+async fn counts<D: Db>(db: &D, tables: &'static [Table], scope: &TenantScope) -> Result<Counts> {
+    let mut tx = db.snapshot_scoped(scope).await?;
+    let out = counts_on(&mut tx, tables, scope).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+#[async_trait]
+impl<D: Db> CopyStore for Cell<D> {
+    fn copy_tables(&self) -> &'static [Table] {
+        tables::CELL
+    }
+
+    async fn copy_snapshot(&self, scope: &TenantScope) -> Result<Box<dyn CopySnapshot>> {
+        snapshot(self.db(), scope).await
+    }
+
+    async fn copy_insert(
+        &self,
+        scope: &TenantScope,
+        parts: Vec<(&'static Table, Vec<Row>)>,
+    ) -> Result<()> {
+        insert(self.db(), scope, parts).await
+    }
+
+    async fn copy_counts(&self, scope: &TenantScope) -> Result<Counts> {
+        counts(self.db(), tables::CELL, scope).await
+    }
+
+    async fn copy_remove(&self, scope: &TenantScope, _accounts: Accounts) -> Result<Counts> {
+        let t = scope.tenant_id().to_string();
+        let mut tx = self.db().begin_removal(scope).await?;
+        let mut out = BTreeMap::new();
+        // The shares other tenants gave this one go too.
+        let given = tx
+            .execute(Query::new(sql::REMOVE_SHARES_TO).bind(&t))
+            .await?;
+        for table in tables::CELL.iter().rev() {
+            let n = tx.execute(Query::new(sql::remove(table)).bind(&t)).await?;
+            out.insert(table.name.to_owned(), n);
+        }
+        *out.entry("resource_shares".to_owned()).or_default() += given;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl<D: Db> CopyStore for Catalog<D> {
+    fn copy_tables(&self) -> &'static [Table] {
+        tables::CATALOG
+    }
+
+    async fn copy_snapshot(&self, scope: &TenantScope) -> Result<Box<dyn CopySnapshot>> {
+        snapshot(self.db(), scope).await
+    }
+
+    async fn copy_insert(
+        &self,
+        scope: &TenantScope,
+        parts: Vec<(&'static Table, Vec<Row>)>,
+    ) -> Result<()> {
+        insert(self.db(), scope, parts).await
+    }
+
+    async fn copy_counts(&self, scope: &TenantScope) -> Result<Counts> {
+        counts(self.db(), tables::CATALOG, scope).await
+    }
+
+    /// Everything of the tenant, the accounts left with no membership included, in one
+    /// transaction.
+    async fn copy_remove(&self, scope: &TenantScope, accounts: Accounts) -> Result<Counts> {
+        let t = scope.tenant_id().to_string();
+        let mut tx = self.db().begin_removal(scope).await?;
+        let members: Vec<crate::db::Text> = match accounts {
+            Accounts::Drop => tx.fetch_all(Query::new(sql::MEMBER_IDS).bind(&t)).await?,
+            Accounts::Keep => Vec::new(),
+        };
+        let mut out = BTreeMap::new();
+        for (name, stmt) in sql::CATALOG_REMOVALS {
+            let n = tx.execute(Query::new(stmt).bind(&t)).await?;
+            *out.entry((*name).to_owned()).or_default() += n;
+        }
+        let mut users = 0;
+        for crate::db::Text(user) in members {
+            tx.execute(Query::new(sql::REMOVE_ORPHAN_USER_TOKENS).bind(&user))
+                .await?;
+            tx.execute(Query::new(sql::REMOVE_ORPHAN_USER_SESSIONS).bind(&user))
+                .await?;
+            users += tx
+                .execute(Query::new(sql::REMOVE_ORPHAN_USER).bind(&user))
+                .await?;
+        }
+        out.insert("users".to_owned(), users);
+        let n = tx.execute(Query::new(sql::REMOVE_TENANT).bind(&t)).await?;
+        out.insert("tenants".to_owned(), n);
+        tx.commit().await?;
+        Ok(out)
+    }
+}

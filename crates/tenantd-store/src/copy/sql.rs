@@ -1,0 +1,174 @@
+//! The copy's statements, built from [`super::tables`] once per shape and kept for the life
+//! of the process: a page read, a count and a removal per table, and a few batch sizes of
+//! insert per table (so at most a handful of texts each, whatever the row counts).
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use tenantd_core::store::Table;
+
+/// A statement's shape: its table, what it does, and how many rows (inserts).
+type Shape = (&'static str, &'static str, usize);
+
+static BUILT: LazyLock<Mutex<HashMap<Shape, &'static str>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The statement `what` of `table` (with `n`), built by `build` the first time.
+fn built(
+    table: &'static Table,
+    what: &'static str,
+    n: usize,
+    build: impl FnOnce() -> String,
+) -> &'static str {
+    let mut map = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry((table.name, what, n))
+        .or_insert_with(|| Box::leak(build().into_boxed_str()))
+}
+
+fn columns(table: &Table) -> String {
+    table
+        .columns
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first page: `$1` the tenant, `$2` the limit.
+pub(super) fn first_page(table: &'static Table) -> &'static str {
+    built(table, "first", 0, || {
+        format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT $2",
+            columns(table),
+            table.name,
+            table.filter,
+            table.key.join(", ")
+        )
+    })
+}
+
+/// The page after a key: `$1` the tenant, then the key's values, then the limit.
+pub(super) fn next_page(table: &'static Table) -> &'static str {
+    built(table, "next", 0, || {
+        let n = table.key.len();
+        let after = (2..2 + n).map(|i| format!("${i}")).collect::<Vec<_>>();
+        format!(
+            "SELECT {} FROM {} WHERE {} AND ({}) > ({}) ORDER BY {} LIMIT ${}",
+            columns(table),
+            table.name,
+            table.filter,
+            table.key.join(", "),
+            after.join(", "),
+            table.key.join(", "),
+            n + 2
+        )
+    })
+}
+
+/// How many rows one insert statement of `table` takes, largest first: up to 4,000 values a
+/// statement (well under PostgreSQL's 65,535 and SQLite's 32,766 parameters).
+pub(super) fn batch_sizes(table: &Table) -> &'static [usize] {
+    const SIZES: &[usize] = &[512, 256, 64, 16, 4, 1];
+    let most = (4000 / table.columns.len().max(1)).max(1);
+    let from = SIZES
+        .iter()
+        .position(|&n| n <= most)
+        .unwrap_or(SIZES.len() - 1);
+    &SIZES[from..]
+}
+
+/// An insert of `n` rows.
+pub(super) fn insert(table: &'static Table, n: usize) -> &'static str {
+    built(table, "insert", n, || {
+        let width = table.columns.len();
+        let rows = (0..n)
+            .map(|r| {
+                let vals = (1..=width)
+                    .map(|c| format!("${}", r * width + c))
+                    .collect::<Vec<_>>();
+                format!("({})", vals.join(", "))
+            })
+            .collect::<Vec<_>>();
+        format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            table.name,
+            columns(table),
+            rows.join(", ")
+        )
+    })
+}
+
+/// The tenant's rows: `$1` the tenant; the count is `n`.
+pub(super) fn count(table: &'static Table) -> &'static str {
+    built(table, "count", 0, || {
+        format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE {}",
+            table.name, table.filter
+        )
+    })
+}
+
+/// Removes the tenant's rows: `$1` the tenant.
+pub(super) fn remove(table: &'static Table) -> &'static str {
+    built(table, "remove", 0, || {
+        format!("DELETE FROM {} WHERE {}", table.name, table.filter)
+    })
+}
+
+/// The shares other tenants gave the tenant `$1`.
+pub(super) const REMOVE_SHARES_TO: &str = "DELETE FROM resource_shares WHERE tenant_id = $1";
+
+/// The tenant's members.
+pub(super) const MEMBER_IDS: &str = "SELECT user_id AS n FROM memberships WHERE tenant_id = $1";
+
+/// The catalog rows of tenant `$1` removed before its accounts and its own row, in order
+/// (children before parents), named by table.
+pub(super) const CATALOG_REMOVALS: &[(&str, &str)] = &[
+    (
+        "refresh_tokens",
+        "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE tenant_id = $1)",
+    ),
+    ("sessions", "DELETE FROM sessions WHERE tenant_id = $1"),
+    ("api_keys", "DELETE FROM api_keys WHERE tenant_id = $1"),
+    (
+        "invitations",
+        "DELETE FROM invitations WHERE tenant_id = $1",
+    ),
+    (
+        "memberships",
+        "DELETE FROM memberships WHERE tenant_id = $1",
+    ),
+    (
+        "quota_counters",
+        "DELETE FROM quota_counters WHERE tenant_id = $1",
+    ),
+    (
+        "quota_alerts",
+        "DELETE FROM quota_alerts WHERE tenant_id = $1",
+    ),
+    (
+        "dedicated_cells",
+        "DELETE FROM dedicated_cells WHERE tenant_id = $1",
+    ),
+    (
+        "audit_outbox",
+        "DELETE FROM audit_outbox WHERE tenant_id = $1",
+    ),
+    (
+        "users.last_tenant_id",
+        "UPDATE users SET last_tenant_id = NULL WHERE last_tenant_id = $1",
+    ),
+];
+
+/// The refresh tokens of account `$1` once it belongs to no tenant.
+pub(super) const REMOVE_ORPHAN_USER_TOKENS: &str = "DELETE FROM refresh_tokens WHERE session_id IN \
+     (SELECT id FROM sessions WHERE user_id = $1) \
+     AND NOT EXISTS (SELECT 1 FROM memberships WHERE user_id = $1)";
+/// Its sessions.
+pub(super) const REMOVE_ORPHAN_USER_SESSIONS: &str = "DELETE FROM sessions WHERE user_id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM memberships WHERE user_id = $1)";
+/// The account itself.
+pub(super) const REMOVE_ORPHAN_USER: &str = "DELETE FROM users WHERE id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM memberships WHERE user_id = $1)";
+/// The tenant's own row.
+pub(super) const REMOVE_TENANT: &str = "DELETE FROM tenants WHERE id = $1";
