@@ -58,9 +58,13 @@ pub fn classify(e: sqlx::Error) -> Error {
             };
             Error::conflict(field, format!("this {field} is already taken"))
         }
-        sqlx::Error::Database(db) if is_retryable(db.as_ref()) => Error::Unavailable,
+        sqlx::Error::Database(db) if is_retryable(db.as_ref()) => {
+            tracing::debug!(error = %db, "the database is busy or unreachable");
+            Error::Unavailable
+        }
         sqlx::Error::Database(db) if is_disk_full(db.as_ref()) => Error::StorageFull,
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            tracing::debug!(error = %e, "the database is busy or unreachable");
             Error::Unavailable
         }
         sqlx::Error::RowNotFound => Error::NotFound,
