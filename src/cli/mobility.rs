@@ -15,7 +15,7 @@ use tenantd_server::AppState;
 use tenantd_server::context::Caller;
 use tenantd_server::mobility::export::{ExportOptions, export};
 use tenantd_server::mobility::import::{ImportOptions, ImportReport, import, restore};
-use tenantd_server::mobility::{Progress, purge};
+use tenantd_server::mobility::{Progress, moving, purge};
 
 /// Progress on stderr: a bar with counts and rate on a terminal, a line per phase otherwise.
 struct Report {
@@ -279,6 +279,49 @@ pub async fn run_purge(state: AppState, dry_run: bool, json: bool) -> anyhow::Re
                 p.slug, p.tenant_id, p.blobs
             );
         }
+    }
+    Ok(())
+}
+
+/// `tenantd tenant move <tenant> --to <cell>` (or `--resume`, `--abort`).
+pub async fn run_move(
+    state: &AppState,
+    t: &Tenant,
+    to: Option<String>,
+    resume: bool,
+    abort: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let op = Caller::operator(state).await.map_err(err)?;
+    let report = Report::new(json);
+    let done = if abort {
+        let m = moving::open(state, t).await.map_err(err)?;
+        moving::abort(state, m).await
+    } else if resume {
+        let m = moving::open(state, t).await.map_err(err)?;
+        moving::run(state, &op, m, &report).await
+    } else {
+        let to = CellName::new(to.unwrap_or_default());
+        moving::start(state, &op, t, &to, &report).await
+    };
+    report.done();
+    let m = done.map_err(err)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&moving::view(&m))?);
+    } else if m.phase == "aborted" {
+        println!(
+            "move {} aborted: {} stays in {}",
+            m.id, t.slug, m.source_cell
+        );
+    } else {
+        println!(
+            "moved {} from {} to {} (move {}; writes were frozen {} ms)",
+            t.slug,
+            m.source_cell,
+            m.target_cell,
+            m.id,
+            m.detail["freeze_ms"].as_u64().unwrap_or(0)
+        );
     }
     Ok(())
 }

@@ -130,6 +130,25 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Move a tenant's data to another cell while it keeps serving: copy, catch up, freeze
+    /// writes briefly (503 TENANT_MIGRATING, reads served), check, switch, remove the source
+    /// copy. Every phase is recorded: after a crash, --resume or --abort.
+    Move {
+        /// Slug or id.
+        tenant: String,
+        /// The cell to move it to.
+        #[arg(long, value_name = "CELL", required_unless_present_any = ["resume", "abort"])]
+        to: Option<String>,
+        /// Carry on a move cut short, from its recorded phase.
+        #[arg(long, conflicts_with_all = ["abort", "to"])]
+        resume: bool,
+        /// Abandon a move cut short before its switch (the tenant stays where it was).
+        #[arg(long, conflicts_with = "to")]
+        abort: bool,
+        /// Print JSON (and no progress).
+        #[arg(long)]
+        json: bool,
+    },
     /// Put a tenant back to the state of its archive (its rows here are replaced; no other
     /// tenant's rows are touched; members keep their accounts).
     Restore {
@@ -300,6 +319,16 @@ pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
                 json,
             };
             super::mobility::run_import(&state, args, false).await
+        }
+        TenantCommand::Move {
+            tenant,
+            to,
+            resume,
+            abort,
+            json,
+        } => {
+            let t = find(&state, &tenant).await?;
+            super::mobility::run_move(&state, &t, to, resume, abort, json).await
         }
         TenantCommand::Restore {
             file,

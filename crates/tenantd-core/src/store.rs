@@ -27,7 +27,10 @@ use crate::tenant::{NewTenant, Tenant, TenantPatch, TenantScope, TenantStatus};
 
 mod copy;
 mod runs;
-pub use copy::{Accounts, Column, CopySnapshot, CopyStore, Counts, Kind, Row, Table, Value};
+pub use copy::{
+    Accounts, Catchup, Column, CopySnapshot, CopyStore, Counts, Kind, MoveRecord, MoveRecordStore,
+    MoveStore, Row, Table, Value,
+};
 pub use runs::{LeaseStore, RunStore};
 
 /// Who owns a tenant being created.
@@ -115,7 +118,14 @@ impl std::fmt::Debug for SigningKeyRecord {
 /// credential ([`TenantStore`], [`MemberStore`], [`CredentialStore`]).
 #[async_trait]
 pub trait CatalogStore:
-    TenantStore + MemberStore + CredentialStore + SigningKeyStore + OutboxStore + CopyStore + 'static
+    TenantStore
+    + MemberStore
+    + CredentialStore
+    + SigningKeyStore
+    + OutboxStore
+    + CopyStore
+    + MoveRecordStore
+    + 'static
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
@@ -320,7 +330,7 @@ pub trait CellStore:
     + WebhookStore
     + RunStore
     + LeaseStore
-    + CopyStore
+    + MoveStore
     + 'static
 {
     /// The cell's name.

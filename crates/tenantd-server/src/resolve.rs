@@ -4,6 +4,7 @@
 //! `api_requests` rate limit.
 
 use axum::extract::FromRequestParts;
+use axum::http::Method;
 use axum::http::header;
 use axum::http::request::Parts;
 use serde_json::json;
@@ -273,6 +274,13 @@ impl FromRequestParts<AppState> for InTenant {
             crossing,
         } = resolve(state, parts, true).await?;
         target.ensure_serving()?;
+        // A tenant being moved serves reads; its writes wait for the move (503 with
+        // Retry-After). The cell's fence refuses them too, whatever this node has cached.
+        if target.status == tenantd_core::tenant::TenantStatus::Migrating
+            && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+        {
+            return Err(Error::TenantMigrating.into());
+        }
         record_tenant(parts, target.id);
         let scope = TenantScope::unscoped_trusted(target.id, target.cell.clone());
         if crossing {

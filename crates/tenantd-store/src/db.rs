@@ -257,6 +257,22 @@ pub trait Db: Clone + std::fmt::Debug + Send + Sync + 'static {
     async fn begin_removal(&self, scope: &TenantScope) -> Result<Self::Tx>;
 }
 
+/// Refuses a write transaction of a tenant frozen by a move out of this database
+/// (`TenantMigrating`). SQLite's one writer orders it against the freeze; PostgreSQL reads the
+/// fence in its scoping statement instead (`postgres/mod.rs`).
+pub(crate) async fn fenced(tx: &mut impl Conn, scope: &TenantScope) -> Result<()> {
+    let frozen: Option<Int> = tx
+        .fetch_optional(
+            q("SELECT frozen AS n FROM tenant_fences WHERE tenant_id = $1")
+                .bind(scope.tenant_id().to_string()),
+        )
+        .await?;
+    if frozen.is_some_and(|Int(n)| n == 1) {
+        return Err(Error::TenantMigrating);
+    }
+    Ok(())
+}
+
 /// The sqlx databases the store runs on, and what sqlx does not name generically.
 pub trait Backend: Database<Arguments: sqlx::IntoArguments<Self>> {
     /// The sqlx statement for `q`, its arguments bound.

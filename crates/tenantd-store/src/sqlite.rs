@@ -42,6 +42,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "quota_alerts",
         sql: include_str!("../migrations/sqlite/catalog/0003_quota_alerts.sql"),
     },
+    Migration {
+        version: 4,
+        name: "tenant_moves",
+        sql: include_str!("../migrations/sqlite/catalog/0004_tenant_moves.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[
@@ -89,6 +94,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "run_fifo",
         sql: include_str!("../migrations/sqlite/cell/0009_run_fifo.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "tenant_fences",
+        sql: include_str!("../migrations/sqlite/cell/0010_tenant_fences.sql"),
     },
 ];
 
@@ -261,16 +271,18 @@ impl crate::db::Db for Db {
 
     /// SQLite has no row-level security: the scope is enforced by the statements, which all
     /// bind its tenant id.
-    async fn begin_scoped(&self, _scope: &tenantd_core::tenant::TenantScope) -> Result<Self::Tx> {
-        self.begin().await
+    async fn begin_scoped(&self, scope: &tenantd_core::tenant::TenantScope) -> Result<Self::Tx> {
+        let mut tx = self.begin().await?;
+        crate::db::fenced(&mut tx, scope).await?;
+        Ok(tx)
     }
 
     /// SQLite has no row-level security: the statements bind their tenant.
     async fn enter_scope(
-        _tx: &mut Self::Tx,
-        _scope: &tenantd_core::tenant::TenantScope,
+        tx: &mut Self::Tx,
+        scope: &tenantd_core::tenant::TenantScope,
     ) -> Result<()> {
-        Ok(())
+        crate::db::fenced(tx, scope).await
     }
 
     /// SQLite has no row-level security: the statement is the whole rule.

@@ -14,8 +14,8 @@ use tenantd_core::identity::{
 use tenantd_core::ids::{ApiKeyId, EventId, InvitationId, SessionId, TenantId, UserId};
 use tenantd_core::store::{
     Accounts, CatalogStore, CopySnapshot, CopyStore, Counts, CredentialStore, Joiner, MemberStore,
-    NewApiKey, NewSession, OutboxStore, Row, SigningKeyRecord, SigningKeyStore, Table, TenantOwner,
-    TenantStore,
+    MoveRecord, MoveRecordStore, NewApiKey, NewSession, OutboxStore, Row, SigningKeyRecord,
+    SigningKeyStore, Table, TenantOwner, TenantStore,
 };
 use tenantd_core::tenant::{NewTenant, Tenant, TenantPatch, TenantScope, TenantStatus};
 
@@ -365,6 +365,37 @@ impl SigningKeyStore for InvalidatingCatalog {
     }
     async fn reseal_signing_key(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool> {
         self.inner.reseal_signing_key(kid, old, new).await
+    }
+}
+
+/// A move's freeze and switch change the tenant's status and cell: dropped at once.
+#[async_trait]
+impl MoveRecordStore for InvalidatingCatalog {
+    async fn insert_move(&self, m: &MoveRecord) -> Result<()> {
+        self.inner.insert_move(m).await
+    }
+    async fn latest_move(&self, tenant: TenantId) -> Result<Option<MoveRecord>> {
+        self.inner.latest_move(tenant).await
+    }
+    async fn update_move(&self, m: &MoveRecord) -> Result<()> {
+        self.inner.update_move(m).await
+    }
+    async fn move_status(&self, m: &MoveRecord, status: TenantStatus) -> Result<()> {
+        let pending = self.pending(Some(m.tenant_id));
+        let r = self.inner.move_status(m, status).await;
+        pending.done();
+        r
+    }
+    async fn switch_move(
+        &self,
+        m: &MoveRecord,
+        region: Option<&str>,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<()> {
+        let pending = self.pending(Some(m.tenant_id));
+        let r = self.inner.switch_move(m, region, outbox).await;
+        pending.done();
+        r
     }
 }
 

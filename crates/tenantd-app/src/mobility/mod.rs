@@ -7,6 +7,7 @@ pub mod archive;
 pub mod export;
 pub mod import;
 pub mod manifest;
+pub mod moving;
 pub mod purge;
 
 /// How a long operation reports what it is doing: the CLI draws a bar on a terminal and

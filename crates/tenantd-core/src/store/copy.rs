@@ -60,6 +60,21 @@ pub struct Table {
     pub key: &'static [&'static str],
     /// Which rows are the tenant's: a condition on `$1`, the tenant id.
     pub filter: &'static str,
+    /// How a move brings a copy of it up to date.
+    pub sync: Catchup,
+}
+
+/// How a move brings a table's copy up to date while the tenant keeps writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Catchup {
+    /// Rows are only appended, in key order (one integer key): the rows after the copy's
+    /// last, and none before the source's first (retention prunes the oldest).
+    Append,
+    /// Every change sets this column to the time of the change: the rows changed since the
+    /// last pass, and the keys gone from the source.
+    Stamped(&'static str),
+    /// Small, or changed in place without a stamp: replaced whole.
+    Whole,
 }
 
 impl Table {
@@ -78,6 +93,14 @@ impl Table {
         self.key
             .iter()
             .filter_map(|k| self.index(k).and_then(|i| row.get(i).cloned()))
+            .collect()
+    }
+
+    /// The key columns, as a table of their own (what [`CopySnapshot::keys`] returns).
+    pub fn key_columns(&self) -> Vec<Column> {
+        self.key
+            .iter()
+            .filter_map(|k| self.columns.iter().find(|c| c.name == *k).copied())
             .collect()
     }
 
@@ -123,6 +146,39 @@ pub trait CopyStore: Send + Sync {
     async fn copy_remove(&self, scope: &TenantScope, accounts: Accounts) -> Result<Counts>;
 }
 
+/// What a move does to a cell on top of the copy: bring a copy up to date, and fence the
+/// tenant's writes in the cell it leaves.
+#[async_trait]
+pub trait MoveStore: CopyStore {
+    /// The largest key of the tenant's rows in `table`.
+    async fn copy_max_key(&self, scope: &TenantScope, table: &'static Table)
+    -> Result<Option<Row>>;
+    /// Replaces the tenant's rows of `table` with `rows`, in one transaction.
+    async fn copy_replace(
+        &self,
+        scope: &TenantScope,
+        table: &'static Table,
+        rows: Vec<Row>,
+    ) -> Result<()>;
+    /// Writes `rows` over the rows with the same keys (or as new ones), and removes the rows
+    /// with the keys `gone`, in one transaction.
+    async fn copy_upsert(
+        &self,
+        scope: &TenantScope,
+        table: &'static Table,
+        rows: Vec<Row>,
+        gone: Vec<Row>,
+    ) -> Result<()>;
+    /// The tenant's move fence here: `Some(false)` makes it (writes still pass), `Some(true)`
+    /// freezes the tenant's writes (waiting for those in flight), `None` removes it.
+    async fn copy_fence(
+        &self,
+        scope: &TenantScope,
+        move_id: &str,
+        frozen: Option<bool>,
+    ) -> Result<()>;
+}
+
 /// A read snapshot of one tenant's rows.
 #[async_trait]
 pub trait CopySnapshot: Send {
@@ -134,6 +190,70 @@ pub trait CopySnapshot: Send {
         after: Option<&Row>,
         limit: usize,
     ) -> Result<Vec<Row>>;
+    /// Up to `limit` rows of `table` whose `column` is at least `since`, after the key
+    /// `after`, in key order.
+    async fn page_since(
+        &mut self,
+        table: &'static Table,
+        column: &'static str,
+        since: &str,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>>;
+    /// Up to `limit` keys of `table` after `after`, in key order (each a row of the key
+    /// columns).
+    async fn keys(
+        &mut self,
+        table: &'static Table,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>>;
     /// Ends the snapshot.
     async fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// A tenant's move between cells, as the catalog records it at every step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MoveRecord {
+    /// The move.
+    pub id: String,
+    /// The tenant.
+    pub tenant_id: crate::ids::TenantId,
+    /// From.
+    pub source_cell: crate::tenant::CellName,
+    /// To.
+    pub target_cell: crate::tenant::CellName,
+    /// `copying`, `frozen`, `switched`, then `done` or `aborted`.
+    pub phase: String,
+    /// The tenant's status before the move (it is `migrating` while frozen).
+    pub prior_status: String,
+    /// What the phases noted (pass times, the scheduler's flag, counts).
+    pub detail: serde_json::Value,
+    /// When it started.
+    pub started_at: String,
+    /// When its phase last changed.
+    pub updated_at: String,
+}
+
+/// The catalog's record of moves.
+#[async_trait]
+pub trait MoveRecordStore: Send + Sync {
+    /// Records a new move; `Conflict` while the tenant has one that is not done or aborted.
+    async fn insert_move(&self, m: &MoveRecord) -> Result<()>;
+    /// The tenant's latest move.
+    async fn latest_move(&self, tenant: crate::ids::TenantId) -> Result<Option<MoveRecord>>;
+    /// Writes the move's phase and detail.
+    async fn update_move(&self, m: &MoveRecord) -> Result<()>;
+    /// Sets the tenant's status (`migrating` at the freeze, back after an abort) and the
+    /// move's phase together.
+    async fn move_status(&self, m: &MoveRecord, status: crate::tenant::TenantStatus) -> Result<()>;
+    /// The switch, in one transaction: the tenant's cell (and region) become the target's,
+    /// its status the one before the move, the move `switched`, and `outbox` (its
+    /// `tenant.moved`) queued for its chain.
+    async fn switch_move(
+        &self,
+        m: &MoveRecord,
+        region: Option<&str>,
+        outbox: Vec<crate::audit::AuditDraft>,
+    ) -> Result<()>;
 }

@@ -5,6 +5,7 @@
 mod credentials;
 mod keys;
 mod members;
+mod moves;
 mod tenants;
 
 use async_trait::async_trait;

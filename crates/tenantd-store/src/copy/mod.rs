@@ -11,7 +11,9 @@ pub mod tables;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use tenantd_core::store::{Accounts, CopySnapshot, CopyStore, Counts, Kind, Row, Table, Value};
+use tenantd_core::store::{
+    Accounts, CopySnapshot, CopyStore, Counts, Kind, MoveStore, Row, Table, Value,
+};
 use tenantd_core::tenant::TenantScope;
 use tenantd_core::{Error, Result};
 
@@ -58,14 +60,9 @@ async fn page_on(
     let q = match after {
         None => Query::new(sql::first_page(table)).bind(tenant),
         Some(after) => {
-            if after.len() != table.key.len() {
-                return Err(Error::Internal(
-                    "a copy page after a key of another width".into(),
-                ));
-            }
             let mut q = Query::new(sql::next_page(table)).bind(tenant);
-            for (k, v) in table.key.iter().zip(after.iter().cloned()) {
-                q = q.bind(arg(kind_of(table, k)?, v)?);
+            for a in key_args(table, after)? {
+                q = q.bind(a);
             }
             q
         }
@@ -131,9 +128,88 @@ impl<T: Tx + 'static> CopySnapshot for Snapshot<T> {
         page_on(&mut self.tx, table, &self.scope, after, limit).await
     }
 
+    async fn page_since(
+        &mut self,
+        table: &'static Table,
+        column: &'static str,
+        since: &str,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let tenant = self.scope.tenant_id().to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let q = match after {
+            None => Query::new(sql::since_first(table, column))
+                .bind(tenant)
+                .bind(since),
+            Some(after) => {
+                let mut q = Query::new(sql::since_next(table, column))
+                    .bind(tenant)
+                    .bind(since);
+                for a in key_args(table, after)? {
+                    q = q.bind(a);
+                }
+                q
+            }
+        };
+        self.tx.fetch_table(q.bind(limit), table).await
+    }
+
+    async fn keys(
+        &mut self,
+        table: &'static Table,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let tenant = self.scope.tenant_id().to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let q = match after {
+            None => Query::new(sql::keys_first(table)).bind(tenant),
+            Some(after) => {
+                let mut q = Query::new(sql::keys_next(table)).bind(tenant);
+                for a in key_args(table, after)? {
+                    q = q.bind(a);
+                }
+                q
+            }
+        };
+        let rows = self.tx.fetch_table(q.bind(limit), key_table(table)).await?;
+        Ok(rows)
+    }
+
     async fn close(self: Box<Self>) -> Result<()> {
         self.tx.commit().await
     }
+}
+
+/// The key columns of `table` as a table of their own, to read keys with (built once).
+fn key_table(table: &'static Table) -> &'static Table {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static KEYS: LazyLock<Mutex<HashMap<&'static str, &'static Table>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    let mut map = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(table.name).or_insert_with(|| {
+        Box::leak(Box::new(Table {
+            name: table.name,
+            columns: Box::leak(table.key_columns().into_boxed_slice()),
+            key: table.key,
+            filter: table.filter,
+            sync: table.sync,
+        }))
+    })
+}
+
+fn key_args(table: &Table, after: &Row) -> Result<Vec<Arg>> {
+    if after.len() != table.key.len() {
+        return Err(Error::Internal("a copy key of another width".into()));
+    }
+    table
+        .key
+        .iter()
+        .zip(after.iter().cloned())
+        .map(|(k, v)| arg(kind_of(table, k)?, v))
+        .collect()
 }
 
 /// What the catalog and a cell share: the copy over one database.
@@ -147,10 +223,15 @@ async fn snapshot<D: Db>(db: &D, scope: &TenantScope) -> Result<Box<dyn CopySnap
 
 async fn insert<D: Db>(
     db: &D,
-    scope: &TenantScope,
+    scope: Option<&TenantScope>,
     parts: Vec<(&'static Table, Vec<Row>)>,
 ) -> Result<()> {
-    let mut tx = db.begin_scoped(scope).await?;
+    // A cell's insert is bound to the tenant (row-level security checks every row); the
+    // catalog has no tenant scope.
+    let mut tx = match scope {
+        Some(scope) => db.begin_scoped(scope).await?,
+        None => db.begin().await?,
+    };
     for (table, rows) in parts {
         insert_on(&mut tx, table, rows).await?;
     }
@@ -179,7 +260,7 @@ impl<D: Db> CopyStore for Cell<D> {
         scope: &TenantScope,
         parts: Vec<(&'static Table, Vec<Row>)>,
     ) -> Result<()> {
-        insert(self.db(), scope, parts).await
+        insert(self.db(), Some(scope), parts).await
     }
 
     async fn copy_counts(&self, scope: &TenantScope) -> Result<Counts> {
@@ -199,8 +280,80 @@ impl<D: Db> CopyStore for Cell<D> {
             out.insert(table.name.to_owned(), n);
         }
         *out.entry("resource_shares".to_owned()).or_default() += given;
+        let fence = tx.execute(Query::new(sql::FENCE_REMOVE).bind(&t)).await?;
+        out.insert("tenant_fences".to_owned(), fence);
         tx.commit().await?;
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl<D: Db> MoveStore for Cell<D> {
+    async fn copy_max_key(
+        &self,
+        scope: &TenantScope,
+        table: &'static Table,
+    ) -> Result<Option<Row>> {
+        let mut tx = self.db().read_scoped(scope).await?;
+        let rows = tx
+            .fetch_table(
+                Query::new(sql::max_key(table)).bind(scope.tenant_id().to_string()),
+                key_table(table),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn copy_replace(
+        &self,
+        scope: &TenantScope,
+        table: &'static Table,
+        rows: Vec<Row>,
+    ) -> Result<()> {
+        let mut tx = self.db().begin_removal(scope).await?;
+        tx.execute(Query::new(sql::remove(table)).bind(scope.tenant_id().to_string()))
+            .await?;
+        insert_on(&mut tx, table, rows).await?;
+        tx.commit().await
+    }
+
+    async fn copy_upsert(
+        &self,
+        scope: &TenantScope,
+        table: &'static Table,
+        rows: Vec<Row>,
+        gone: Vec<Row>,
+    ) -> Result<()> {
+        let t = scope.tenant_id().to_string();
+        let mut tx = self.db().begin_removal(scope).await?;
+        let keys = rows.iter().map(|r| table.key_of(r)).chain(gone);
+        for key in keys {
+            let mut q = Query::new(sql::remove_key(table)).bind(&t);
+            for a in key_args(table, &key)? {
+                q = q.bind(a);
+            }
+            tx.execute(q).await?;
+        }
+        insert_on(&mut tx, table, rows).await?;
+        tx.commit().await
+    }
+
+    async fn copy_fence(
+        &self,
+        scope: &TenantScope,
+        move_id: &str,
+        frozen: Option<bool>,
+    ) -> Result<()> {
+        let t = scope.tenant_id().to_string();
+        let q = match frozen {
+            Some(false) => Query::new(sql::FENCE_MAKE).bind(&t).bind(move_id),
+            Some(true) => Query::new(sql::FENCE_FREEZE).bind(&t).bind(move_id),
+            None => Query::new(sql::FENCE_REMOVE).bind(&t),
+        };
+        let mut tx = self.db().begin().await?;
+        tx.execute(q).await?;
+        tx.commit().await
     }
 }
 
@@ -219,7 +372,8 @@ impl<D: Db> CopyStore for Catalog<D> {
         scope: &TenantScope,
         parts: Vec<(&'static Table, Vec<Row>)>,
     ) -> Result<()> {
-        insert(self.db(), scope, parts).await
+        let _ = scope;
+        insert(self.db(), None, parts).await
     }
 
     async fn copy_counts(&self, scope: &TenantScope) -> Result<Counts> {

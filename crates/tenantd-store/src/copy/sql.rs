@@ -65,6 +65,107 @@ pub(super) fn next_page(table: &'static Table) -> &'static str {
     })
 }
 
+/// Rows whose `column` is at least `$2`, from the start: `$1` the tenant, `$3` the limit.
+pub(super) fn since_first(table: &'static Table, column: &'static str) -> &'static str {
+    built(table, column, 1, || {
+        format!(
+            "SELECT {} FROM {} WHERE {} AND {column} >= $2 ORDER BY {} LIMIT $3",
+            columns(table),
+            table.name,
+            table.filter,
+            table.key.join(", ")
+        )
+    })
+}
+
+/// The same after a key: `$1` the tenant, `$2` since, then the key, then the limit.
+pub(super) fn since_next(table: &'static Table, column: &'static str) -> &'static str {
+    built(table, column, 2, || {
+        let n = table.key.len();
+        let after = (3..3 + n).map(|i| format!("${i}")).collect::<Vec<_>>();
+        format!(
+            "SELECT {} FROM {} WHERE {} AND {column} >= $2 AND ({}) > ({}) ORDER BY {} LIMIT ${}",
+            columns(table),
+            table.name,
+            table.filter,
+            table.key.join(", "),
+            after.join(", "),
+            table.key.join(", "),
+            n + 3
+        )
+    })
+}
+
+/// The keys from the start: `$1` the tenant, `$2` the limit.
+pub(super) fn keys_first(table: &'static Table) -> &'static str {
+    built(table, "keys_first", 0, || {
+        format!(
+            "SELECT {k} FROM {} WHERE {} ORDER BY {k} LIMIT $2",
+            table.name,
+            table.filter,
+            k = table.key.join(", ")
+        )
+    })
+}
+
+/// The keys after a key: `$1` the tenant, then the key, then the limit.
+pub(super) fn keys_next(table: &'static Table) -> &'static str {
+    built(table, "keys_next", 0, || {
+        let n = table.key.len();
+        let after = (2..2 + n).map(|i| format!("${i}")).collect::<Vec<_>>();
+        format!(
+            "SELECT {k} FROM {} WHERE {} AND ({k}) > ({}) ORDER BY {k} LIMIT ${}",
+            table.name,
+            table.filter,
+            after.join(", "),
+            n + 2,
+            k = table.key.join(", ")
+        )
+    })
+}
+
+/// The largest key: `$1` the tenant.
+pub(super) fn max_key(table: &'static Table) -> &'static str {
+    built(table, "max_key", 0, || {
+        let desc = table
+            .key
+            .iter()
+            .map(|k| format!("{k} DESC"))
+            .collect::<Vec<_>>();
+        format!(
+            "SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT 1",
+            table.key.join(", "),
+            table.name,
+            table.filter,
+            desc.join(", ")
+        )
+    })
+}
+
+/// Removes the row with a key: `$1` the tenant, then the key.
+pub(super) fn remove_key(table: &'static Table) -> &'static str {
+    built(table, "remove_key", 0, || {
+        let n = table.key.len();
+        let at = (2..2 + n).map(|i| format!("${i}")).collect::<Vec<_>>();
+        format!(
+            "DELETE FROM {} WHERE {} AND ({}) = ({})",
+            table.name,
+            table.filter,
+            table.key.join(", "),
+            at.join(", ")
+        )
+    })
+}
+
+/// Makes a tenant's fence, unfrozen: `$1` the tenant, `$2` the move.
+pub(super) const FENCE_MAKE: &str = "INSERT INTO tenant_fences (tenant_id, move_id, frozen) VALUES ($1, $2, 0) \
+     ON CONFLICT (tenant_id) DO UPDATE SET move_id = excluded.move_id, frozen = 0";
+/// Freezes it.
+pub(super) const FENCE_FREEZE: &str = "INSERT INTO tenant_fences (tenant_id, move_id, frozen) VALUES ($1, $2, 1) \
+     ON CONFLICT (tenant_id) DO UPDATE SET move_id = excluded.move_id, frozen = 1";
+/// Removes it.
+pub(super) const FENCE_REMOVE: &str = "DELETE FROM tenant_fences WHERE tenant_id = $1";
+
 /// How many rows one insert statement of `table` takes, largest first: up to 4,000 values a
 /// statement (well under PostgreSQL's 65,535 and SQLite's 32,766 parameters).
 pub(super) fn batch_sizes(table: &Table) -> &'static [usize] {

@@ -2,7 +2,7 @@
 //! the move read. `tests/conformance/copy.rs` checks it names every table with a `tenant_id`
 //! column, so a new table cannot be left behind by a move.
 
-use tenantd_core::store::{Column, Kind, Table};
+use tenantd_core::store::{Catchup, Column, Kind, Table};
 
 const fn t(name: &'static str) -> Column {
     Column {
@@ -43,6 +43,7 @@ pub static CELL: &[Table] = &[
         ],
         key: &["id"],
         filter: BY_TENANT,
+        sync: Catchup::Stamped("updated_at"),
     },
     // The shares of the tenant's own resources (a share *to* the tenant is its owner's row).
     Table {
@@ -50,12 +51,14 @@ pub static CELL: &[Table] = &[
         columns: &[t("resource_id"), t("owner_tenant_id"), t("tenant_id")],
         key: &["resource_id", "tenant_id"],
         filter: "owner_tenant_id = $1",
+        sync: Catchup::Whole,
     },
     Table {
         name: "quota_counters",
         columns: &[t("tenant_id"), t("quota"), i("used")],
         key: &["quota"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     // `ev_seq`, `ev_type` and `ev_data` are how an append hands its event to the
     // `audit_events_to_log` trigger; the event itself is in `events`.
@@ -79,6 +82,7 @@ pub static CELL: &[Table] = &[
         ],
         key: &["seq"],
         filter: BY_TENANT,
+        sync: Catchup::Append,
     },
     Table {
         name: "audit_heads",
@@ -91,6 +95,7 @@ pub static CELL: &[Table] = &[
         ],
         key: &["tenant_id"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "files",
@@ -107,12 +112,14 @@ pub static CELL: &[Table] = &[
         ],
         key: &["id"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "upload_reservations",
         columns: &[t("file_id"), t("tenant_id"), t("expires_at")],
         key: &["file_id"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "events",
@@ -127,12 +134,14 @@ pub static CELL: &[Table] = &[
         ],
         key: &["seq"],
         filter: BY_TENANT,
+        sync: Catchup::Append,
     },
     Table {
         name: "quota_alerts",
         columns: &[t("tenant_id"), t("quota"), i("threshold"), t("period")],
         key: &["quota", "threshold", "period"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "webhook_endpoints",
@@ -152,6 +161,7 @@ pub static CELL: &[Table] = &[
         ],
         key: &["id"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "webhook_deliveries",
@@ -171,6 +181,7 @@ pub static CELL: &[Table] = &[
         ],
         key: &["id"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "delivery_queue",
@@ -183,6 +194,7 @@ pub static CELL: &[Table] = &[
         ],
         key: &["delivery_id"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "runs",
@@ -209,12 +221,14 @@ pub static CELL: &[Table] = &[
         ],
         key: &["id"],
         filter: BY_TENANT,
+        sync: Catchup::Stamped("updated_at"),
     },
     Table {
         name: "run_usage",
         columns: &[t("tenant_id"), t("run_id"), i("seq"), i("tokens")],
         key: &["run_id", "seq"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "run_ready",
@@ -229,12 +243,14 @@ pub static CELL: &[Table] = &[
         ],
         key: &["tenant_id"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "run_leases",
         columns: &[t("run_id"), t("tenant_id"), t("lease_id"), t("lease_until")],
         key: &["run_id"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
 ];
 
@@ -263,6 +279,7 @@ pub static CATALOG: &[Table] = &[
         ],
         key: &["id"],
         filter: "id = $1",
+        sync: Catchup::Whole,
     },
     // The tenant's members' accounts (an account can belong to several tenants).
     Table {
@@ -277,17 +294,20 @@ pub static CATALOG: &[Table] = &[
         ],
         key: &["id"],
         filter: "id IN (SELECT user_id FROM memberships WHERE tenant_id = $1)",
+        sync: Catchup::Whole,
     },
     Table {
         name: "memberships",
         columns: &[t("tenant_id"), t("user_id"), t("role"), t("created_at")],
         key: &["user_id"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
     Table {
         name: "quota_counters",
         columns: &[t("tenant_id"), t("quota"), i("used")],
         key: &["quota"],
         filter: BY_TENANT,
+        sync: Catchup::Whole,
     },
 ];

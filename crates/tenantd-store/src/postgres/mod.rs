@@ -54,6 +54,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "tenant_removal",
         sql: include_str!("../../migrations/postgres/catalog/0005_tenant_removal.sql"),
     },
+    Migration {
+        version: 6,
+        name: "tenant_moves",
+        sql: include_str!("../../migrations/postgres/catalog/0006_tenant_moves.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[
@@ -111,6 +116,11 @@ const CELL_MIGRATIONS: &[Migration] = &[
         version: 11,
         name: "tenant_removal",
         sql: include_str!("../../migrations/postgres/cell/0011_tenant_removal.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "tenant_fences",
+        sql: include_str!("../../migrations/postgres/cell/0012_tenant_fences.sql"),
     },
 ];
 
@@ -220,7 +230,15 @@ impl crate::db::Db for Db {
 
     /// A transaction bound to the scope's tenant: the RLS policies see `app.tenant_id`
     /// (transaction-local, so a pooled connection never carries it into another request).
+    /// Binds the tenant for row-level security and takes its fence in the same round trip:
+    /// a write transaction of a tenant being moved out is refused (`TenantMigrating`).
     async fn begin_scoped(&self, scope: &TenantScope) -> Result<Self::Tx> {
+        let mut tx = self.begin().await?;
+        Self::enter_scope(&mut tx, scope).await?;
+        Ok(tx)
+    }
+
+    async fn read_scoped(&self, scope: &TenantScope) -> Result<Self::Tx> {
         let mut tx = self.begin().await?;
         sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
             .bind(scope.tenant_id().to_string())
@@ -230,16 +248,17 @@ impl crate::db::Db for Db {
         Ok(tx)
     }
 
-    async fn read_scoped(&self, scope: &TenantScope) -> Result<Self::Tx> {
-        self.begin_scoped(scope).await
-    }
-
     async fn enter_scope(tx: &mut Self::Tx, scope: &TenantScope) -> Result<()> {
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        use sqlx::Row;
+        let row = sqlx::query(SCOPE_AND_FENCE)
             .bind(scope.tenant_id().to_string())
-            .execute(&mut **tx)
+            .fetch_one(&mut **tx)
             .await
             .map_err(classify)?;
+        let frozen: Option<i64> = row.try_get("frozen").map_err(classify)?;
+        if frozen == Some(1) {
+            return Err(tenantd_core::Error::TenantMigrating);
+        }
         Ok(())
     }
 
@@ -249,7 +268,12 @@ impl crate::db::Db for Db {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        Self::enter_scope(&mut tx, scope).await?;
+        // A read: bound to the tenant, not fenced.
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(scope.tenant_id().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         Ok(tx)
     }
 
@@ -280,6 +304,11 @@ impl crate::db::Db for Db {
         Ok(tx)
     }
 }
+
+/// Sets the transaction's tenant for row-level security and reads its fence, locking the
+/// fence row (when there is one) until the transaction ends: a freeze waits for it.
+const SCOPE_AND_FENCE: &str = "SELECT set_config('app.tenant_id', $1, true) AS t, \
+    (SELECT frozen FROM tenant_fences WHERE tenant_id = $1 FOR SHARE) AS frozen";
 
 /// Opens a catalog: migrates as the owner (when `migrate_url` is given), then connects as
 /// the serving role and checks it.

@@ -64,3 +64,24 @@ UPDATE tenants SET updated_at = updated_at WHERE id = $1";
 /// tenant, `$3` the `purge_after` the claimer saw.
 pub const CLAIM_PURGE: &str = "\
 UPDATE tenants SET purge_after = $1 WHERE id = $2 AND status = 'deleted' AND purge_after = $3";
+
+/// A new move.
+pub const INSERT_MOVE: &str = "\
+INSERT INTO tenant_moves (id, tenant_id, source_cell, target_cell, phase, prior_status, detail, started_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
+
+/// A tenant's latest move.
+pub const LATEST_MOVE: &str = "\
+SELECT id, tenant_id, source_cell, target_cell, phase, prior_status, detail, started_at, updated_at
+  FROM tenant_moves WHERE tenant_id = $1 ORDER BY started_at DESC, id DESC LIMIT 1";
+
+/// A move's phase and detail: `$1` phase, `$2` detail, `$3` now, `$4` the move.
+pub const UPDATE_MOVE: &str = "\
+UPDATE tenant_moves SET phase = $1, detail = $2, updated_at = $3 WHERE id = $4";
+
+/// A tenant's status alone: `$1` status, `$2` now, `$3` the tenant.
+pub const SET_STATUS_ONLY: &str = "UPDATE tenants SET status = $1, updated_at = $2 WHERE id = $3";
+
+/// The switch: `$1` cell, `$2` region (NULL keeps it), `$3` status, `$4` now, `$5` tenant.
+pub const SWITCH_CELL: &str = "\
+UPDATE tenants SET cell = $1, region = COALESCE($2, region), status = $3, updated_at = $4 WHERE id = $5";

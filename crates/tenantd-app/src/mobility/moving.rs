@@ -1,0 +1,560 @@
+//! `tenantd tenant move <slug> --to <cell>`: a tenant's rows moved to another cell while it
+//! keeps serving, with a write freeze of the catch-up's length (`docs/design/mobility.md`).
+//!
+//! Phases, each recorded in `tenant_moves` before the next begins:
+//! - `copying`: the source's fence row is made (writes still pass, each now holding it); any
+//!   rows of the tenant in the target are removed; every table is copied from one snapshot;
+//!   then catch-up passes copy what changed meanwhile (appended rows, stamped rows, small
+//!   tables whole), each pass shorter than the last.
+//! - `frozen`: the tenant's status is `migrating` (writes answer 503 `TENANT_MIGRATING` at
+//!   the edge) and the source's fence is frozen — it waits for the writes in flight, and from
+//!   then on refuses every write of the tenant in that cell, whatever a node has cached. The
+//!   scheduler stops leasing its runs. A last catch-up, then the counts of every table and the
+//!   audit head must be equal on both sides.
+//! - `switched`: one catalog transaction points the tenant at the target, gives it back its
+//!   status and queues `tenant.moved` for its chain. The source stays frozen while nodes'
+//!   caches of the old placement run out, then its copy is removed (`done`).
+//!
+//! `--resume` carries on from the recorded phase; `--abort` (before the switch) removes the
+//! target's copy and unfreezes the source. There is never a second writable copy: the target
+//! is written by nobody until the switch, and the source refuses writes from the freeze on.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+use tenantd_core::audit::Action;
+use tenantd_core::store::{Accounts, Catchup, CellStore, MoveRecord, Row, Table, Value};
+use tenantd_core::tenant::{CellName, Tenant, TenantScope, TenantStatus};
+use tenantd_core::{Error, Result, time};
+
+use super::Progress;
+use crate::context::Caller;
+use crate::state::AppState;
+
+/// Rows read at once.
+const PAGE: usize = 2000;
+/// How far back a catch-up pass looks before the previous pass began (clock skew between
+/// nodes stamping rows).
+const SKEW: chrono::Duration = chrono::Duration::seconds(5);
+/// The least time between making the fence and freezing it: a write that began before the
+/// fence existed holds no lock on it, and is done by then.
+const FENCE_SETTLES: Duration = Duration::from_secs(1);
+
+type Cell = std::sync::Arc<dyn CellStore>;
+
+/// Starts a move of `tenant` to `target` and carries it through.
+pub async fn start(
+    state: &AppState,
+    op: &Caller,
+    tenant: &Tenant,
+    target: &CellName,
+    progress: &dyn Progress,
+) -> Result<MoveRecord> {
+    let rec = plan(state, tenant, target).await?;
+    run(state, op, rec, progress).await
+}
+
+/// Checks and records a move without running it (the API runs it in the background).
+pub async fn plan(state: &AppState, tenant: &Tenant, target: &CellName) -> Result<MoveRecord> {
+    if *target == tenant.cell {
+        return Err(Error::invalid(
+            "cell",
+            format!("the tenant is already in {target}"),
+        ));
+    }
+    let cfg = state
+        .config
+        .cells
+        .iter()
+        .find(|c| c.name == *target)
+        .ok_or_else(|| Error::invalid("cell", format!("no cell named {target}")))?;
+    if cfg.dedicated {
+        return Err(Error::invalid(
+            "cell",
+            "moving into a dedicated cell is not supported yet",
+        ));
+    }
+    match tenant.status {
+        TenantStatus::Active | TenantStatus::Suspended => {}
+        TenantStatus::Migrating => {
+            return Err(Error::conflict(
+                "tenant",
+                "the tenant is being moved; use --resume or --abort",
+            ));
+        }
+        _ => {
+            return Err(Error::invalid(
+                "tenant",
+                format!("a {} tenant is not moved", tenant.status.as_str()),
+            ));
+        }
+    }
+    let now = time::format(time::now());
+    let rec = MoveRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant.id,
+        source_cell: tenant.cell.clone(),
+        target_cell: target.clone(),
+        phase: "copying".into(),
+        prior_status: tenant.status.as_str().to_owned(),
+        detail: json!({}),
+        started_at: now.clone(),
+        updated_at: now,
+    };
+    state.catalog.insert_move(&rec).await?;
+    Ok(rec)
+}
+
+/// The tenant's move that is not done or aborted.
+pub async fn open(state: &AppState, tenant: &Tenant) -> Result<MoveRecord> {
+    match state.catalog.latest_move(tenant.id).await? {
+        Some(m) if m.phase != "done" && m.phase != "aborted" => Ok(m),
+        _ => Err(Error::invalid(
+            "tenant",
+            format!("{} has no move to resume or abort", tenant.slug),
+        )),
+    }
+}
+
+fn cells(state: &AppState, m: &MoveRecord) -> Result<(Cell, Cell, TenantScope, TenantScope)> {
+    let src = TenantScope::unscoped_trusted(m.tenant_id, m.source_cell.clone());
+    let dst = TenantScope::unscoped_trusted(m.tenant_id, m.target_cell.clone());
+    Ok((
+        state.cell(&src)?.clone(),
+        state.cell(&dst)?.clone(),
+        src,
+        dst,
+    ))
+}
+
+/// Carries a recorded move on from its phase to `done`.
+pub async fn run(
+    state: &AppState,
+    op: &Caller,
+    m: MoveRecord,
+    progress: &dyn Progress,
+) -> Result<MoveRecord> {
+    run_until(state, op, m, progress, None).await
+}
+
+/// [`run`], stopping once the move has recorded `phase` (the tests stop it there, as a crash
+/// would, and resume or abort it).
+pub async fn run_until(
+    state: &AppState,
+    op: &Caller,
+    mut m: MoveRecord,
+    progress: &dyn Progress,
+    stop_at: Option<&str>,
+) -> Result<MoveRecord> {
+    let (source, target, src, dst) = cells(state, &m)?;
+    if m.phase == "copying" {
+        let fenced_at = Instant::now();
+        source.copy_fence(&src, &m.id, Some(false)).await?;
+        target.copy_remove(&dst, Accounts::Keep).await?;
+        progress.phase("copying", None);
+        let mut since = time::format(time::now() - SKEW);
+        copy_all(&source, &target, &src, &dst, progress).await?;
+        for pass in 0..2 {
+            progress.phase(&format!("catching up ({})", pass + 1), None);
+            let next = time::format(time::now() - SKEW);
+            catch_up(&source, &target, &src, &dst, &since, progress).await?;
+            since = next;
+        }
+        if let Some(wait) = FENCE_SETTLES.checked_sub(fenced_at.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        // The freeze: the edge first (so most writers hear 503 at once), then the fence,
+        // which every write in the source cell goes through.
+        m.phase = "frozen".into();
+        m.detail["since"] = json!(since);
+        m.detail["frozen_at"] = json!(time::format(time::now()));
+        m.detail["run_active"] = json!(run_active(&source, &src, None).await?);
+        state
+            .catalog
+            .move_status(&m, TenantStatus::Migrating)
+            .await?;
+        source.copy_fence(&src, &m.id, Some(true)).await?;
+        // Off the run scheduler in the source; the target gets the flag back at the switch.
+        if m.detail["run_active"].is_i64() {
+            run_active(&source, &src, Some(0)).await?;
+        }
+        if stop_at == Some("frozen") {
+            return Ok(m);
+        }
+    }
+    if m.phase == "frozen" {
+        // The fence is frozen again on a resume (a crash may have come before it).
+        source.copy_fence(&src, &m.id, Some(true)).await?;
+        let frozen = Instant::now();
+        progress.phase("final catch-up", None);
+        let since = m.detail["since"].as_str().unwrap_or("").to_owned();
+        catch_up(&source, &target, &src, &dst, &since, progress).await?;
+        verify(&source, &target, &src, &dst).await?;
+        if let Some(active) = m.detail["run_active"].as_i64() {
+            run_active(&target, &dst, Some(active)).await?;
+        }
+        let tenant = state
+            .catalog
+            .find_tenant(m.tenant_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let region = state
+            .config
+            .cells
+            .iter()
+            .find(|c| c.name == m.target_cell)
+            .and_then(|c| c.region.clone());
+        m.phase = "switched".into();
+        m.detail["freeze_ms"] = json!(frozen.elapsed().as_millis() as u64);
+        m.detail["switched_at"] = json!(time::format(time::now()));
+        let ev = op.event(
+            m.tenant_id,
+            Action::TenantMoved,
+            "tenants",
+            Some(m.tenant_id.to_string()),
+            json!({"move_id": m.id, "from": m.source_cell.to_string(), "to": m.target_cell.to_string(),
+                   "from_region": tenant.region.map(|r| r.as_str()), "to_region": region}),
+        );
+        state
+            .catalog
+            .switch_move(&m, region.as_deref(), vec![ev])
+            .await?;
+        state.relay_kick.notify_one();
+        if stop_at == Some("switched") {
+            return Ok(m);
+        }
+    }
+    if m.phase == "switched" {
+        // Nodes that cached the old placement answer from the frozen source until their
+        // credential caches run out; then the source copy goes.
+        let ttl = Duration::from_millis(state.config.auth_cache_ttl_ms) + Duration::from_secs(1);
+        let switched = m.detail["switched_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        if let Some(at) = switched {
+            let left = ttl.saturating_sub((time::now() - at).to_std().unwrap_or_default());
+            tokio::time::sleep(left).await;
+        }
+        progress.phase("removing the source copy", None);
+        let removed = source.copy_remove(&src, Accounts::Keep).await?;
+        m.detail["source_rows_removed"] = json!(removed.values().sum::<u64>());
+        m.phase = "done".into();
+        state.catalog.update_move(&m).await?;
+    }
+    Ok(m)
+}
+
+/// Abandons a move before its switch: the target's copy goes, the source is unfrozen and the
+/// tenant gets its status back.
+pub async fn abort(state: &AppState, mut m: MoveRecord) -> Result<MoveRecord> {
+    if m.phase == "switched" {
+        return Err(Error::invalid(
+            "move",
+            "the move has switched to the target; --resume finishes it",
+        ));
+    }
+    let (source, target, src, dst) = cells(state, &m)?;
+    target.copy_remove(&dst, Accounts::Keep).await?;
+    if let Some(active) = m.detail["run_active"].as_i64() {
+        run_active(&source, &src, Some(active)).await?;
+    }
+    source.copy_fence(&src, &m.id, None).await?;
+    let prior = TenantStatus::parse(&m.prior_status, "prior_status")?;
+    m.phase = "aborted".into();
+    state.catalog.move_status(&m, prior).await?;
+    Ok(m)
+}
+
+/// Every table of the source's snapshot into the target.
+async fn copy_all(
+    source: &Cell,
+    target: &Cell,
+    src: &TenantScope,
+    dst: &TenantScope,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut snap = source.copy_snapshot(src).await?;
+    for table in source.copy_tables() {
+        let mut after: Option<Row> = None;
+        loop {
+            let rows = snap.page(table, after.as_ref(), PAGE).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some(table.key_of(last));
+            let n = rows.len();
+            target.copy_insert(dst, vec![(table, rows)]).await?;
+            progress.advance(n as u64);
+            if n < PAGE {
+                break;
+            }
+        }
+    }
+    snap.close().await
+}
+
+/// Brings the target up to the source's snapshot now, table by table, by each table's
+/// [`Catchup`]: `since` is when the previous pass began (less the clock skew).
+async fn catch_up(
+    source: &Cell,
+    target: &Cell,
+    src: &TenantScope,
+    dst: &TenantScope,
+    since: &str,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut snap = source.copy_snapshot(src).await?;
+    for table in source.copy_tables() {
+        match table.sync {
+            Catchup::Append => {
+                // The oldest rows retention pruned in the source go in the target too.
+                let first = snap.page(table, None, 1).await?;
+                if let Some(first) = first.first() {
+                    let key = table.key_of(first);
+                    prune_before(target, dst, table, &key).await?;
+                }
+                let mut after = target.copy_max_key(dst, table).await?;
+                loop {
+                    let rows = snap.page(table, after.as_ref(), PAGE).await?;
+                    let Some(last) = rows.last() else { break };
+                    after = Some(table.key_of(last));
+                    let n = rows.len();
+                    target.copy_insert(dst, vec![(table, rows)]).await?;
+                    progress.advance(n as u64);
+                    if n < PAGE {
+                        break;
+                    }
+                }
+            }
+            Catchup::Stamped(column) => {
+                let mut after: Option<Row> = None;
+                loop {
+                    let rows = snap
+                        .page_since(table, column, since, after.as_ref(), PAGE)
+                        .await?;
+                    let Some(last) = rows.last() else { break };
+                    after = Some(table.key_of(last));
+                    let n = rows.len();
+                    target.copy_upsert(dst, table, rows, Vec::new()).await?;
+                    progress.advance(n as u64);
+                    if n < PAGE {
+                        break;
+                    }
+                }
+                let gone = missing_keys(&mut *snap, target, dst, table).await?;
+                if !gone.is_empty() {
+                    target.copy_upsert(dst, table, Vec::new(), gone).await?;
+                }
+            }
+            Catchup::Whole => {
+                let mut rows = Vec::new();
+                let mut after: Option<Row> = None;
+                loop {
+                    let page = snap.page(table, after.as_ref(), PAGE).await?;
+                    let Some(last) = page.last() else { break };
+                    after = Some(table.key_of(last));
+                    let n = page.len();
+                    rows.extend(page);
+                    if n < PAGE {
+                        break;
+                    }
+                }
+                progress.advance(rows.len() as u64);
+                target.copy_replace(dst, table, rows).await?;
+            }
+        }
+    }
+    snap.close().await
+}
+
+/// Removes the target's rows of an append-only table before the source's first key.
+async fn prune_before(
+    target: &Cell,
+    dst: &TenantScope,
+    table: &'static Table,
+    first: &Row,
+) -> Result<()> {
+    let mut snap = target.copy_snapshot(dst).await?;
+    let mut gone = Vec::new();
+    let mut after: Option<Row> = None;
+    'pages: loop {
+        let keys = snap.keys(table, after.as_ref(), PAGE).await?;
+        let Some(last) = keys.last().cloned() else {
+            break;
+        };
+        for k in keys {
+            if cmp_keys(&k, first) != std::cmp::Ordering::Less {
+                break 'pages;
+            }
+            gone.push(k);
+        }
+        after = Some(last);
+    }
+    snap.close().await?;
+    if !gone.is_empty() {
+        target.copy_upsert(dst, table, Vec::new(), gone).await?;
+    }
+    Ok(())
+}
+
+/// The keys the target has and the source's snapshot does not (rows deleted since the copy):
+/// both key lists are read in order and merged.
+async fn missing_keys(
+    snap: &mut dyn tenantd_core::store::CopySnapshot,
+    target: &Cell,
+    dst: &TenantScope,
+    table: &'static Table,
+) -> Result<Vec<Row>> {
+    let mut theirs = target.copy_snapshot(dst).await?;
+    let (mut a_after, mut b_after): (Option<Row>, Option<Row>) = (None, None);
+    let mut a = snap.keys(table, None, PAGE).await?.into_iter().peekable();
+    let mut b = theirs.keys(table, None, PAGE).await?.into_iter().peekable();
+    let mut gone = Vec::new();
+    loop {
+        if a.peek().is_none()
+            && let Some(k) = a_after.take()
+        {
+            a = snap
+                .keys(table, Some(&k), PAGE)
+                .await?
+                .into_iter()
+                .peekable();
+        }
+        if b.peek().is_none()
+            && let Some(k) = b_after.take()
+        {
+            b = theirs
+                .keys(table, Some(&k), PAGE)
+                .await?
+                .into_iter()
+                .peekable();
+        }
+        match (a.peek(), b.peek()) {
+            (_, None) => break,
+            (None, Some(_)) => {
+                let k = b.next().unwrap_or_default();
+                b_after = Some(k.clone());
+                gone.push(k);
+            }
+            (Some(x), Some(y)) => match cmp_keys(x, y) {
+                std::cmp::Ordering::Less => {
+                    let k = a.next().unwrap_or_default();
+                    a_after = Some(k);
+                }
+                std::cmp::Ordering::Equal => {
+                    let k = a.next().unwrap_or_default();
+                    a_after = Some(k);
+                    let k = b.next().unwrap_or_default();
+                    b_after = Some(k);
+                }
+                std::cmp::Ordering::Greater => {
+                    let k = b.next().unwrap_or_default();
+                    b_after = Some(k.clone());
+                    gone.push(k);
+                }
+            },
+        }
+    }
+    theirs.close().await?;
+    Ok(gone)
+}
+
+/// Keys in the databases' order: integers numerically, text bytewise (the columns are `C`
+/// collated ids and fixed-width times).
+fn cmp_keys(a: &Row, b: &Row) -> std::cmp::Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let o = match (x, y) {
+            (Value::Int(x), Value::Int(y)) => x.cmp(y),
+            (Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+            (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+            (Value::Null, _) => std::cmp::Ordering::Less,
+            (_, Value::Null) => std::cmp::Ordering::Greater,
+            _ => std::cmp::Ordering::Equal,
+        };
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// The counts of every table and the audit head must be the same on both sides.
+async fn verify(source: &Cell, target: &Cell, src: &TenantScope, dst: &TenantScope) -> Result<()> {
+    let (a, b) = (
+        source.copy_counts(src).await?,
+        target.copy_counts(dst).await?,
+    );
+    if a != b {
+        let diff: Vec<String> = a
+            .iter()
+            .filter(|(t, n)| b.get(*t) != Some(n))
+            .map(|(t, n)| {
+                format!(
+                    "{t}: {n} in the source, {} in the target",
+                    b.get(t).copied().unwrap_or(0)
+                )
+            })
+            .collect();
+        return Err(Error::Internal(format!(
+            "the copy does not match: {}",
+            diff.join("; ")
+        )));
+    }
+    let heads = |cell: &Cell, scope: &TenantScope| {
+        let (cell, scope) = (cell.clone(), scope.clone());
+        async move {
+            let table = cell
+                .copy_tables()
+                .iter()
+                .find(|t| t.name == "audit_heads")
+                .ok_or_else(|| Error::Internal("no audit_heads".into()))?;
+            let mut snap = cell.copy_snapshot(&scope).await?;
+            let rows = snap.page(table, None, 1).await?;
+            snap.close().await?;
+            Ok::<Vec<Row>, Error>(rows)
+        }
+    };
+    if heads(source, src).await? != heads(target, dst).await? {
+        return Err(Error::Internal(
+            "the audit heads differ after the copy".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The tenant's `run_ready.active` (whether the scheduler leases its runs), set to `to` when
+/// given; what it was, `None` without a scheduler row.
+async fn run_active(cell: &Cell, scope: &TenantScope, to: Option<i64>) -> Result<Option<i64>> {
+    let table = cell
+        .copy_tables()
+        .iter()
+        .find(|t| t.name == "run_ready")
+        .ok_or_else(|| Error::Internal("no run_ready".into()))?;
+    let i = table
+        .index("active")
+        .ok_or_else(|| Error::Internal("run_ready.active".into()))?;
+    let mut snap = cell.copy_snapshot(scope).await?;
+    let rows = snap.page(table, None, 1).await?;
+    snap.close().await?;
+    let Some(mut row) = rows.into_iter().next() else {
+        return Ok(None);
+    };
+    let was = match row[i] {
+        Value::Int(n) => n,
+        _ => 0,
+    };
+    if let Some(to) = to {
+        row[i] = Value::Int(to);
+        cell.copy_upsert(scope, table, vec![row], Vec::new())
+            .await?;
+    }
+    Ok(Some(was))
+}
+
+/// A move as the API and `--json` show it.
+pub fn view(m: &MoveRecord) -> Json {
+    json!({
+        "move_id": m.id, "tenant_id": m.tenant_id, "phase": m.phase,
+        "from": m.source_cell, "to": m.target_cell, "started_at": m.started_at,
+        "updated_at": m.updated_at, "freeze_ms": m.detail.get("freeze_ms"),
+    })
+}

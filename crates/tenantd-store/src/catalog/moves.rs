@@ -1,0 +1,136 @@
+//! [`MoveRecordStore`]: the catalog's record of each move between cells, and the two steps of
+//! a move that change the tenant row (the freeze's status, the switch).
+
+use async_trait::async_trait;
+use tenantd_core::audit::AuditDraft;
+use tenantd_core::ids::TenantId;
+use tenantd_core::store::{MoveRecord, MoveRecordStore};
+use tenantd_core::tenant::{CellName, TenantStatus};
+use tenantd_core::{Error, Result, time};
+
+use super::{Catalog, insert_outbox};
+use crate::db::{Columns, Conn, Db, Record, Tx, q};
+use crate::sql::tenants;
+
+struct MoveRow(MoveRecord);
+
+impl Record for MoveRow {
+    fn read(row: &dyn Columns) -> Result<Self> {
+        let detail = row.text("detail")?;
+        Ok(MoveRow(MoveRecord {
+            id: row.text("id")?,
+            tenant_id: TenantId(
+                row.text("tenant_id")?
+                    .parse()
+                    .map_err(|_| Error::Internal("tenant_moves.tenant_id".into()))?,
+            ),
+            source_cell: CellName::new(row.text("source_cell")?),
+            target_cell: CellName::new(row.text("target_cell")?),
+            phase: row.text("phase")?,
+            prior_status: row.text("prior_status")?,
+            detail: serde_json::from_str(&detail)
+                .map_err(|_| Error::Internal("tenant_moves.detail".into()))?,
+            started_at: row.text("started_at")?,
+            updated_at: row.text("updated_at")?,
+        }))
+    }
+}
+
+fn now() -> String {
+    time::format(time::now())
+}
+
+#[async_trait]
+impl<D: Db> MoveRecordStore for Catalog<D> {
+    async fn insert_move(&self, m: &MoveRecord) -> Result<()> {
+        self.db()
+            .writer()?
+            .execute(
+                q(tenants::INSERT_MOVE)
+                    .bind(&m.id)
+                    .bind(m.tenant_id.to_string())
+                    .bind(m.source_cell.as_str())
+                    .bind(m.target_cell.as_str())
+                    .bind(&m.phase)
+                    .bind(&m.prior_status)
+                    .bind(m.detail.to_string())
+                    .bind(&m.started_at),
+            )
+            .await
+            .map_err(|e| {
+                crate::classify_conflict(e, "tenant", "the tenant is already being moved")
+            })?;
+        Ok(())
+    }
+
+    async fn latest_move(&self, tenant: TenantId) -> Result<Option<MoveRecord>> {
+        let row: Option<MoveRow> = self
+            .db()
+            .reader()?
+            .fetch_optional(q(tenants::LATEST_MOVE).bind(tenant.to_string()))
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    async fn update_move(&self, m: &MoveRecord) -> Result<()> {
+        self.db()
+            .writer()?
+            .execute(
+                q(tenants::UPDATE_MOVE)
+                    .bind(&m.phase)
+                    .bind(m.detail.to_string())
+                    .bind(now())
+                    .bind(&m.id),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn move_status(&self, m: &MoveRecord, status: TenantStatus) -> Result<()> {
+        let mut tx = self.db().begin().await?;
+        tx.execute(
+            q(tenants::SET_STATUS_ONLY)
+                .bind(status.as_str())
+                .bind(now())
+                .bind(m.tenant_id.to_string()),
+        )
+        .await?;
+        tx.execute(
+            q(tenants::UPDATE_MOVE)
+                .bind(&m.phase)
+                .bind(m.detail.to_string())
+                .bind(now())
+                .bind(&m.id),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    async fn switch_move(
+        &self,
+        m: &MoveRecord,
+        region: Option<&str>,
+        outbox: Vec<AuditDraft>,
+    ) -> Result<()> {
+        let mut tx = self.db().begin().await?;
+        tx.execute(
+            q(tenants::SWITCH_CELL)
+                .bind(m.target_cell.as_str())
+                .bind(region)
+                .bind(&m.prior_status)
+                .bind(now())
+                .bind(m.tenant_id.to_string()),
+        )
+        .await?;
+        tx.execute(
+            q(tenants::UPDATE_MOVE)
+                .bind(&m.phase)
+                .bind(m.detail.to_string())
+                .bind(now())
+                .bind(&m.id),
+        )
+        .await?;
+        insert_outbox(&mut tx, &outbox).await?;
+        tx.commit().await
+    }
+}

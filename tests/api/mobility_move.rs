@@ -1,0 +1,346 @@
+//! The online move between cells: under writes, reads and a busy neighbour, and cut short at
+//! each phase boundary then resumed or aborted.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tenantd_core::ids::TenantId;
+use tenantd_core::tenant::{CellName, TenantScope};
+use tenantd_server::config::{CellConfig, Config, DbLocation};
+use tenantd_server::mobility::{Silent, moving};
+
+use crate::helpers::{Signed, TestApp};
+use crate::mobility::settle;
+
+/// Two cells on either backend (PostgreSQL tests have them already): `local` (us) and
+/// `eu-1` (eu).
+fn two_cells(c: &mut Config) {
+    if c.cells.len() == 1 {
+        c.cells.push(CellConfig {
+            name: "eu-1".into(),
+            region: Some("eu".into()),
+            dedicated: false,
+            location: DbLocation::Sqlite(c.data_dir.join("cells").join("eu-1.db")),
+        });
+    }
+    c.auth_cache_ttl_ms = 500;
+}
+
+fn tid(s: &Signed) -> TenantId {
+    TenantId(s.tenant_id.parse().unwrap())
+}
+
+/// The tenant's rows in `cell`, by table (only the tables with any).
+async fn rows_in(app: &TestApp, tenant: TenantId, cell: &str) -> Vec<(String, u64)> {
+    let scope = TenantScope::unscoped_trusted(tenant, CellName::new(cell));
+    let store = app.state.cell(&scope).unwrap();
+    store
+        .copy_counts(&scope)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Every agent name of the tenant, read through the API.
+async fn names(app: &TestApp, token: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/agents?limit=200&cursor={c}"),
+            None => "/v1/agents?limit=200".to_owned(),
+        };
+        let r = app.call("GET", &path, Some(token), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        for item in r.body["items"].as_array().unwrap() {
+            out.push(item["name"].as_str().unwrap().to_owned());
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_tenant_moves_between_cells_under_load_and_loses_nothing() {
+    let app = Arc::new(TestApp::spawn_with(two_cells).await);
+    let t = app.signup("mover", Some("professional")).await;
+    let n = app.signup("neighbour", Some("professional")).await;
+    for i in 0..300 {
+        assert_eq!(
+            app.create(&t.token, "memories", &format!("before-{i}"))
+                .await
+                .status,
+            201
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (app, stop, token) = (app.clone(), stop.clone(), t.token.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut refused = Vec::new();
+            let mut other = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("during-{i}");
+                i += 1;
+                let r = app.create(&token, "agents", &name).await;
+                match r.status {
+                    201 => acked.push(name),
+                    503 => {
+                        assert_eq!(r.code(), Some("TENANT_MIGRATING"), "{}", r.text);
+                        assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+                        refused.push(name);
+                    }
+                    _ => other.push(format!("{}: {}", r.status, r.text)),
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            (acked, refused, other)
+        })
+    };
+    let reader = {
+        let (app, stop, token) = (app.clone(), stop.clone(), t.token.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut bad) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let r = app
+                    .call("GET", "/v1/memories?limit=5", Some(&token), None)
+                    .await;
+                if r.status == 200 {
+                    ok += 1;
+                } else {
+                    bad.push(format!("{}: {}", r.status, r.text));
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            (ok, bad)
+        })
+    };
+    let neighbour = {
+        let (app, stop, token) = (app.clone(), stop.clone(), n.token.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut bad, mut i) = (0, Vec::new(), 0);
+            while !stop.load(Ordering::Relaxed) {
+                let r = app.create(&token, "tools", &format!("n-{i}")).await;
+                i += 1;
+                if r.status == 201 {
+                    ok += 1;
+                } else {
+                    bad.push(format!("{}: {}", r.status, r.text));
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            (ok, bad)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let op = tenantd_server::context::Caller::operator(&app.state)
+        .await
+        .unwrap();
+    let tenant = app
+        .state
+        .catalog
+        .find_tenant(tid(&t))
+        .await
+        .unwrap()
+        .unwrap();
+    let from = tenant.cell.to_string();
+    assert_eq!(from, "local");
+    let m = moving::start(&app.state, &op, &tenant, &CellName::new("eu-1"), &Silent)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, refused, other) = writer.await.unwrap();
+    let (reads, read_errors) = reader.await.unwrap();
+    let (n_ok, n_bad) = neighbour.await.unwrap();
+
+    assert_eq!(m.phase, "done");
+    assert!(
+        other.is_empty(),
+        "{} writes answered neither 201 nor 503: {:?}",
+        other.len(),
+        &other[..other.len().min(3)]
+    );
+    assert!(
+        read_errors.is_empty(),
+        "{} reads failed during the move: {:?}",
+        read_errors.len(),
+        &read_errors[..read_errors.len().min(3)]
+    );
+    assert!(
+        n_bad.is_empty(),
+        "the neighbour saw {} errors: {:?}",
+        n_bad.len(),
+        &n_bad[..n_bad.len().min(3)]
+    );
+    assert!(reads > 0 && n_ok > 0 && !acked.is_empty());
+    let after = app
+        .state
+        .catalog
+        .find_tenant(tid(&t))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.cell.as_str(), "eu-1");
+    assert_eq!(
+        after.region.map(|r| r.as_str()),
+        Some("eu"),
+        "residency follows the cell"
+    );
+    assert_eq!(after.status.as_str(), "active");
+
+    let agents = names(&app, &t.token).await;
+    let set: BTreeSet<&String> = agents.iter().collect();
+    assert_eq!(set.len(), agents.len(), "no write twice");
+    for name in &acked {
+        assert!(
+            set.contains(name),
+            "acknowledged {name} is missing after the move"
+        );
+    }
+    for name in &refused {
+        assert!(!set.contains(name), "refused {name} was written");
+    }
+    assert_eq!(
+        names_of_kind(&app, &t.token, "memories").await,
+        300,
+        "the rows from before"
+    );
+    assert_eq!(
+        rows_in(&app, tid(&t), &from).await,
+        vec![],
+        "nothing left in the source"
+    );
+    settle(&app).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let chain = app.audit_of(&t.tenant_id).await;
+    assert!(
+        chain.iter().any(|e| e["action"] == "tenant.moved"),
+        "tenant.moved is in the chain"
+    );
+    let v = app
+        .call_h(
+            "GET",
+            "/v1/audit/verify",
+            Some(&app.admin_token),
+            None,
+            &[("x-tenant-id", &t.tenant_id)],
+        )
+        .await;
+    assert_eq!(v.body["ok"], true, "{}", v.text);
+    eprintln!(
+        "move: {} writes acknowledged, {} refused while frozen, freeze {} ms",
+        acked.len(),
+        refused.len(),
+        m.detail["freeze_ms"]
+    );
+}
+
+async fn names_of_kind(app: &TestApp, token: &str, kind: &str) -> usize {
+    let r = app
+        .call("GET", &format!("/v1/{kind}?limit=200"), Some(token), None)
+        .await;
+    let mut n = r.body["items"].as_array().unwrap().len();
+    let mut cursor = r.body["next_cursor"].as_str().map(str::to_owned);
+    while let Some(c) = cursor {
+        let r = app
+            .call(
+                "GET",
+                &format!("/v1/{kind}?limit=200&cursor={c}"),
+                Some(token),
+                None,
+            )
+            .await;
+        n += r.body["items"].as_array().unwrap().len();
+        cursor = r.body["next_cursor"].as_str().map(str::to_owned);
+    }
+    n
+}
+
+#[tokio::test]
+async fn a_move_cut_short_at_each_phase_is_resumed_or_aborted_with_one_copy() {
+    let app = TestApp::spawn_with(two_cells).await;
+    let op = tenantd_server::context::Caller::operator(&app.state)
+        .await
+        .unwrap();
+    for (i, (stop_at, then)) in [
+        ("frozen", "abort"),
+        ("frozen", "resume"),
+        ("switched", "resume"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = app.signup(&format!("cut-{i}"), None).await;
+        for k in 0..20 {
+            assert_eq!(
+                app.create(&t.token, "tools", &format!("t-{k}"))
+                    .await
+                    .status,
+                201
+            );
+        }
+        let tenant = app
+            .state
+            .catalog
+            .find_tenant(tid(&t))
+            .await
+            .unwrap()
+            .unwrap();
+        let rec = moving::plan(&app.state, &tenant, &CellName::new("eu-1"))
+            .await
+            .unwrap();
+        let m = moving::run_until(&app.state, &op, rec, &Silent, Some(stop_at))
+            .await
+            .unwrap();
+        assert_eq!(m.phase, stop_at);
+        // Cut short while frozen: reads are served, writes refused, in every cell.
+        if stop_at == "frozen" {
+            let w = app.create(&t.token, "tools", "while-frozen").await;
+            w.assert_problem(503, "TENANT_MIGRATING");
+            let r = app.call("GET", "/v1/tools", Some(&t.token), None).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+        let open = moving::open(&app.state, &tenant).await.unwrap();
+        let done = match then {
+            "abort" => moving::abort(&app.state, open).await.unwrap(),
+            _ => moving::run(&app.state, &op, open, &Silent).await.unwrap(),
+        };
+        let now = app
+            .state
+            .catalog
+            .find_tenant(tid(&t))
+            .await
+            .unwrap()
+            .unwrap();
+        let (home, away) = if then == "abort" {
+            ("local", "eu-1")
+        } else {
+            ("eu-1", "local")
+        };
+        assert_eq!(done.phase, if then == "abort" { "aborted" } else { "done" });
+        assert_eq!(now.cell.as_str(), home, "{stop_at} then {then}");
+        assert_eq!(now.status.as_str(), "active");
+        assert_eq!(
+            rows_in(&app, tid(&t), away).await,
+            vec![],
+            "{stop_at} then {then}: one copy"
+        );
+        assert!(!rows_in(&app, tid(&t), home).await.is_empty());
+        let w = app.create(&t.token, "tools", "after").await;
+        assert_eq!(w.status, 201, "{stop_at} then {then}: {}", w.text);
+        let r = app
+            .call("GET", "/v1/tools?limit=200", Some(&t.token), None)
+            .await;
+        assert_eq!(r.body["items"].as_array().unwrap().len(), 21, "{}", r.text);
+    }
+}
