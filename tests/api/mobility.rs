@@ -215,14 +215,16 @@ async fn an_archive_round_trips_a_tenant_into_a_fresh_deployment() {
     let before = dump(&a.state, tid(&t)).await;
     let usage_before = usage(&a, &t.tenant_id).await;
     let file = a.dir.join("acme.tar");
-    let out = a.cli(&[
-        "tenant",
-        "export",
-        "acme",
-        "-o",
-        file.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = a
+        .cli_bg(&[
+            "tenant",
+            "export",
+            "acme",
+            "-o",
+            file.to_str().unwrap(),
+            "--json",
+        ])
+        .await;
     assert!(
         out.status.success(),
         "{}",
@@ -246,14 +248,16 @@ async fn an_archive_round_trips_a_tenant_into_a_fresh_deployment() {
     }
 
     let b = TestApp::spawn().await;
-    let out = b.cli(&[
-        "tenant",
-        "import",
-        file.to_str().unwrap(),
-        "--trust-key",
-        &key,
-        "--json",
-    ]);
+    let out = b
+        .cli_bg(&[
+            "tenant",
+            "import",
+            file.to_str().unwrap(),
+            "--trust-key",
+            &key,
+            "--json",
+        ])
+        .await;
     assert!(
         out.status.success(),
         "{}",
@@ -348,10 +352,14 @@ async fn an_archive_round_trips_a_tenant_into_a_fresh_deployment() {
     assert_eq!(login.status, 401, "an imported member has no password yet");
 
     // The same archive again: a named conflict, and nothing changed.
-    let again = b.cli(&["tenant", "import", file.to_str().unwrap()]);
+    let again = b
+        .cli_bg(&["tenant", "import", file.to_str().unwrap()])
+        .await;
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("conflict"));
-    let other_slug = b.cli(&["tenant", "import", file.to_str().unwrap(), "--as", "acme-2"]);
+    let other_slug = b
+        .cli_bg(&["tenant", "import", file.to_str().unwrap(), "--as", "acme-2"])
+        .await;
     assert!(
         !other_slug.status.success(),
         "the tenant id is taken whatever the slug"

@@ -344,3 +344,73 @@ async fn a_move_cut_short_at_each_phase_is_resumed_or_aborted_with_one_copy() {
         assert_eq!(r.body["items"].as_array().unwrap().len(), 21, "{}", r.text);
     }
 }
+
+#[tokio::test]
+async fn a_platform_admin_moves_a_tenant_over_the_api_and_watches_it() {
+    let app = TestApp::spawn_with(two_cells).await;
+    let t = app.signup("api-mover", None).await;
+    assert_eq!(app.create(&t.token, "tools", "x").await.status, 201);
+    let path = format!("/v1/tenants/{}/move", t.tenant_id);
+    let denied = app
+        .call(
+            "POST",
+            &path,
+            Some(&t.token),
+            Some(serde_json::json!({"cell": "eu-1"})),
+        )
+        .await;
+    denied.assert_problem(403, "FORBIDDEN");
+    let bad = app
+        .call(
+            "POST",
+            &path,
+            Some(&app.admin_token),
+            Some(serde_json::json!({"cell": "nowhere"})),
+        )
+        .await;
+    bad.assert_problem(422, "VALIDATION_FAILED");
+    let none = app.call("GET", &path, Some(&app.admin_token), None).await;
+    none.assert_problem(404, "NOT_FOUND");
+    let r = app
+        .call(
+            "POST",
+            &path,
+            Some(&app.admin_token),
+            Some(serde_json::json!({"cell": "eu-1"})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["phase"], "copying");
+    let id = r.body["move_id"].as_str().unwrap().to_owned();
+    let again = app
+        .call(
+            "POST",
+            &path,
+            Some(&app.admin_token),
+            Some(serde_json::json!({"cell": "eu-1"})),
+        )
+        .await;
+    assert!(again.status == 409 || again.status == 422, "{}", again.text);
+    let mut phase = String::new();
+    for _ in 0..200 {
+        let g = app.call("GET", &path, Some(&app.admin_token), None).await;
+        assert_eq!(g.status, 200, "{}", g.text);
+        assert_eq!(g.body["move_id"], id.as_str());
+        phase = g.body["phase"].as_str().unwrap().to_owned();
+        if phase == "done" {
+            assert!(g.body["freeze_ms"].is_u64(), "{}", g.text);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(phase, "done");
+    let now = app
+        .state
+        .catalog
+        .find_tenant(tid(&t))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.cell.as_str(), "eu-1");
+    assert_eq!(app.create(&t.token, "tools", "y").await.status, 201);
+}

@@ -143,7 +143,7 @@ async fn purge_leaves_nothing_of_the_tenant_but_its_record() {
     assert!(d.status < 300, "{}", d.text);
 
     // Not yet past its retention: nothing to purge.
-    let out = app.cli(&["purge", "--dry-run", "--json"]);
+    let out = app.cli_bg(&["purge", "--dry-run", "--json"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -153,7 +153,7 @@ async fn purge_leaves_nothing_of_the_tenant_but_its_record() {
     assert_eq!(listed["tenants"], json!([]));
 
     past_retention(&app, &t.tenant_id).await;
-    let out = app.cli(&["purge", "--dry-run", "--json"]);
+    let out = app.cli_bg(&["purge", "--dry-run", "--json"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -171,7 +171,7 @@ async fn purge_leaves_nothing_of_the_tenant_but_its_record() {
         "a dry run removes nothing"
     );
 
-    let out = app.cli(&["purge", "--json"]);
+    let out = app.cli_bg(&["purge", "--json"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -226,7 +226,7 @@ async fn purge_leaves_nothing_of_the_tenant_but_its_record() {
     // The slug is free again, and a second purge finds nothing.
     let again = app.signup("gone", None).await;
     assert_ne!(again.tenant_id, t.tenant_id);
-    let out = app.cli(&["purge", "--json"]);
+    let out = app.cli_bg(&["purge", "--json"]).await;
     let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(done["tenants"], json!([]));
 }

@@ -419,6 +419,21 @@ impl TestApp {
 
     /// The CLI on this app's databases.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_command(args).output().unwrap()
+    }
+
+    /// The CLI, waited for off the test's runtime: the app keeps running meanwhile. (`cli`
+    /// blocks the one thread of a `#[tokio::test]`, so an app transaction open at that moment
+    /// stays open — holding SQLite's write lock — until the command ends; a command that
+    /// writes then waits for it in vain.)
+    pub async fn cli_bg(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = self.cli_command(args);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn cli_command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tenantd"));
         cmd.args(args)
             .env("TENANTD_PASSWORD_HASHING", "insecure-fast-for-tests");
@@ -436,7 +451,7 @@ impl TestApp {
                 cmd.arg("--data-dir").arg(&self.dir);
             }
         }
-        cmd.output().unwrap()
+        cmd
     }
 }
 

@@ -12,6 +12,8 @@ pub mod events;
 pub mod files;
 /// Members, invitations, API keys.
 pub mod identity;
+/// Moving a tenant between cells.
+pub mod mobility;
 /// What every operation's OpenAPI description shares, added once.
 pub mod openapi;
 /// Health, readiness, OpenAPI, docs, console.
@@ -38,6 +40,7 @@ pub fn routes(file_limit: usize) -> (axum::Router<AppState>, OpenApi) {
     let (router, mut doc) = OpenApiRouter::new()
         .merge(auth::routes())
         .merge(tenants::routes())
+        .merge(mobility::routes())
         .merge(identity::routes())
         .merge(audit::routes())
         .merge(events::routes())
