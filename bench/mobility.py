@@ -5,10 +5,11 @@ docs/benchmarks.md).
     cargo build --release
     TENANTD_TEST_PG=postgres://postgres@127.0.0.1:5432/postgres python3 bench/mobility.py
     BENCH_SIZES=1000,100000 BENCH_FILLER_TENANTS=99990 ...   # the defaults
-    python3 bench/report.py bench/last-run-mobility.json     # (the JSON is written there)
+    # the figures are written to bench/last-run-mobility.json
 
-- export: `tenantd tenant export` of one tenant (rows/s over the whole command, start-up
-  included) against `COPY (SELECT … WHERE tenant_id = …) TO STDOUT` of the same rows, table by
+- export: `tenantd tenant export` of one tenant (rows/s over the export itself, as its
+  `--json` reports it; the whole command, process start-up and opening the databases
+  included, is kept as `command_s`) against `COPY (SELECT … WHERE tenant_id = …) TO STDOUT` of the same rows, table by
   table, in one psql session — with 10 and with BENCH_FILLER_TENANTS other tenants in the cell.
 - import: `tenantd tenant import` of that archive into a fresh deployment against `COPY FROM`
   of the same rows into copies of the tables (`CREATE TABLE … (LIKE … INCLUDING ALL)`).
@@ -122,32 +123,34 @@ def export_import(out):
             b = dep.node()
             dep.fill(filler)
             tid, _ = subject(dep, b, "subj", max(SIZES))
-            rows, exp, cp = None, [], []
+            rows, exp, cp, whole_cmd = None, [], [], []
             archive = os.path.join(dep.work, "subj.tar")
             for _ in range(base.ROUNDS):
                 took, stdout = dep.cli("tenant", "export", "subj", "-o", archive, "--json")
-                exp.append(took)
+                exp.append(json.loads(stdout)["seconds"])
+                whole_cmd.append(took)
                 rows = archive_rows(stdout)
                 cp.append(copy_to(dep, tid))
             copy_to(dep, tid, os.path.join(dep.work, "rows"))
             e, c = statistics.median(exp), statistics.median(cp)
-            results[f"export_{filler}"] = {"rows": rows, "export_s": e, "copy_to_s": c,
+            results[f"export_{filler}"] = {"rows": rows, "export_s": e, "command_s": statistics.median(whole_cmd), "copy_to_s": c,
                                            "export_rows_per_s": rows / e, "copy_rows_per_s": rows / c, "ratio": c / e}
             print(f"export, {filler} other tenants: {rows} rows, tenantd {rows / e:.0f} rows/s, COPY TO {rows / c:.0f} rows/s: {c / e:.2f}", flush=True)
-            imp, cf = [], []
+            imp, cf, imp_cmd = [], [], []
             for _ in range(base.ROUNDS):
                 fresh = TwoCells()
                 try:
                     fb = fresh.node()
                     fresh.fill(filler)
                     fresh.stop(fb)
-                    took, _ = fresh.cli("tenant", "import", archive, "--json")
-                    imp.append(took)
+                    took, stdout = fresh.cli("tenant", "import", archive, "--json")
+                    imp.append(json.loads(stdout)["seconds"])
+                    imp_cmd.append(took)
                     cf.append(copy_from(fresh, os.path.join(dep.work, "rows")))
                 finally:
                     fresh.close()
             i, c = statistics.median(imp), statistics.median(cf)
-            results[f"import_{filler}"] = {"rows": rows, "import_s": i, "copy_from_s": c,
+            results[f"import_{filler}"] = {"rows": rows, "import_s": i, "command_s": statistics.median(imp_cmd), "copy_from_s": c,
                                            "import_rows_per_s": rows / i, "copy_rows_per_s": rows / c, "ratio": c / i}
             print(f"import, {filler} other tenants: tenantd {rows / i:.0f} rows/s, COPY FROM {rows / c:.0f} rows/s: {c / i:.2f}", flush=True)
         finally:
@@ -202,7 +205,7 @@ def moves(out):
             b = dep.node()
             tid, token = subject(dep, b, f"m{n}", n)
             r = base.req(b, "POST", "/v1/auth/signup", {"email": "o@nb.test", "password": "pw-bench-123456", "name": "O",
-                                                         "tenant": {"name": "nb", "slug": "nb", "plan": "bench"}})
+                                                         "tenant": {"name": "neighbour", "slug": "neighbour", "plan": "bench"}})
             nb = r["access_token"]
             quiet = Writer(b, nb, "tools")
             quiet.start()
@@ -216,7 +219,10 @@ def moves(out):
             login = base.req(b, "POST", "/v1/auth/login", {"email": "root@bench.test", "password": "bench-admin-password"})
             admin = login["access_token"]
             t0 = time.perf_counter()
-            base.req(b, "POST", f"/v1/tenants/{tid}/move", {"cell": "bench2"}, admin)
+            try:
+                base.req(b, "POST", f"/v1/tenants/{tid}/move", {"cell": "bench2"}, admin)
+            except base.urllib.error.HTTPError as e:
+                raise SystemExit(f"move: {e.code} {e.read().decode()}")
             while True:
                 m = base.req(b, "GET", f"/v1/tenants/{tid}/move", None, admin)
                 if m["phase"] in ("done", "aborted"):

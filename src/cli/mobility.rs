@@ -21,6 +21,7 @@ use tenantd_server::mobility::{Progress, moving, purge};
 struct Report {
     bar: Option<ProgressBar>,
     plain: Mutex<Option<(String, u64, Instant)>>,
+    quiet: bool,
 }
 
 impl Report {
@@ -38,10 +39,14 @@ impl Report {
         Self {
             bar,
             plain: Mutex::new(None),
+            quiet: json,
         }
     }
 
     fn flush_line(&self) {
+        if self.quiet {
+            return;
+        }
         if let Ok(mut p) = self.plain.lock()
             && let Some((name, n, at)) = p.take()
         {
@@ -60,6 +65,9 @@ impl Report {
 
 impl Progress for Report {
     fn phase(&self, name: &str, total: Option<u64>) {
+        if self.quiet {
+            return;
+        }
         match &self.bar {
             Some(bar) => {
                 bar.set_message(name.to_owned());
@@ -114,7 +122,9 @@ pub async fn run_export(
     let opts = ExportOptions {
         include_credentials,
     };
+    let began = Instant::now();
     let m = export(state, &op, t, out, &opts, &report).await;
+    let seconds = began.elapsed().as_secs_f64();
     report.done();
     let m = m.map_err(err)?;
     let rows: u64 = m.parts.iter().map(|p| p.rows).sum();
@@ -123,6 +133,7 @@ pub async fn run_export(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "file": out, "tenant_id": m.tenant.id, "slug": m.tenant.slug, "rows": rows,
+                "seconds": seconds,
                 "blobs": m.blobs.count, "audit_seq": m.audit.seq,
                 "signed_by": m.signature.as_ref().map(|s| &s.kid),
                 "public_key": m.signature.as_ref().map(|s| &s.public_key),
@@ -202,7 +213,7 @@ fn import_options(a: &ImportArgs) -> anyhow::Result<ImportOptions> {
     })
 }
 
-fn print_import(verb: &str, r: &ImportReport, json: bool) -> anyhow::Result<()> {
+fn print_import(verb: &str, r: &ImportReport, seconds: f64, json: bool) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
@@ -213,6 +224,7 @@ fn print_import(verb: &str, r: &ImportReport, json: bool) -> anyhow::Result<()> 
                 "rows": r.manifest.parts.iter().map(|p| p.rows).sum::<u64>(),
                 "blobs": r.manifest.blobs.count,
                 "signed_by": r.manifest.signature.as_ref().map(|s| &s.kid),
+                "seconds": seconds,
             }))?
         );
     } else {
@@ -243,15 +255,18 @@ pub async fn run_import(state: &AppState, a: ImportArgs, restoring: bool) -> any
             "note: without --trust-key the archive's signature is checked against the key it names, not against a key you trust"
         );
     }
+    let began = Instant::now();
     let r = if restoring {
         restore(state, &op, &a.file, &opts, &report).await
     } else {
         import(state, &op, &a.file, &opts, &report).await
     };
+    let seconds = began.elapsed().as_secs_f64();
     report.done();
     print_import(
         if restoring { "restored" } else { "imported" },
         &r.map_err(err)?,
+        seconds,
         a.json,
     )
 }

@@ -395,6 +395,7 @@ async fn write_cell(
     let tenant = scope.tenant_id();
     let mut current = "";
     let mut failed = None;
+    let mut pending: Option<(&'static Table, Vec<Row>)> = None;
     while let Some(item) = rx.recv().await {
         let step = async {
             match item {
@@ -404,20 +405,27 @@ async fn write_cell(
                     mut rows,
                 } => {
                     if table.name != current {
+                        flush(store, scope, &mut pending, progress).await?;
                         current = table.name;
                         progress.phase(&format!("cell/{}", table.name), None);
                     }
-                    let n = rows.len() as u64;
                     if table.has_sealed() {
                         for row in &mut rows {
                             reseal(state, table, row)?;
                         }
                     }
-                    store.copy_insert(scope, vec![(table, rows)]).await?;
-                    progress.advance(n);
+                    if pending.as_ref().is_some_and(|(t, _)| t.name != table.name) {
+                        flush(store, scope, &mut pending, progress).await?;
+                    }
+                    let (_, buf) = pending.get_or_insert_with(|| (table, Vec::new()));
+                    buf.extend(rows);
+                    if buf.len() >= FLUSH_ROWS {
+                        flush(store, scope, &mut pending, progress).await?;
+                    }
                 }
                 Item::Rows { .. } => {}
                 Item::Blob { file_id, bytes } => {
+                    flush(store, scope, &mut pending, progress).await?;
                     if current != "blobs" {
                         current = "blobs";
                         progress.phase("blobs", None);
@@ -442,6 +450,11 @@ async fn write_cell(
             break;
         }
     }
+    if failed.is_none()
+        && let Err(e) = flush(store, scope, &mut pending, progress).await
+    {
+        failed = Some(e);
+    }
     drop(rx);
     let read = reader
         .await
@@ -451,6 +464,25 @@ async fn write_cell(
         (None, Err(e)) => Err(e),
         (None, Ok(_)) => Ok(()),
     }
+}
+
+/// Rows written in one transaction: a commit (and its WAL flush) per 10,000 rows rather than
+/// per batch read, while no transaction holds SQLite's one writer for long.
+const FLUSH_ROWS: usize = 10_000;
+
+/// Writes the rows gathered for one table.
+async fn flush(
+    store: &std::sync::Arc<dyn CellStore>,
+    scope: &TenantScope,
+    pending: &mut Option<(&'static Table, Vec<Row>)>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    if let Some((table, rows)) = pending.take() {
+        let n = rows.len() as u64;
+        store.copy_insert(scope, vec![(table, rows)]).await?;
+        progress.advance(n);
+    }
+    Ok(())
 }
 
 /// A webhook endpoint's secret never travels in an archive: each imported endpoint signs

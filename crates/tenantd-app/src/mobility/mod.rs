@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod export;
 pub mod import;
+mod keys;
 pub mod manifest;
 pub mod moving;
 pub mod purge;

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 use tenantd_core::audit::Action;
-use tenantd_core::store::{Accounts, Catchup, CellStore, MoveRecord, Row, Table, Value};
+use tenantd_core::store::{Accounts, Catchup, CellStore, Counts, MoveRecord, Row, Table, Value};
 use tenantd_core::tenant::{CellName, Tenant, TenantScope, TenantStatus};
 use tenantd_core::{Error, Result, time};
 
 use super::Progress;
+use super::keys::{cmp_keys, missing_keys};
 use crate::context::Caller;
 use crate::state::AppState;
 
@@ -188,8 +189,8 @@ pub async fn run_until(
         let frozen = Instant::now();
         progress.phase("final catch-up", None);
         let since = m.detail["since"].as_str().unwrap_or("").to_owned();
-        catch_up(&source, &target, &src, &dst, &since, progress).await?;
-        verify(&source, &target, &src, &dst).await?;
+        let counts = catch_up(&source, &target, &src, &dst, &since, progress).await?;
+        verify(&source, &target, &src, &dst, counts).await?;
         if let Some(active) = m.detail["run_active"].as_i64() {
             run_active(&target, &dst, Some(active)).await?;
         }
@@ -277,13 +278,22 @@ async fn copy_all(
     let mut snap = source.copy_snapshot(src).await?;
     for table in source.copy_tables() {
         let mut after: Option<Row> = None;
+        let mut buf = Vec::new();
         loop {
             let rows = snap.page(table, after.as_ref(), PAGE).await?;
-            let Some(last) = rows.last() else { break };
-            after = Some(table.key_of(last));
             let n = rows.len();
-            target.copy_insert(dst, vec![(table, rows)]).await?;
-            progress.advance(n as u64);
+            if let Some(last) = rows.last() {
+                after = Some(table.key_of(last));
+            }
+            buf.extend(rows);
+            // A commit per 10,000 rows, not per page.
+            if !buf.is_empty() && (n < PAGE || buf.len() >= 5 * PAGE) {
+                let k = buf.len() as u64;
+                target
+                    .copy_insert(dst, vec![(table, std::mem::take(&mut buf))])
+                    .await?;
+                progress.advance(k);
+            }
             if n < PAGE {
                 break;
             }
@@ -301,8 +311,9 @@ async fn catch_up(
     dst: &TenantScope,
     since: &str,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<Option<(Counts, Counts)>> {
     let mut snap = source.copy_snapshot(src).await?;
+    let mut stamped = Vec::new();
     for table in source.copy_tables() {
         match table.sync {
             Catchup::Append => {
@@ -340,40 +351,59 @@ async fn catch_up(
                         break;
                     }
                 }
-                // Every source row is in the target now (the older ones were copied by an
-                // earlier pass), so equal counts mean equal key sets: the merge of both key
-                // lists, which reads every key, is needed only when they differ.
-                let name = table.name.to_owned();
-                let (a, b) = (
-                    source.copy_counts(src).await?,
-                    target.copy_counts(dst).await?,
-                );
-                if a.get(&name) != b.get(&name) {
-                    let gone = missing_keys(&mut *snap, target, dst, table).await?;
-                    if !gone.is_empty() {
-                        target.copy_upsert(dst, table, Vec::new(), gone).await?;
-                    }
-                }
+                stamped.push(table);
             }
             Catchup::Whole => {
-                let mut rows = Vec::new();
-                let mut after: Option<Row> = None;
-                loop {
-                    let page = snap.page(table, after.as_ref(), PAGE).await?;
-                    let Some(last) = page.last() else { break };
-                    after = Some(table.key_of(last));
-                    let n = page.len();
-                    rows.extend(page);
-                    if n < PAGE {
-                        break;
-                    }
+                let rows = whole(&mut *snap, table).await?;
+                let mut theirs = target.copy_snapshot(dst).await?;
+                let now = whole(&mut *theirs, table).await?;
+                theirs.close().await?;
+                if rows != now {
+                    progress.advance(rows.len() as u64);
+                    target.copy_replace(dst, table, rows).await?;
                 }
-                progress.advance(rows.len() as u64);
-                target.copy_replace(dst, table, rows).await?;
             }
         }
     }
-    snap.close().await
+    // Every source row of a stamped table is in the target now (the older ones were copied
+    // by an earlier pass), so equal counts mean equal key sets: the merge of both key lists,
+    // which reads every key, is needed only where they differ.
+    let (a, b) = (
+        source.copy_counts(src).await?,
+        target.copy_counts(dst).await?,
+    );
+    let mut settled = Some((a.clone(), b.clone()));
+    for table in stamped {
+        if a.get(table.name) != b.get(table.name) {
+            let gone = missing_keys(&mut *snap, target, dst, table).await?;
+            if !gone.is_empty() {
+                target.copy_upsert(dst, table, Vec::new(), gone).await?;
+                settled = None;
+            }
+        }
+    }
+    snap.close().await?;
+    Ok(settled)
+}
+
+/// Every row of a (small) table in a snapshot.
+async fn whole(
+    snap: &mut dyn tenantd_core::store::CopySnapshot,
+    table: &'static Table,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut after: Option<Row> = None;
+    loop {
+        let page = snap.page(table, after.as_ref(), PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(table.key_of(last));
+        let n = page.len();
+        rows.extend(page);
+        if n < PAGE {
+            break;
+        }
+    }
+    Ok(rows)
 }
 
 /// Removes the target's rows of an append-only table before the source's first key.
@@ -406,93 +436,21 @@ async fn prune_before(
     Ok(())
 }
 
-/// The keys the target has and the source's snapshot does not (rows deleted since the copy):
-/// both key lists are read in order and merged.
-async fn missing_keys(
-    snap: &mut dyn tenantd_core::store::CopySnapshot,
-    target: &Cell,
-    dst: &TenantScope,
-    table: &'static Table,
-) -> Result<Vec<Row>> {
-    let mut theirs = target.copy_snapshot(dst).await?;
-    let (mut a_after, mut b_after): (Option<Row>, Option<Row>) = (None, None);
-    let mut a = snap.keys(table, None, PAGE).await?.into_iter().peekable();
-    let mut b = theirs.keys(table, None, PAGE).await?.into_iter().peekable();
-    let mut gone = Vec::new();
-    loop {
-        if a.peek().is_none()
-            && let Some(k) = a_after.take()
-        {
-            a = snap
-                .keys(table, Some(&k), PAGE)
-                .await?
-                .into_iter()
-                .peekable();
-        }
-        if b.peek().is_none()
-            && let Some(k) = b_after.take()
-        {
-            b = theirs
-                .keys(table, Some(&k), PAGE)
-                .await?
-                .into_iter()
-                .peekable();
-        }
-        match (a.peek(), b.peek()) {
-            (_, None) => break,
-            (None, Some(_)) => {
-                let k = b.next().unwrap_or_default();
-                b_after = Some(k.clone());
-                gone.push(k);
-            }
-            (Some(x), Some(y)) => match cmp_keys(x, y) {
-                std::cmp::Ordering::Less => {
-                    let k = a.next().unwrap_or_default();
-                    a_after = Some(k);
-                }
-                std::cmp::Ordering::Equal => {
-                    let k = a.next().unwrap_or_default();
-                    a_after = Some(k);
-                    let k = b.next().unwrap_or_default();
-                    b_after = Some(k);
-                }
-                std::cmp::Ordering::Greater => {
-                    let k = b.next().unwrap_or_default();
-                    b_after = Some(k.clone());
-                    gone.push(k);
-                }
-            },
-        }
-    }
-    theirs.close().await?;
-    Ok(gone)
-}
-
-/// Keys in the databases' order: integers numerically, text bytewise (the columns are `C`
-/// collated ids and fixed-width times).
-fn cmp_keys(a: &Row, b: &Row) -> std::cmp::Ordering {
-    for (x, y) in a.iter().zip(b) {
-        let o = match (x, y) {
-            (Value::Int(x), Value::Int(y)) => x.cmp(y),
-            (Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
-            (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
-            (Value::Null, _) => std::cmp::Ordering::Less,
-            (_, Value::Null) => std::cmp::Ordering::Greater,
-            _ => std::cmp::Ordering::Equal,
-        };
-        if o != std::cmp::Ordering::Equal {
-            return o;
-        }
-    }
-    std::cmp::Ordering::Equal
-}
-
 /// The counts of every table and the audit head must be the same on both sides.
-async fn verify(source: &Cell, target: &Cell, src: &TenantScope, dst: &TenantScope) -> Result<()> {
-    let (a, b) = (
-        source.copy_counts(src).await?,
-        target.copy_counts(dst).await?,
-    );
+async fn verify(
+    source: &Cell,
+    target: &Cell,
+    src: &TenantScope,
+    dst: &TenantScope,
+    counts: Option<(Counts, Counts)>,
+) -> Result<()> {
+    let (a, b) = match counts {
+        Some(c) => c,
+        None => (
+            source.copy_counts(src).await?,
+            target.copy_counts(dst).await?,
+        ),
+    };
     if a != b {
         let diff: Vec<String> = a
             .iter()

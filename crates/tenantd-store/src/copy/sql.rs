@@ -169,7 +169,7 @@ pub(super) const FENCE_REMOVE: &str = "DELETE FROM tenant_fences WHERE tenant_id
 /// How many rows one insert statement of `table` takes, largest first: up to 4,000 values a
 /// statement (well under PostgreSQL's 65,535 and SQLite's 32,766 parameters).
 pub(super) fn batch_sizes(table: &Table) -> &'static [usize] {
-    const SIZES: &[usize] = &[512, 256, 64, 16, 4, 1];
+    const SIZES: &[usize] = &[512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
     let most = (4000 / table.columns.len().max(1)).max(1);
     let from = SIZES
         .iter()

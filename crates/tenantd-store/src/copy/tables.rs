@@ -1,5 +1,6 @@
 //! Which rows are a tenant's, table by table: the one list export, import, purge, restore and
-//! the move read. `tests/conformance/copy.rs` checks it names every table with a `tenant_id`
+//! the move read. Each key is the order of an index that starts with the filter's column, so a
+//! page is a range of one index, never a sort of the tenant's rows. `tests/conformance/copy.rs` checks it names every table with a `tenant_id`
 //! column, so a new table cannot be left behind by a move.
 
 use tenantd_core::store::{Catchup, Column, Kind, Table};
@@ -41,7 +42,7 @@ pub static CELL: &[Table] = &[
             t("updated_at"),
             t("created_by"),
         ],
-        key: &["id"],
+        key: &["kind", "id"],
         filter: BY_TENANT,
         sync: Catchup::Stamped("updated_at"),
     },
@@ -179,7 +180,7 @@ pub static CELL: &[Table] = &[
             t("next_attempt_at"),
             t("created_at"),
         ],
-        key: &["id"],
+        key: &["endpoint_id", "id"],
         filter: BY_TENANT,
         sync: Catchup::Whole,
     },

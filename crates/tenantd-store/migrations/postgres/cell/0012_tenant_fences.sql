@@ -10,3 +10,12 @@ CREATE TABLE tenant_fences (
 );
 INSERT INTO _tenantd_grants (object, kind, privileges)
 VALUES ('tenant_fences', 'TABLE', 'SELECT, INSERT, UPDATE, DELETE');
+
+-- The copy reads a tenant's rows page by page in key order, and a move's catch-up reads the
+-- rows changed since a time: each from one index range.
+CREATE INDEX run_usage_by_tenant ON run_usage (tenant_id, run_id, seq);
+CREATE INDEX resource_shares_by_owner ON resource_shares (owner_tenant_id, resource_id, tenant_id);
+CREATE INDEX upload_reservations_by_tenant ON upload_reservations (tenant_id, file_id);
+CREATE INDEX delivery_queue_by_tenant ON delivery_queue (tenant_id, delivery_id);
+CREATE INDEX resources_by_change ON resources (tenant_id, updated_at);
+CREATE INDEX runs_by_change ON runs (tenant_id, updated_at);
