@@ -57,6 +57,13 @@ pub async fn start(
 
 /// Checks and records a move without running it (the API runs it in the background).
 pub async fn plan(state: &AppState, tenant: &Tenant, target: &CellName) -> Result<MoveRecord> {
+    if tenant.id == state.platform {
+        // Its cell holds every global item the tenants of the deployment read.
+        return Err(Error::invalid(
+            "tenant",
+            "the platform tenant stays in its cell",
+        ));
+    }
     if *target == tenant.cell {
         return Err(Error::invalid(
             "cell",
