@@ -85,10 +85,17 @@ pub fn router(state: AppState) -> Router {
         .collect();
     regions.sort();
     regions.dedup();
+    let cells: Vec<String> = state
+        .config
+        .cells
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
     let deployment = api::openapi::Deployment {
         plans: &plans,
         self_serve: &self_serve,
         regions: &regions,
+        cells: &cells,
     };
     let doc: Arc<str> = serde_json::to_string(&api::openapi::finish(&doc, &deployment))
         .unwrap_or_else(|_| "{}".into())

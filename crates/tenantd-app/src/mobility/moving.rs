@@ -57,27 +57,29 @@ pub async fn start(
 
 /// Checks and records a move without running it (the API runs it in the background).
 pub async fn plan(state: &AppState, tenant: &Tenant, target: &CellName) -> Result<MoveRecord> {
-    if tenant.id == state.platform {
-        // Its cell holds every global item the tenants of the deployment read.
-        return Err(Error::invalid(
-            "tenant",
-            "the platform tenant stays in its cell",
-        ));
-    }
-    if *target == tenant.cell {
-        return Err(Error::invalid(
-            "cell",
-            format!("the tenant is already in {target}"),
-        ));
-    }
+    // A cell that does not exist is invalid input (422); a move the tenant's state does not
+    // allow is a conflict with that state (409).
     let cfg = state
         .config
         .cells
         .iter()
         .find(|c| c.name == *target)
         .ok_or_else(|| Error::invalid("cell", format!("no cell named {target}")))?;
+    if tenant.id == state.platform {
+        // Its cell holds every global item the tenants of the deployment read.
+        return Err(Error::conflict(
+            "tenant",
+            "the platform tenant stays in its cell",
+        ));
+    }
+    if *target == tenant.cell {
+        return Err(Error::conflict(
+            "cell",
+            format!("the tenant is already in {target}"),
+        ));
+    }
     if cfg.dedicated {
-        return Err(Error::invalid(
+        return Err(Error::conflict(
             "cell",
             "moving into a dedicated cell is not supported yet",
         ));
@@ -90,8 +92,9 @@ pub async fn plan(state: &AppState, tenant: &Tenant, target: &CellName) -> Resul
                 "the tenant is being moved; use --resume or --abort",
             ));
         }
+        TenantStatus::Deleted => return Err(Error::TenantDeleted),
         _ => {
-            return Err(Error::invalid(
+            return Err(Error::conflict(
                 "tenant",
                 format!("a {} tenant is not moved", tenant.status.as_str()),
             ));

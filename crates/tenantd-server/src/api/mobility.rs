@@ -62,8 +62,9 @@ impl From<&tenantd_core::store::MoveRecord> for MoveResponse {
 /// `tenantd tenant move <slug> --resume` (or `--abort`) carries it on.
 #[utoipa::path(post, path = "/v1/tenants/{id}/move", tag = "tenants", request_body = MoveRequest,
     responses((status = 202, body = MoveResponse), (status = 403), (status = 404),
-        (status = 409, description = "CONFLICT: the tenant is already being moved"),
-        (status = 422, description = "no such cell, the tenant's own cell, or a tenant that is not moved")),
+        (status = 409, description = "CONFLICT: the tenant is already in that cell, being moved, the platform tenant, or not movable in its status"),
+        (status = 410, description = "TENANT_DELETED"),
+        (status = 422, description = "no such cell")),
     security(("bearer" = [])))]
 async fn start_move(
     State(state): State<AppState>,

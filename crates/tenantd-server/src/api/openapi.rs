@@ -484,6 +484,8 @@ pub struct Deployment<'a> {
     pub self_serve: &'a [String],
     /// The regions some cell serves (a tenant can be placed only there).
     pub regions: &'a [String],
+    /// The configured cells (a tenant can be moved only to one of them).
+    pub cells: &'a [String],
 }
 
 /// Query parameters by name (and path, where one differs), with what the server accepts.
@@ -561,6 +563,11 @@ pub fn finish(doc: &utoipa::openapi::OpenApi, dep: &Deployment<'_>) -> Value {
             if let Some(p) = schemas.pointer_mut(&format!("/{schema}/properties/{prop}")) {
                 apply_rule(p, *rule);
             }
+        }
+        // A tenant moves only to a configured cell.
+        if let Some(p) = schemas.pointer_mut("/MoveRequest/properties/cell") {
+            let words: Vec<Value> = dep.cells.iter().map(|c| json!(c)).collect();
+            *p = json!({"type": "string", "enum": words, "description": "a configured cell"});
         }
         // A tenant goes to a cell of its region: only the configured regions place it.
         if let Some(p) = schemas.pointer_mut("/CreateTenantRequest/properties/region") {
