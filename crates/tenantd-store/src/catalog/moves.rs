@@ -40,6 +40,15 @@ fn now() -> String {
     time::format(time::now())
 }
 
+/// The statement that records a move's phase and detail.
+fn update(m: &MoveRecord) -> crate::db::Query {
+    q(tenants::UPDATE_MOVE)
+        .bind(&m.phase)
+        .bind(m.detail.to_string())
+        .bind(now())
+        .bind(&m.id)
+}
+
 #[async_trait]
 impl<D: Db> MoveRecordStore for Catalog<D> {
     async fn insert_move(&self, m: &MoveRecord) -> Result<()> {
@@ -73,16 +82,7 @@ impl<D: Db> MoveRecordStore for Catalog<D> {
     }
 
     async fn update_move(&self, m: &MoveRecord) -> Result<()> {
-        self.db()
-            .writer()?
-            .execute(
-                q(tenants::UPDATE_MOVE)
-                    .bind(&m.phase)
-                    .bind(m.detail.to_string())
-                    .bind(now())
-                    .bind(&m.id),
-            )
-            .await?;
+        self.db().writer()?.execute(update(m)).await?;
         Ok(())
     }
 
@@ -95,14 +95,7 @@ impl<D: Db> MoveRecordStore for Catalog<D> {
                 .bind(m.tenant_id.to_string()),
         )
         .await?;
-        tx.execute(
-            q(tenants::UPDATE_MOVE)
-                .bind(&m.phase)
-                .bind(m.detail.to_string())
-                .bind(now())
-                .bind(&m.id),
-        )
-        .await?;
+        tx.execute(update(m)).await?;
         tx.commit().await
     }
 
@@ -122,14 +115,7 @@ impl<D: Db> MoveRecordStore for Catalog<D> {
                 .bind(m.tenant_id.to_string()),
         )
         .await?;
-        tx.execute(
-            q(tenants::UPDATE_MOVE)
-                .bind(&m.phase)
-                .bind(m.detail.to_string())
-                .bind(now())
-                .bind(&m.id),
-        )
-        .await?;
+        tx.execute(update(m)).await?;
         insert_outbox(&mut tx, &outbox).await?;
         tx.commit().await
     }
