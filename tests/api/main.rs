@@ -14,6 +14,7 @@ mod files;
 mod isolation;
 mod keys;
 mod mobility;
+mod mobility_download;
 mod mobility_move;
 mod mobility_purge;
 mod nodes;

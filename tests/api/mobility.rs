@@ -71,10 +71,12 @@ pub async fn traces(state: &AppState, tenant: TenantId) -> Vec<String> {
         }
     }
     use futures::TryStreamExt;
-    let prefix = object_store::path::Path::from(format!("tenants/{tenant}"));
-    let blobs: Vec<_> = state.blobs.list(Some(&prefix)).try_collect().await.unwrap();
-    if !blobs.is_empty() {
-        out.push(format!("{} blobs", blobs.len()));
+    for prefix in [format!("tenants/{tenant}"), format!("exports/{tenant}")] {
+        let prefix = object_store::path::Path::from(prefix);
+        let blobs: Vec<_> = state.blobs.list(Some(&prefix)).try_collect().await.unwrap();
+        if !blobs.is_empty() {
+            out.push(format!("{} objects under {prefix}", blobs.len()));
+        }
     }
     out
 }
@@ -187,7 +189,7 @@ pub async fn populated(app: &TestApp, slug: &str, items: usize) -> (Signed, Vec<
     (t, secrets)
 }
 
-fn tid(s: &Signed) -> TenantId {
+pub fn tid(s: &Signed) -> TenantId {
     TenantId(s.tenant_id.parse().unwrap())
 }
 
@@ -366,7 +368,7 @@ async fn an_archive_round_trips_a_tenant_into_a_fresh_deployment() {
     );
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
@@ -374,7 +376,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 type Entries = Vec<(String, Vec<u8>)>;
 
 /// The archive's entries, in order.
-fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+pub fn entries(path: &Path) -> Vec<(String, Vec<u8>)> {
     use std::io::Read;
     let mut ar = tar::Archive::new(std::fs::File::open(path).unwrap());
     ar.entries()

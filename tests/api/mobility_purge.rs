@@ -10,6 +10,7 @@ use tenantd_server::mobility::{Silent, export};
 use crate::helpers::receiver::open_policy;
 use crate::helpers::{Signed, TestApp};
 use crate::mobility::{dump, populated, settle, traces};
+use crate::mobility_download::api_export;
 
 /// Every row anywhere that names `tenant` in a tenant column: `table: n`, read behind the
 /// application's back from the schema's own list of tables and columns.
@@ -130,6 +131,8 @@ async fn purge_leaves_nothing_of_the_tenant_but_its_record() {
     let app = TestApp::spawn_with(open_policy).await;
     let (t, _) = populated(&app, "gone", 30).await;
     let (n, _) = populated(&app, "stays", 10).await;
+    // An archive kept for download goes with the tenant too.
+    api_export(&app, &t.tenant_id).await;
     let neighbour = dump(&app.state, tid(&n)).await;
     assert!(!rows_naming(&app, &t.tenant_id).await.is_empty());
     let d = app

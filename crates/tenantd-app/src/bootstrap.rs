@@ -175,14 +175,14 @@ pub fn start_serving(state: &AppState) -> Jobs {
         let st = st.clone();
         async move { crate::runs::reconcile(&st).await.map(|_| ()) }
     });
-    // Deleted tenants past their purge_after: at start, and every minute after.
+    // Deleted tenants past their purge_after, and API exports past their expiry: at start,
+    // and every minute after.
     let st = state.clone();
     jobs.every("tenant-purge", Duration::from_secs(60), move || {
         let st = st.clone();
         async move {
-            crate::mobility::purge::purge_due(&st, false)
-                .await
-                .map(|_| ())
+            crate::mobility::purge::purge_due(&st, false).await?;
+            crate::mobility::downloads::sweep(&st).await.map(|_| ())
         }
     });
     // The event log's retention: at start, and hourly after.

@@ -353,22 +353,7 @@ pub(crate) async fn remove_leftovers(state: &AppState, tenant: TenantId) -> Resu
 
 /// Removes every blob under the tenant's prefix; how many.
 pub(crate) async fn remove_blobs(state: &AppState, tenant: TenantId) -> Result<u64> {
-    use futures_util::TryStreamExt;
-    let prefix = BlobPath::from(format!("tenants/{tenant}"));
-    let metas: Vec<_> = state
-        .blobs
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| Error::Internal(format!("blobs: {e}")))?;
-    let mut n = 0;
-    for m in metas {
-        match state.blobs.delete(&m.location).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
-            Err(e) => return Err(Error::Internal(format!("blobs: {e}"))),
-        }
-    }
-    Ok(n)
+    super::downloads::remove_prefix(state.blobs.as_ref(), &format!("tenants/{tenant}")).await
 }
 
 /// Writes the cell's rows and the blobs, read from the archive a second time.

@@ -127,6 +127,7 @@ pub async fn purge(state: &AppState, t: &Tenant) -> Result<Purged> {
         }
     }
     let blobs = remove_blobs(state, t.id).await?;
+    super::downloads::remove_all(state, t.id).await?;
     let scope = TenantScope::unscoped_trusted(t.id, t.cell.clone());
     let catalog_rows = state.catalog.copy_counts(&scope).await?;
     for (table, n) in &catalog_rows {

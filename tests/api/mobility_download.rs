@@ -1,0 +1,127 @@
+//! The API's export: a platform admin starts it, watches it and downloads an archive that
+//! imports like the CLI's; another tenant's path does not reach it.
+
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+use crate::helpers::receiver::open_policy;
+use crate::mobility::{contains, dump, entries, populated, tid};
+
+/// Exports a tenant through the API, waits for it and downloads it: its record and bytes.
+pub async fn api_export(app: &TestApp, tenant: &str) -> (Value, Vec<u8>) {
+    let started = app
+        .call(
+            "POST",
+            &format!("/v1/tenants/{tenant}/export"),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    assert_eq!(started.body["status"], "running");
+    let url = started.body["url"].as_str().unwrap().to_owned();
+    let mut rec = started.body.clone();
+    for _ in 0..600 {
+        rec = app
+            .call("GET", &url, Some(&app.admin_token), None)
+            .await
+            .body;
+        if rec["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(rec["status"], "ready", "{rec}");
+    let got = app
+        .client
+        .get(format!(
+            "{}{}",
+            app.base,
+            rec["download_url"].as_str().unwrap()
+        ))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "application/x-tar");
+    let bytes = got.bytes().await.unwrap().to_vec();
+    use sha2::Digest;
+    assert_eq!(rec["bytes"], bytes.len() as u64);
+    assert_eq!(
+        rec["sha256"].as_str().unwrap(),
+        hex::encode(sha2::Sha256::digest(&bytes))
+    );
+    (rec, bytes)
+}
+
+#[tokio::test]
+async fn the_api_writes_an_archive_to_download_that_imports_like_the_cli_s() {
+    let a = TestApp::spawn_with(open_policy).await;
+    let (t, secrets) = populated(&a, "dlx", 40).await;
+    let before = dump(&a.state, tid(&t)).await;
+    let path = format!("/v1/tenants/{}/export", t.tenant_id);
+    let member = a.call("POST", &path, Some(&t.token), None).await;
+    assert_eq!(
+        member.status, 403,
+        "a tenant's own owner is no platform admin"
+    );
+    let loc = a
+        .client
+        .post(format!("{}{path}", a.base))
+        .bearer_auth(&a.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(loc.status(), 202);
+    let location = loc.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("/v1/tenants/{}/exports/", t.tenant_id)));
+
+    let (rec, bytes) = api_export(&a, &t.tenant_id).await;
+    for s in &secrets {
+        assert!(
+            !contains(&bytes, s.as_bytes()),
+            "a secret is in the archive"
+        );
+    }
+    assert!(!contains(&bytes, b"$argon2"), "no password hash by default");
+    let file = a.dir.join("dlx.tar");
+    std::fs::write(&file, &bytes).unwrap();
+    assert_eq!(entries(&file)[0].0, "manifest.json", "the manifest first");
+
+    // Another tenant's path does not reach it; an unknown id is a 404.
+    let other = a.signup("dl-other", None).await;
+    let export_id = rec["export_id"].as_str().unwrap();
+    for url in [
+        format!("/v1/tenants/{}/exports/{export_id}", other.tenant_id),
+        format!(
+            "/v1/tenants/{}/exports/{export_id}/download",
+            other.tenant_id
+        ),
+        format!("/v1/tenants/{}/exports/not-an-id", t.tenant_id),
+    ] {
+        let r = a.call("GET", &url, Some(&a.admin_token), None).await;
+        assert_eq!(r.status, 404, "{url}: {}", r.text);
+    }
+
+    let b = TestApp::spawn().await;
+    let out = b
+        .cli_bg(&["tenant", "import", file.to_str().unwrap(), "--json"])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = dump(&b.state, tid(&t)).await;
+    for table in [
+        "cell/resources",
+        "cell/resource_shares",
+        "cell/files",
+        "cell/runs",
+        "catalog/memberships",
+    ] {
+        assert!(!before[table].is_empty(), "{table}");
+        assert_eq!(after[table], before[table], "{table}");
+    }
+}
