@@ -298,26 +298,46 @@ pub async fn run_purge(state: AppState, dry_run: bool, json: bool) -> anyhow::Re
     Ok(())
 }
 
+/// What `tenantd tenant move` is asked for.
+pub struct MoveArgs {
+    pub to: Option<String>,
+    pub resume: bool,
+    pub abort: bool,
+    /// Stop once this phase is recorded and wait to be killed (crash tests).
+    pub pause_at: Option<String>,
+    pub json: bool,
+}
+
 /// `tenantd tenant move <tenant> --to <cell>` (or `--resume`, `--abort`).
-pub async fn run_move(
-    state: &AppState,
-    t: &Tenant,
-    to: Option<String>,
-    resume: bool,
-    abort: bool,
-    json: bool,
-) -> anyhow::Result<()> {
+pub async fn run_move(state: &AppState, t: &Tenant, args: MoveArgs) -> anyhow::Result<()> {
+    let MoveArgs {
+        to,
+        resume,
+        abort,
+        pause_at,
+        json,
+    } = args;
     let op = Caller::operator(state).await.map_err(err)?;
     let report = Report::new(json);
     let done = if abort {
         let m = moving::open(state, t).await.map_err(err)?;
         moving::abort(state, m).await
-    } else if resume {
-        let m = moving::open(state, t).await.map_err(err)?;
-        moving::run(state, &op, m, &report).await
     } else {
-        let to = CellName::new(to.unwrap_or_default());
-        moving::start(state, &op, t, &to, &report).await
+        let m = if resume {
+            moving::open(state, t).await.map_err(err)?
+        } else {
+            let to = CellName::new(to.unwrap_or_default());
+            moving::plan(state, t, &to).await.map_err(err)?
+        };
+        let m = moving::run_until(state, &op, m, &report, pause_at.as_deref()).await;
+        if let (Some(phase), Ok(m)) = (&pause_at, &m)
+            && m.phase == *phase
+        {
+            report.done();
+            eprintln!("paused at {phase} (move {}); waiting to be killed", m.id);
+            std::future::pending::<()>().await;
+        }
+        m
     };
     report.done();
     let m = done.map_err(err)?;

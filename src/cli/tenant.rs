@@ -145,6 +145,10 @@ pub enum TenantCommand {
         /// Abandon a move cut short before its switch (the tenant stays where it was).
         #[arg(long, conflicts_with = "to")]
         abort: bool,
+        /// For crash tests: stop once this phase (`frozen` or `switched`) is recorded, say so
+        /// on stderr and wait to be killed.
+        #[arg(long, value_name = "PHASE", hide = true, value_parser = ["frozen", "switched"])]
+        pause_at: Option<String>,
         /// Print JSON (and no progress).
         #[arg(long)]
         json: bool,
@@ -325,10 +329,18 @@ pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
             to,
             resume,
             abort,
+            pause_at,
             json,
         } => {
             let t = find(&state, &tenant).await?;
-            super::mobility::run_move(&state, &t, to, resume, abort, json).await
+            let how = super::mobility::MoveArgs {
+                to,
+                resume,
+                abort,
+                pause_at,
+                json,
+            };
+            super::mobility::run_move(&state, &t, how).await
         }
         TenantCommand::Restore {
             file,

@@ -15,6 +15,7 @@ mod isolation;
 mod keys;
 mod mobility;
 mod mobility_download;
+mod mobility_kill;
 mod mobility_move;
 mod mobility_purge;
 mod nodes;

@@ -16,7 +16,7 @@ use crate::mobility::settle;
 
 /// Two cells on either backend (PostgreSQL tests have them already): `local` (us) and
 /// `eu-1` (eu).
-fn two_cells(c: &mut Config) {
+pub fn two_cells(c: &mut Config) {
     if c.cells.len() == 1 {
         c.cells.push(CellConfig {
             name: "eu-1".into(),
@@ -28,12 +28,12 @@ fn two_cells(c: &mut Config) {
     c.auth_cache_ttl_ms = 500;
 }
 
-fn tid(s: &Signed) -> TenantId {
+pub fn tid(s: &Signed) -> TenantId {
     TenantId(s.tenant_id.parse().unwrap())
 }
 
 /// The tenant's rows in `cell`, by table (only the tables with any).
-async fn rows_in(app: &TestApp, tenant: TenantId, cell: &str) -> Vec<(String, u64)> {
+pub async fn rows_in(app: &TestApp, tenant: TenantId, cell: &str) -> Vec<(String, u64)> {
     let scope = TenantScope::unscoped_trusted(tenant, CellName::new(cell));
     let store = app.state.cell(&scope).unwrap();
     store
@@ -46,7 +46,7 @@ async fn rows_in(app: &TestApp, tenant: TenantId, cell: &str) -> Vec<(String, u6
 }
 
 /// Every agent name of the tenant, read through the API.
-async fn names(app: &TestApp, token: &str) -> Vec<String> {
+pub async fn names(app: &TestApp, token: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
