@@ -134,12 +134,20 @@ pub trait Columns {
     fn bytes(&self, col: &str) -> Result<Vec<u8>>;
     /// A nullable bytes column.
     fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>>;
+    /// The `i`th column as nullable text, its type not looked up (the copy reads its own
+    /// tables' columns, in their order, by the kinds `tables.rs` gives them).
+    fn text_at(&self, i: usize) -> Result<Option<String>>;
+    /// The `i`th column as a nullable integer, likewise.
+    fn int_at(&self, i: usize) -> Result<Option<i64>>;
+    /// The `i`th column as nullable bytes, likewise.
+    fn bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>>;
 }
 
 impl<R> Columns for R
 where
     R: Row,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
+    usize: sqlx::ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
@@ -161,6 +169,15 @@ where
     }
     fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>> {
         self.try_get(col).map_err(classify)
+    }
+    fn text_at(&self, i: usize) -> Result<Option<String>> {
+        self.try_get_unchecked(i).map_err(classify)
+    }
+    fn int_at(&self, i: usize) -> Result<Option<i64>> {
+        self.try_get_unchecked(i).map_err(classify)
+    }
+    fn bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>> {
+        self.try_get_unchecked(i).map_err(classify)
     }
 }
 
@@ -203,6 +220,14 @@ pub trait Conn: Send {
         q: Query,
         table: &'static tenantd_core::store::Table,
     ) -> Result<Vec<tenantd_core::store::Row>>;
+    /// Every row, as `table`'s columns, handed to `sink` one by one as the database sends
+    /// them (one query, no page held); how many.
+    async fn each_table_row(
+        &mut self,
+        q: Query,
+        table: &'static tenantd_core::store::Table,
+        sink: &mut (dyn FnMut(tenantd_core::store::Row) -> Result<()> + Send),
+    ) -> Result<u64>;
     /// The first row; none is `NotFound`.
     async fn fetch_one<R: Record>(&mut self, q: Query) -> Result<R> {
         self.fetch_optional(q).await?.ok_or(Error::NotFound)
@@ -346,28 +371,22 @@ async fn all_on<'e, DB: Backend, E: Executor<'e, Database = DB>, R: Record>(
     rows.iter().map(|r| R::read(DB::columns(r))).collect()
 }
 
-/// A row of a copied table, read by its columns' kinds.
+/// A row of a copied table, read by its columns' kinds, in the table's column order (every
+/// copy statement selects them so).
 pub(crate) fn read_row(
     table: &tenantd_core::store::Table,
     row: &dyn Columns,
 ) -> Result<tenantd_core::store::Row> {
+    use tenantd_core::store::{Kind, Value};
     table
         .columns
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             Ok(match c.kind {
-                tenantd_core::store::Kind::Text => row.opt_text(c.name)?.map_or(
-                    tenantd_core::store::Value::Null,
-                    tenantd_core::store::Value::Text,
-                ),
-                tenantd_core::store::Kind::Int => row.opt_int(c.name)?.map_or(
-                    tenantd_core::store::Value::Null,
-                    tenantd_core::store::Value::Int,
-                ),
-                tenantd_core::store::Kind::Sealed => row.opt_bytes(c.name)?.map_or(
-                    tenantd_core::store::Value::Null,
-                    tenantd_core::store::Value::Bytes,
-                ),
+                Kind::Text => row.text_at(i)?.map_or(Value::Null, Value::Text),
+                Kind::Int => row.int_at(i)?.map_or(Value::Null, Value::Int),
+                Kind::Sealed => row.bytes_at(i)?.map_or(Value::Null, Value::Bytes),
             })
         })
         .collect()
@@ -382,6 +401,22 @@ async fn table_on<'e, DB: Backend, E: Executor<'e, Database = DB>>(
     rows.iter()
         .map(|r| read_row(table, DB::columns(r)))
         .collect()
+}
+
+async fn each_on<'e, DB: Backend, E: Executor<'e, Database = DB>>(
+    e: E,
+    q: Query,
+    table: &'static tenantd_core::store::Table,
+    sink: &mut (dyn FnMut(tenantd_core::store::Row) -> Result<()> + Send),
+) -> Result<u64> {
+    use futures_util::TryStreamExt;
+    let mut rows = DB::prepare(q).fetch(e);
+    let mut n = 0;
+    while let Some(r) = rows.try_next().await.map_err(classify)? {
+        sink(read_row(table, DB::columns(&r))?)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 async fn optional_on<'e, DB: Backend, E: Executor<'e, Database = DB>, R: Record>(
@@ -412,6 +447,14 @@ where
         table: &'static tenantd_core::store::Table,
     ) -> Result<Vec<tenantd_core::store::Row>> {
         table_on(&mut **self, q, table).await
+    }
+    async fn each_table_row(
+        &mut self,
+        q: Query,
+        table: &'static tenantd_core::store::Table,
+        sink: &mut (dyn FnMut(tenantd_core::store::Row) -> Result<()> + Send),
+    ) -> Result<u64> {
+        each_on(&mut **self, q, table, sink).await
     }
 }
 
@@ -445,5 +488,13 @@ where
         table: &'static tenantd_core::store::Table,
     ) -> Result<Vec<tenantd_core::store::Row>> {
         table_on(&*self, q, table).await
+    }
+    async fn each_table_row(
+        &mut self,
+        q: Query,
+        table: &'static tenantd_core::store::Table,
+        sink: &mut (dyn FnMut(tenantd_core::store::Row) -> Result<()> + Send),
+    ) -> Result<u64> {
+        each_on(&*self, q, table, sink).await
     }
 }

@@ -22,8 +22,8 @@ use super::archive::{self, Blobs, Head, MANIFEST, Manifest, Part, PartWriter, Pl
 use crate::context::Caller;
 use crate::state::AppState;
 
-/// Rows read at once from a snapshot.
-const PAGE: usize = 2000;
+/// Rows between two progress reports.
+const REPORT_EVERY: u64 = 1000;
 
 /// What an export is asked for.
 #[derive(Debug, Clone, Default)]
@@ -107,23 +107,24 @@ async fn write(
             let name = archive::part_name(place, table);
             progress.phase(&name, None);
             let file = File::create(spool.join(parts.len().to_string())).map_err(io)?;
-            let mut w = PartWriter::new(BufWriter::new(file), table).map_err(io)?;
-            let mut after: Option<Row> = None;
-            loop {
-                let rows = snap.page(table, after.as_ref(), PAGE).await?;
-                let Some(last) = rows.last() else { break };
-                after = Some(table.key_of(last));
-                let n = rows.len();
-                for row in rows {
-                    let row = redact(table, row);
-                    note(place, table, &row, &mut head, &mut stored);
-                    w.row(&row).map_err(io)?;
+            let mut w =
+                PartWriter::new(BufWriter::with_capacity(1 << 20, file), table).map_err(io)?;
+            // One query per table, its rows written as they arrive: the database produces
+            // the next ones while this writes, digests and spools these.
+            let mut since_report = 0u64;
+            snap.each(table, &mut |row| {
+                let row = redact(table, row);
+                note(place, table, &row, &mut head, &mut stored);
+                w.row(&row).map_err(io)?;
+                since_report += 1;
+                if since_report == REPORT_EVERY {
+                    progress.advance(since_report);
+                    since_report = 0;
                 }
-                progress.advance(n as u64);
-                if n < PAGE {
-                    break;
-                }
-            }
+                Ok(())
+            })
+            .await?;
+            progress.advance(since_report);
             parts.push(w.finish(name).map_err(io)?);
         }
     }

@@ -190,6 +190,14 @@ pub trait CopySnapshot: Send {
         after: Option<&Row>,
         limit: usize,
     ) -> Result<Vec<Row>>;
+    /// Every row of `table` — an append-only log ([`Catchup::Append`]) in key order, any
+    /// other table in no particular order — handed to `sink` as the database sends them: one
+    /// query, nothing held but the driver's buffer; how many. An error from `sink` stops it.
+    async fn each(
+        &mut self,
+        table: &'static Table,
+        sink: &mut (dyn FnMut(Row) -> Result<()> + Send),
+    ) -> Result<u64>;
     /// Up to `limit` rows of `table` whose `column` is at least `since`, after the key
     /// `after`, in key order.
     async fn page_since(

@@ -163,6 +163,15 @@ impl<T: Tx + 'static> CopySnapshot for Snapshot<T> {
         page_on(&mut self.tx, table, &self.scope, after, limit).await
     }
 
+    async fn each(
+        &mut self,
+        table: &'static Table,
+        sink: &mut (dyn FnMut(Row) -> Result<()> + Send),
+    ) -> Result<u64> {
+        let q = Query::new(sql::all_rows(table)).bind(self.scope.tenant_id().to_string());
+        self.tx.each_table_row(q, table, sink).await
+    }
+
     async fn page_since(
         &mut self,
         table: &'static Table,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
-use tenantd_core::store::Table;
+use tenantd_core::store::{Catchup, Table};
 
 /// A statement's shape: its table, what it does, and how many rows (inserts).
 type Shape = (&'static str, &'static str, usize);
@@ -43,6 +43,25 @@ pub(super) fn first_page(table: &'static Table) -> &'static str {
             table.name,
             table.filter,
             table.key.join(", ")
+        )
+    })
+}
+
+/// Every row: `$1` the tenant. An append-only log (the audit chain, the event log) in key
+/// order, which its reader checks; any other table in no particular order, so the planner
+/// takes its cheapest scan (a tenant that fills its cell is read fastest from the heap, not
+/// through an index: measured 25 against 88 ms for 100,000 resources).
+pub(super) fn all_rows(table: &'static Table) -> &'static str {
+    built(table, "all", 0, || {
+        let order = match table.sync {
+            Catchup::Append => format!(" ORDER BY {}", table.key.join(", ")),
+            _ => String::new(),
+        };
+        format!(
+            "SELECT {} FROM {} WHERE {}{order}",
+            columns(table),
+            table.name,
+            table.filter
         )
     })
 }
