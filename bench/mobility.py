@@ -16,7 +16,8 @@ docs/benchmarks.md).
 - move: `POST /v1/tenants/{id}/move` of a tenant of 1,000 and of 100,000 resources while a
   client writes to it and another tenant's client writes beside it; the freeze as the writing
   client sees it (the longest gap between two acknowledged writes that holds a 503), the
-  server's `freeze_ms`, and the neighbour's p99 during the move against its p99 alone.
+  server's `freeze_ms`, and the neighbour's p99 during the move against its p99 with the same
+  two clients writing and no move.
 """
 
 import json
@@ -207,11 +208,15 @@ def moves(out):
             r = base.req(b, "POST", "/v1/auth/signup", {"email": "o@nb.test", "password": "pw-bench-123456", "name": "O",
                                                          "tenant": {"name": "neighbour", "slug": "neighbour", "plan": "bench"}})
             nb = r["access_token"]
-            quiet = Writer(b, nb, "tools")
+            # Quiet: the same two clients, the mover's and the neighbour's, with no move.
+            quiet, quiet_mover = Writer(b, nb, "tools"), Writer(b, token, "agents")
             quiet.start()
+            quiet_mover.start()
             time.sleep(3)
             quiet.stop.set()
+            quiet_mover.stop.set()
             quiet.join()
+            quiet_mover.join()
             w, nw = Writer(b, token, "agents"), Writer(b, nb, "tools")
             w.start()
             nw.start()

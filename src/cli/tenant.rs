@@ -361,11 +361,37 @@ pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
             plan,
             force,
             json,
-        } => print(
-            svc::set_plan(&state, &op, &tenant, &plan, force)
+        } => {
+            let t = svc::set_plan(&state, &op, &tenant, &plan, force)
                 .await
-                .map_err(err)?,
-            json,
-        ),
+                .map_err(err)?;
+            // A plan that wants a dedicated cell moves the tenant into one, here and now.
+            if let Some(m) = tenantd_server::mobility::isolation::plan_isolation(&state, &t)
+                .await
+                .map_err(err)?
+            {
+                if !json {
+                    eprintln!(
+                        "{} asks for a dedicated cell: moving {} to {}",
+                        t.plan, t.slug, m.target_cell
+                    );
+                }
+                super::mobility::run_move(
+                    &state,
+                    &t,
+                    super::mobility::MoveArgs {
+                        to: None,
+                        resume: true,
+                        abort: false,
+                        pause_at: None,
+                        json: true,
+                    },
+                )
+                .await?;
+                let t = find(&state, &t.id.to_string()).await?;
+                return print(t, json);
+            }
+            print(t, json)
+        }
     }
 }

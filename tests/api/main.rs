@@ -14,6 +14,7 @@ mod files;
 mod isolation;
 mod keys;
 mod mobility;
+mod mobility_dedicated;
 mod mobility_download;
 mod mobility_kill;
 mod mobility_move;

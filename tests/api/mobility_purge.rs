@@ -395,3 +395,70 @@ async fn an_import_that_did_not_finish_is_cleaned_up_by_the_next() {
         .await;
     assert_eq!(v.body["ok"], true, "{}", v.text);
 }
+
+fn redis_keys(port: u16, pattern: &str) -> Vec<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--scan", "--pattern", pattern])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn purge_removes_the_tenant_s_rate_limit_keys_in_redis() {
+    let test = "purge_removes_the_tenant_s_rate_limit_keys_in_redis";
+    let port = crate::helpers::free_port();
+    let Some(mut redis) = crate::helpers::spawn_redis(test, port) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(|c| c.redis_url = Some(url.clone().into())).await;
+    let t = app.signup("limited", Some("professional")).await;
+    let n = app.signup("limited-nb", Some("professional")).await;
+    for token in [&t.token, &n.token] {
+        assert_eq!(app.create(token, "tools", "x").await.status, 201);
+    }
+    let mine = format!("tenantd:rl:{}:*", t.tenant_id);
+    let theirs = format!("tenantd:rl:{}:*", n.tenant_id);
+    assert!(
+        !redis_keys(port, &mine).is_empty(),
+        "the tenant has buckets in Redis"
+    );
+    let d = app
+        .call(
+            "DELETE",
+            &format!("/v1/tenants/{}", t.tenant_id),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert!(d.status < 300, "{}", d.text);
+    past_retention(&app, &t.tenant_id).await;
+    let done = tenantd_server::mobility::purge::purge_due(&app.state, false)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        redis_keys(port, &mine),
+        Vec::<String>::new(),
+        "its keys are gone"
+    );
+    assert!(
+        !redis_keys(port, &theirs).is_empty(),
+        "the neighbour's stay"
+    );
+    settle(&app).await;
+    let platform = app.state.platform.to_string();
+    let rec = app
+        .audit_of(&platform)
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "tenant.purged")
+        .expect("a tenant.purged record");
+    assert!(rec["details"]["redis_keys"].as_u64().unwrap() >= 1, "{rec}");
+    let _ = redis.kill();
+    let _ = redis.wait();
+}

@@ -58,6 +58,15 @@ impl Limiter {
         }
     }
 
+    /// Drops the tenant's buckets; how many.
+    pub fn forget(&self, tenant: TenantId) -> usize {
+        let prefix = format!("{tenant}:");
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let before = map.len();
+        map.retain(|k, _| !k.starts_with(&prefix));
+        before - map.len()
+    }
+
     /// Takes one request from the tenant's bucket for `action`, allowing `per_minute`.
     pub fn check(&self, tenant: TenantId, action: &'static str, per_minute: u32) -> RateInfo {
         self.check_key(&format!("{tenant}:{action}"), per_minute)
@@ -328,6 +337,47 @@ impl RateLimits {
         .map_err(|e| e.to_string())?;
         *shared.conn.write().await = Some(c.clone());
         Ok(c)
+    }
+
+    /// Removes the tenant's buckets (at its purge): this node's, and its keys in Redis
+    /// (`SCAN` by the tenant's prefix, then `UNLINK`); how many Redis keys went.
+    pub async fn forget(&self, tenant: TenantId) -> Result<u64, String> {
+        self.local.forget(tenant);
+        let Some(shared) = &self.shared else {
+            return Ok(0);
+        };
+        let mut conn = self.connection(shared).await?;
+        let pattern = format!("tenantd:rl:{tenant}:*");
+        let (mut cursor, mut removed) = (0u64, 0u64);
+        loop {
+            let (next, keys): (u64, Vec<String>) = tokio::time::timeout(
+                REDIS_TIMEOUT * 4,
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| "redis timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+            if !keys.is_empty() {
+                let n: u64 = tokio::time::timeout(
+                    REDIS_TIMEOUT * 4,
+                    redis::cmd("UNLINK").arg(&keys).query_async(&mut conn),
+                )
+                .await
+                .map_err(|_| "redis timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+                removed += n;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
     }
 
     async fn check_redis(

@@ -380,6 +380,20 @@ impl MoveRecordStore for InvalidatingCatalog {
     async fn update_move(&self, m: &MoveRecord) -> Result<()> {
         self.inner.update_move(m).await
     }
+    async fn claim_cell(
+        &self,
+        cell: &tenantd_core::tenant::CellName,
+        tenant: TenantId,
+    ) -> Result<()> {
+        self.inner.claim_cell(cell, tenant).await
+    }
+    async fn release_cell(
+        &self,
+        cell: &tenantd_core::tenant::CellName,
+        tenant: TenantId,
+    ) -> Result<()> {
+        self.inner.release_cell(cell, tenant).await
+    }
     async fn move_status(&self, m: &MoveRecord, status: TenantStatus) -> Result<()> {
         let pending = self.pending(Some(m.tenant_id));
         let r = self.inner.move_status(m, status).await;

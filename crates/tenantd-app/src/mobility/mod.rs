@@ -7,6 +7,7 @@ pub mod archive;
 pub mod downloads;
 pub mod export;
 pub mod import;
+pub mod isolation;
 mod keys;
 pub mod manifest;
 pub mod moving;

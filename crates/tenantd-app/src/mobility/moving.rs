@@ -34,6 +34,26 @@ use crate::state::AppState;
 
 /// Rows read at once.
 const PAGE: usize = 2000;
+
+/// How a move's copy leaves the cells room for their other work: after each batch it rests
+/// `rest` times as long as the batch took. The copy and the catch-ups before the freeze rest
+/// 3 times (the move takes at most a quarter of the time, in short steps); the last
+/// catch-up, inside the freeze, does not rest.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    rest: u32,
+}
+
+const PACED: Pace = Pace { rest: 3 };
+const UNPACED: Pace = Pace { rest: 0 };
+
+impl Pace {
+    async fn after(self, began: Instant) {
+        if self.rest > 0 {
+            tokio::time::sleep(began.elapsed() * self.rest).await;
+        }
+    }
+}
 /// How far back a catch-up pass looks before the previous pass began (clock skew between
 /// nodes stamping rows).
 const SKEW: chrono::Duration = chrono::Duration::seconds(5);
@@ -78,12 +98,6 @@ pub async fn plan(state: &AppState, tenant: &Tenant, target: &CellName) -> Resul
             format!("the tenant is already in {target}"),
         ));
     }
-    if cfg.dedicated {
-        return Err(Error::conflict(
-            "cell",
-            "moving into a dedicated cell is not supported yet",
-        ));
-    }
     match tenant.status {
         TenantStatus::Active | TenantStatus::Suspended => {}
         TenantStatus::Migrating => {
@@ -108,11 +122,21 @@ pub async fn plan(state: &AppState, tenant: &Tenant, target: &CellName) -> Resul
         target_cell: target.clone(),
         phase: "copying".into(),
         prior_status: tenant.status.as_str().to_owned(),
-        detail: json!({}),
+        detail: json!({"dedicated": cfg.dedicated}),
         started_at: now.clone(),
         updated_at: now,
     };
-    state.catalog.insert_move(&rec).await?;
+    // A dedicated cell is claimed before the move is recorded, so no other tenant is placed
+    // or moved there meanwhile; an abort gives the claim up, the switch gives up the source's.
+    if cfg.dedicated {
+        state.catalog.claim_cell(target, tenant.id).await?;
+    }
+    if let Err(e) = state.catalog.insert_move(&rec).await {
+        if cfg.dedicated {
+            state.catalog.release_cell(target, tenant.id).await?;
+        }
+        return Err(e);
+    }
     Ok(rec)
 }
 
@@ -168,7 +192,7 @@ pub async fn run_until(
         for pass in 0..2 {
             progress.phase(&format!("catching up ({})", pass + 1), None);
             let next = time::format(time::now() - SKEW);
-            catch_up(&source, &target, &src, &dst, &since, progress).await?;
+            catch_up(&source, &target, &src, &dst, &since, PACED, progress).await?;
             since = next;
         }
         if let Some(wait) = FENCE_SETTLES.checked_sub(fenced_at.elapsed()) {
@@ -199,8 +223,13 @@ pub async fn run_until(
         let frozen = Instant::now();
         progress.phase("final catch-up", None);
         let since = m.detail["since"].as_str().unwrap_or("").to_owned();
-        let counts = catch_up(&source, &target, &src, &dst, &since, progress).await?;
+        let counts = catch_up(&source, &target, &src, &dst, &since, UNPACED, progress).await?;
+        let caught_up = frozen.elapsed();
         verify(&source, &target, &src, &dst, counts).await?;
+        m.detail["freeze_steps_ms"] = json!({
+            "catch_up": caught_up.as_millis() as u64,
+            "verify": (frozen.elapsed() - caught_up).as_millis() as u64,
+        });
         if let Some(active) = m.detail["run_active"].as_i64() {
             run_active(&target, &dst, Some(active)).await?;
         }
@@ -267,6 +296,12 @@ pub async fn abort(state: &AppState, mut m: MoveRecord) -> Result<MoveRecord> {
     }
     let (source, target, src, dst) = cells(state, &m)?;
     target.copy_remove(&dst, Accounts::Keep).await?;
+    if m.detail["dedicated"] == json!(true) {
+        state
+            .catalog
+            .release_cell(&m.target_cell, m.tenant_id)
+            .await?;
+    }
     if let Some(active) = m.detail["run_active"].as_i64() {
         run_active(&source, &src, Some(active)).await?;
     }
@@ -288,26 +323,15 @@ async fn copy_all(
     let mut snap = source.copy_snapshot(src).await?;
     for table in source.copy_tables() {
         let mut after: Option<Row> = None;
-        let mut buf = Vec::new();
         loop {
+            let began = Instant::now();
             let rows = snap.page(table, after.as_ref(), PAGE).await?;
             let n = rows.len();
-            if let Some(last) = rows.last() {
-                after = Some(table.key_of(last));
-            }
-            buf.extend(rows);
-            // A commit per 10,000 rows, not per page.
-            if !buf.is_empty() && (n < PAGE || buf.len() >= 5 * PAGE) {
-                let k = buf.len() as u64;
-                let began = Instant::now();
-                target
-                    .copy_insert(dst, vec![(table, std::mem::take(&mut buf))])
-                    .await?;
-                progress.advance(k);
-                // The copy runs while the tenant and its neighbours are served: it takes
-                // at most half of the time, so the cells' other work keeps its latency.
-                tokio::time::sleep(began.elapsed()).await;
-            }
+            let Some(last) = rows.last() else { break };
+            after = Some(table.key_of(last));
+            target.copy_insert(dst, vec![(table, rows)]).await?;
+            progress.advance(n as u64);
+            PACED.after(began).await;
             if n < PAGE {
                 break;
             }
@@ -324,6 +348,7 @@ async fn catch_up(
     src: &TenantScope,
     dst: &TenantScope,
     since: &str,
+    pace: Pace,
     progress: &dyn Progress,
 ) -> Result<Option<(Counts, Counts)>> {
     let mut snap = source.copy_snapshot(src).await?;
@@ -339,12 +364,14 @@ async fn catch_up(
                 }
                 let mut after = target.copy_max_key(dst, table).await?;
                 loop {
+                    let began = Instant::now();
                     let rows = snap.page(table, after.as_ref(), PAGE).await?;
                     let Some(last) = rows.last() else { break };
                     after = Some(table.key_of(last));
                     let n = rows.len();
                     target.copy_insert(dst, vec![(table, rows)]).await?;
                     progress.advance(n as u64);
+                    pace.after(began).await;
                     if n < PAGE {
                         break;
                     }
@@ -353,6 +380,7 @@ async fn catch_up(
             Catchup::Stamped(column) => {
                 let mut after: Option<Row> = None;
                 loop {
+                    let began = Instant::now();
                     let rows = snap
                         .page_since(table, column, since, after.as_ref(), PAGE)
                         .await?;
@@ -361,6 +389,7 @@ async fn catch_up(
                     let n = rows.len();
                     target.copy_upsert(dst, table, rows, Vec::new()).await?;
                     progress.advance(n as u64);
+                    pace.after(began).await;
                     if n < PAGE {
                         break;
                     }

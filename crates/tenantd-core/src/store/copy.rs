@@ -255,9 +255,23 @@ pub trait MoveRecordStore: Send + Sync {
     /// Sets the tenant's status (`migrating` at the freeze, back after an abort) and the
     /// move's phase together.
     async fn move_status(&self, m: &MoveRecord, status: crate::tenant::TenantStatus) -> Result<()>;
+    /// Claims the dedicated cell `cell` for `tenant` (a move into it); `Conflict` when
+    /// another tenant holds it or is placed in it. Claiming one's own claim again is fine.
+    async fn claim_cell(
+        &self,
+        cell: &crate::tenant::CellName,
+        tenant: crate::ids::TenantId,
+    ) -> Result<()>;
+    /// Gives up `tenant`'s claim on `cell`, if it holds one (a move into it aborted).
+    async fn release_cell(
+        &self,
+        cell: &crate::tenant::CellName,
+        tenant: crate::ids::TenantId,
+    ) -> Result<()>;
     /// The switch, in one transaction: the tenant's cell (and region) become the target's,
-    /// its status the one before the move, the move `switched`, and `outbox` (its
-    /// `tenant.moved`) queued for its chain.
+    /// its status the one before the move, its claim on the source cell (if dedicated) is
+    /// given up, the move `switched`, and `outbox` (its `tenant.moved`) queued for its
+    /// chain.
     async fn switch_move(
         &self,
         m: &MoveRecord,

@@ -233,7 +233,9 @@ pub struct PlanRequest {
     pub force: bool,
 }
 
-/// Changes the plan (platform admins); a downgrade below usage needs `force`.
+/// Changes the plan (platform admins); a downgrade below usage needs `force`. A plan with
+/// `isolation: dedicated` for a tenant in a pooled cell also starts its move to a free
+/// dedicated cell of its region, on this node (watch it at `GET /v1/tenants/{id}/move`).
 #[utoipa::path(put, path = "/v1/tenants/{id}/plan", tag = "tenants", request_body = PlanRequest,
     responses((status = 200, body = TenantResponse), (status = 403, description = "QUOTA_EXCEEDED or FORBIDDEN"), (status = 404)), security(("bearer" = [])))]
 async fn set_plan(
@@ -242,11 +244,19 @@ async fn set_plan(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PlanRequest>,
 ) -> ApiResult<Json<TenantResponse>> {
-    Ok(Json(
-        svc::set_plan(&state, &caller, &id, &req.plan, req.force)
-            .await?
-            .into(),
-    ))
+    let t = svc::set_plan(&state, &caller, &id, &req.plan, req.force).await?;
+    if let Some(m) = crate::mobility::isolation::plan_isolation(&state, &t).await? {
+        let (st, op) = (state.clone(), caller.clone());
+        tokio::spawn(async move {
+            let id = m.id.clone();
+            if let Err(e) =
+                crate::mobility::moving::run(&st, &op, m, &crate::mobility::Silent).await
+            {
+                tracing::error!(move_id = %id, error = %e, "a tenant move stopped; resume it with `tenantd tenant move --resume`");
+            }
+        });
+    }
+    Ok(Json(t.into()))
 }
 
 /// Usage against the plan's quotas.

@@ -9,7 +9,7 @@ use tenantd_core::tenant::{CellName, TenantStatus};
 use tenantd_core::{Error, Result, time};
 
 use super::{Catalog, insert_outbox};
-use crate::db::{Columns, Conn, Db, Record, Tx, q};
+use crate::db::{Columns, Conn, Db, Int, Record, Text, Tx, q};
 use crate::sql::tenants;
 
 struct MoveRow(MoveRecord);
@@ -99,6 +99,45 @@ impl<D: Db> MoveRecordStore for Catalog<D> {
         tx.commit().await
     }
 
+    async fn claim_cell(&self, cell: &CellName, tenant: TenantId) -> Result<()> {
+        let mut tx = self.db().begin().await?;
+        tx.execute(
+            q(tenants::CLAIM_CELL_IF_FREE)
+                .bind(cell.as_str())
+                .bind(tenant.to_string()),
+        )
+        .await?;
+        let holder: Option<Text> = tx
+            .fetch_optional(q(tenants::CELL_HOLDER).bind(cell.as_str()))
+            .await?;
+        let Int(others) = tx
+            .fetch_one(
+                q(tenants::OTHERS_IN_CELL)
+                    .bind(cell.as_str())
+                    .bind(tenant.to_string()),
+            )
+            .await?;
+        if holder.is_some_and(|h| h.0 != tenant.to_string()) || others > 0 {
+            return Err(Error::conflict(
+                "cell",
+                format!("the dedicated cell {cell} holds another tenant"),
+            ));
+        }
+        tx.commit().await
+    }
+
+    async fn release_cell(&self, cell: &CellName, tenant: TenantId) -> Result<()> {
+        self.db()
+            .writer()?
+            .execute(
+                q(tenants::RELEASE_CELL)
+                    .bind(cell.as_str())
+                    .bind(tenant.to_string()),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn switch_move(
         &self,
         m: &MoveRecord,
@@ -106,6 +145,12 @@ impl<D: Db> MoveRecordStore for Catalog<D> {
         outbox: Vec<AuditDraft>,
     ) -> Result<()> {
         let mut tx = self.db().begin().await?;
+        tx.execute(
+            q(tenants::RELEASE_CELL)
+                .bind(m.source_cell.as_str())
+                .bind(m.tenant_id.to_string()),
+        )
+        .await?;
         tx.execute(
             q(tenants::SWITCH_CELL)
                 .bind(m.target_cell.as_str())

@@ -33,6 +33,19 @@ VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, '{}', $9, $10)";
 pub const CLAIM_DEDICATED_CELL: &str = "
 INSERT INTO dedicated_cells (cell, tenant_id) VALUES ($1, $2)";
 
+/// Claims dedicated cell $1 for tenant $2 unless it is claimed already (by anyone: who
+/// holds it is read next).
+pub const CLAIM_CELL_IF_FREE: &str = "
+INSERT INTO dedicated_cells (cell, tenant_id) VALUES ($1, $2) ON CONFLICT (cell) DO NOTHING";
+
+/// Who holds dedicated cell $1.
+pub const CELL_HOLDER: &str = "
+SELECT tenant_id AS n FROM dedicated_cells WHERE cell = $1";
+
+/// Gives up tenant $2's claim on cell $1.
+pub const RELEASE_CELL: &str = "
+DELETE FROM dedicated_cells WHERE cell = $1 AND tenant_id = $2";
+
 /// Tenants in cell $1 other than $2: a cell placed into before it was declared dedicated.
 pub const OTHERS_IN_CELL: &str = "
 SELECT COUNT(*) AS n FROM tenants WHERE cell = $1 AND id <> $2";
