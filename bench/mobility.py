@@ -243,7 +243,7 @@ def moves(out):
             for _, _, s in w.log:
                 statuses[s] = statuses.get(s, 0) + 1
             nerr = sum(1 for _, _, s in nw.log if s != 201)
-            res = {"resources": n + 200, "phase": m["phase"], "move_s": took, "freeze_ms_server": m.get("freeze_ms"),
+            res = {"resources": n + 200, "phase": m["phase"], "move_s": took, "freeze_ms_server": m.get("freeze_ms"), "freeze_steps_ms": m.get("freeze_steps_ms"),
                    "freeze_ms_client": round(freeze_seen(w.log) * 1000, 1), "writes": statuses,
                    "neighbour_p99_quiet_ms": round(p99(quiet.log) * 1000, 2), "neighbour_p99_during_ms": round(p99(nw.log) * 1000, 2),
                    "neighbour_errors": nerr}

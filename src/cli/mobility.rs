@@ -16,6 +16,7 @@ use tenantd_server::context::Caller;
 use tenantd_server::mobility::export::{ExportOptions, export};
 use tenantd_server::mobility::import::{ImportOptions, ImportReport, import, restore};
 use tenantd_server::mobility::{Progress, moving, purge};
+use tenantd_server::services::setups::{self, PasswordLink};
 
 /// Progress on stderr: a bar with counts and rate on a terminal, a line per phase otherwise.
 struct Report {
@@ -213,7 +214,13 @@ fn import_options(a: &ImportArgs) -> anyhow::Result<ImportOptions> {
     })
 }
 
-fn print_import(verb: &str, r: &ImportReport, seconds: f64, json: bool) -> anyhow::Result<()> {
+fn print_import(
+    verb: &str,
+    r: &ImportReport,
+    links: &[PasswordLink],
+    seconds: f64,
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
@@ -224,6 +231,7 @@ fn print_import(verb: &str, r: &ImportReport, seconds: f64, json: bool) -> anyho
                 "rows": r.manifest.parts.iter().map(|p| p.rows).sum::<u64>(),
                 "blobs": r.manifest.blobs.count,
                 "signed_by": r.manifest.signature.as_ref().map(|s| &s.kid),
+                "password_links": links,
                 "seconds": seconds,
             }))?
         );
@@ -241,8 +249,23 @@ fn print_import(verb: &str, r: &ImportReport, seconds: f64, json: bool) -> anyho
             r.linked,
             r.created
         );
+        print_links(links);
     }
     Ok(())
+}
+
+/// The one-time password links, for the operator to hand to each member.
+pub fn print_links(links: &[PasswordLink]) {
+    if links.is_empty() {
+        return;
+    }
+    println!(
+        "one-time password links (shown once; each works for {} days: POST /v1/auth/set-password {{token, password}}):",
+        setups::LINK_DAYS
+    );
+    for l in links {
+        println!("  {}  {}", l.email, l.token);
+    }
 }
 
 /// `tenantd tenant import FILE`.
@@ -263,12 +286,29 @@ pub async fn run_import(state: &AppState, a: ImportArgs, restoring: bool) -> any
     };
     let seconds = began.elapsed().as_secs_f64();
     report.done();
+    let r = r.map_err(err)?;
+    // Members given an account without a password set one through a one-time link.
+    let links = setups::issue_links(state, r.tenant.id).await.map_err(err)?;
     print_import(
         if restoring { "restored" } else { "imported" },
-        &r.map_err(err)?,
+        &r,
+        &links,
         seconds,
         a.json,
     )
+}
+
+/// `tenantd tenant password-links <tenant>`: fresh links for its members without a password.
+pub async fn run_links(state: &AppState, t: &Tenant, json: bool) -> anyhow::Result<()> {
+    let links = setups::issue_links(state, t.id).await.map_err(err)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&links)?);
+    } else if links.is_empty() {
+        println!("every member of {} has a password", t.slug);
+    } else {
+        print_links(&links);
+    }
+    Ok(())
 }
 
 /// `tenantd purge [--dry-run]`.

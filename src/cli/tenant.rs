@@ -153,6 +153,15 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Issue fresh one-time password links to the tenant's members who have no password (an
+    /// import made their accounts without credentials); their older links stop working.
+    PasswordLinks {
+        /// Slug or id.
+        tenant: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Put a tenant back to the state of its archive (its rows here are replaced; no other
     /// tenant's rows are touched; members keep their accounts).
     Restore {
@@ -341,6 +350,10 @@ pub async fn run(state: AppState, cmd: TenantCommand) -> anyhow::Result<()> {
                 json,
             };
             super::mobility::run_move(&state, &t, how).await
+        }
+        TenantCommand::PasswordLinks { tenant, json } => {
+            let t = find(&state, &tenant).await?;
+            super::mobility::run_links(&state, &t, json).await
         }
         TenantCommand::Restore {
             file,

@@ -10,6 +10,7 @@ use tenantd_server::config::{CellConfig, Config, DbLocation};
 
 use crate::helpers::TestApp;
 use crate::mobility_move::{rows_in, tid, two_cells};
+use crate::mobility_purge::past_retention;
 
 fn with_dedicated(c: &mut Config) {
     two_cells(c);
@@ -156,4 +157,42 @@ async fn a_dedicated_plan_moves_the_tenant_into_a_free_dedicated_cell_that_then_
     )
     .await
     .assert_problem(409, "CONFLICT");
+
+    // b is deleted and purged: its rows, its moves' records and its claim go, and the cell
+    // is free for a again.
+    let d = app
+        .call(
+            "DELETE",
+            &format!("/v1/tenants/{}", b.tenant_id),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert!(d.status < 300, "{}", d.text);
+    past_retention(&app, &b.tenant_id).await;
+    let purged = tenantd_server::mobility::purge::purge_due(&app.state, false)
+        .await
+        .unwrap();
+    assert_eq!(purged.len(), 1, "a moved tenant is purged");
+    assert_eq!(
+        purged[0].rows["catalog/tenant_moves"], 1,
+        "{:?}",
+        purged[0].rows
+    );
+    assert_eq!(
+        purged[0].rows["catalog/dedicated_cells"], 1,
+        "{:?}",
+        purged[0].rows
+    );
+    assert_eq!(rows_in(&app, tid(&b), "vip").await, vec![]);
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/tenants/{}/move", a.tenant_id),
+            Some(&app.admin_token),
+            Some(json!({"cell": "vip"})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(wait_done(&app, &a.tenant_id).await["phase"], "done");
 }

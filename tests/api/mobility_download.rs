@@ -1,7 +1,7 @@
 //! The API's export: a platform admin starts it, watches it and downloads an archive that
 //! imports like the CLI's; another tenant's path does not reach it.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
 use crate::helpers::receiver::open_policy;
@@ -113,6 +113,7 @@ async fn the_api_writes_an_archive_to_download_that_imports_like_the_cli_s() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     let after = dump(&b.state, tid(&t)).await;
     for table in [
         "cell/resources",
@@ -124,4 +125,62 @@ async fn the_api_writes_an_archive_to_download_that_imports_like_the_cli_s() {
         assert!(!before[table].is_empty(), "{table}");
         assert_eq!(after[table], before[table], "{table}");
     }
+
+    // The members made without a password set one through their one-time links.
+    let links = printed["password_links"].as_array().unwrap().clone();
+    assert_eq!(links.len(), 2, "{printed}");
+    let mine = links
+        .iter()
+        .find(|l| l["email"] == t.email.as_str())
+        .unwrap();
+    let token = mine["token"].as_str().unwrap();
+    let login = json!({"email": t.email, "password": "a-new-password-123"});
+    let before_set = b
+        .call("POST", "/v1/auth/login", None, Some(login.clone()))
+        .await;
+    assert_eq!(before_set.status, 401);
+    let short = json!({"token": token, "password": "short"});
+    b.call("POST", "/v1/auth/set-password", None, Some(short))
+        .await
+        .assert_problem(422, "VALIDATION_FAILED");
+    let set = json!({"token": token, "password": "a-new-password-123"});
+    let r = b
+        .call("POST", "/v1/auth/set-password", None, Some(set.clone()))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let signed = b.call("POST", "/v1/auth/login", None, Some(login)).await;
+    assert_eq!(signed.status, 200, "{}", signed.text);
+    assert_eq!(signed.body["tenant"]["id"], t.tenant_id.as_str());
+    let again = b
+        .call("POST", "/v1/auth/set-password", None, Some(set))
+        .await;
+    again.assert_problem(404, "NOT_FOUND");
+    let other = links
+        .iter()
+        .find(|l| l["email"] != t.email.as_str())
+        .unwrap();
+    // A reissued link ends the first one.
+    let out = b
+        .cli_bg(&["tenant", "password-links", "dlx", "--json"])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        fresh.as_array().unwrap().len(),
+        1,
+        "only the member still without one: {fresh}"
+    );
+    let stale = json!({"token": other["token"], "password": "another-password-123"});
+    b.call("POST", "/v1/auth/set-password", None, Some(stale))
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    let current = json!({"token": fresh[0]["token"], "password": "another-password-123"});
+    let r = b
+        .call("POST", "/v1/auth/set-password", None, Some(current))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
 }

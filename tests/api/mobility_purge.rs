@@ -99,7 +99,7 @@ fn tid(s: &Signed) -> TenantId {
 }
 
 /// Moves a deleted tenant's `purge_after` into the past, behind the application's back.
-async fn past_retention(app: &TestApp, tenant: &str) {
+pub async fn past_retention(app: &TestApp, tenant: &str) {
     let sql = "UPDATE tenants SET purge_after = '2000-01-01T00:00:00.000000Z' WHERE id = $1";
     match &app.pg {
         Some(pg) => {

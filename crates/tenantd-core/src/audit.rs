@@ -33,6 +33,9 @@ pub enum Action {
     InvitationAccept,
     /// An invitation sent. (`invitations.create`)
     InvitationCreate,
+    /// An account without a password (an imported member) set its first one through its
+    /// one-time link. (`members.password_set`)
+    PasswordSet,
     /// An invitation revoked. (`invitations.revoke`)
     InvitationRevoke,
     /// A member removed. (`members.remove`)
@@ -121,6 +124,7 @@ impl Action {
             Action::FileCreate => "files.create",
             Action::FileDelete => "files.delete",
             Action::InvitationAccept => "invitations.accept",
+            Action::PasswordSet => "members.password_set",
             Action::InvitationCreate => "invitations.create",
             Action::InvitationRevoke => "invitations.revoke",
             Action::MemberRemove => "members.remove",

@@ -235,6 +235,24 @@ pub trait MemberStore: Send + Sync {
         id: InvitationId,
         outbox: Vec<AuditDraft>,
     ) -> Result<()>;
+    /// Gives `user` (a member of `tenant` with no password) a one-time password link: its
+    /// token's hash and expiry. Its earlier links stop working.
+    async fn put_password_setup(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        token_hash: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()>;
+    /// Uses a password link once: sets its account's password, which must still have none,
+    /// and queues the records `outbox` makes for that account and tenant; them. Used, expired or unknown →
+    /// `NotFound`.
+    async fn use_password_setup(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        outbox: SetupEvents,
+    ) -> Result<(UserId, TenantId)>;
     /// A pending, unexpired invitation by token hash.
     async fn find_pending_invitation(&self, token_hash: &str) -> Result<Option<Invitation>>;
     /// Accepts a pending invitation exactly once: makes the membership (and the user) and a
@@ -247,6 +265,9 @@ pub trait MemberStore: Send + Sync {
         outbox: Vec<AuditDraft>,
     ) -> Result<()>;
 }
+
+/// The audit records of a password link's use, made once its account and tenant are known.
+pub type SetupEvents = Box<dyn FnOnce(UserId, TenantId) -> Vec<AuditDraft> + Send>;
 
 /// API keys, sessions, refresh-token families and passwords.
 #[async_trait]

@@ -47,6 +47,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "tenant_moves",
         sql: include_str!("../migrations/sqlite/catalog/0004_tenant_moves.sql"),
     },
+    Migration {
+        version: 5,
+        name: "password_setups",
+        sql: include_str!("../migrations/sqlite/catalog/0005_password_setups.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[

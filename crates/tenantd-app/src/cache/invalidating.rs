@@ -249,6 +249,27 @@ impl MemberStore for InvalidatingCatalog {
     ) -> Result<()> {
         self.inner.revoke_invitation(tenant, id, outbox).await
     }
+    async fn put_password_setup(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        token_hash: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        self.inner
+            .put_password_setup(tenant, user, token_hash, expires_at)
+            .await
+    }
+    async fn use_password_setup(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        outbox: tenantd_core::store::SetupEvents,
+    ) -> Result<(UserId, TenantId)> {
+        self.inner
+            .use_password_setup(token_hash, password_hash, outbox)
+            .await
+    }
     async fn find_pending_invitation(&self, token_hash: &str) -> Result<Option<Invitation>> {
         self.inner.find_pending_invitation(token_hash).await
     }

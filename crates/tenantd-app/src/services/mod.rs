@@ -17,6 +17,8 @@ pub mod placement;
 pub mod resources;
 /// Agent runs: admission, reads, cancellation.
 pub mod runs;
+/// One-time password links for accounts without a password.
+pub mod setups;
 /// Tenants and their lifecycle.
 pub mod tenants;
 /// Webhook endpoints.

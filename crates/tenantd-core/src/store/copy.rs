@@ -190,8 +190,7 @@ pub trait CopySnapshot: Send {
         after: Option<&Row>,
         limit: usize,
     ) -> Result<Vec<Row>>;
-    /// Every row of `table` — an append-only log ([`Catchup::Append`]) in key order, any
-    /// other table in no particular order — handed to `sink` as the database sends them: one
+    /// Every row of `table` in key order, handed to `sink` as the database sends them: one
     /// query, nothing held but the driver's buffer; how many. An error from `sink` stops it.
     async fn each(
         &mut self,

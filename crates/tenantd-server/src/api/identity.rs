@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(invite, list_invitations))
         .routes(routes!(revoke_invitation))
         .routes(routes!(accept_invitation))
+        .routes(routes!(set_password))
         .routes(routes!(create_key, list_keys))
         .routes(routes!(revoke_key))
 }
@@ -167,6 +168,27 @@ async fn accept_invitation(
         StatusCode::CREATED,
         Json(TokenResponse::new(None, tenant.into(), tokens)),
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SetPasswordRequest {
+    /// The one-time token `tenantd tenant import` (or `tenantd tenant password-links`) gave.
+    pub token: String,
+    pub password: String,
+}
+
+/// Sets the first password of an account that has none (a member an import created) through
+/// its one-time link (no authentication); then sign in with `POST /v1/auth/login`. An
+/// unknown, used or expired token, or an account with a password, answers 404.
+#[utoipa::path(post, path = "/v1/auth/set-password", tag = "auth", request_body = SetPasswordRequest,
+    responses((status = 204), (status = 404), (status = 422)))]
+async fn set_password(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(req): ApiJson<SetPasswordRequest>,
+) -> ApiResult<StatusCode> {
+    crate::services::setups::set_password(&state, &meta, &req.token, &req.password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]

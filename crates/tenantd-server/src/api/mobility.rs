@@ -48,6 +48,9 @@ pub struct MoveResponse {
     pub updated_at: String,
     /// How long writes were frozen, once the move has switched.
     pub freeze_ms: Option<u64>,
+    /// What the freeze spent on its last catch-up and on its check, in ms.
+    #[schema(value_type = Option<Object>)]
+    pub freeze_steps_ms: Option<serde_json::Value>,
 }
 
 impl From<&tenantd_core::store::MoveRecord> for MoveResponse {
@@ -61,6 +64,7 @@ impl From<&tenantd_core::store::MoveRecord> for MoveResponse {
             started_at: m.started_at.clone(),
             updated_at: m.updated_at.clone(),
             freeze_ms: m.detail.get("freeze_ms").and_then(|v| v.as_u64()),
+            freeze_steps_ms: m.detail.get("freeze_steps_ms").cloned(),
         }
     }
 }

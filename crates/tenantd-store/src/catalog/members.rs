@@ -6,12 +6,12 @@ use tenantd_core::access::Role;
 use tenantd_core::audit::AuditDraft;
 use tenantd_core::identity::{Invitation, Membership, NewInvitation, NewUser, User};
 use tenantd_core::ids::{InvitationId, TenantId, UserId};
-use tenantd_core::store::{Joiner, MemberStore, NewSession};
+use tenantd_core::store::{Joiner, MemberStore, NewSession, SetupEvents};
 use tenantd_core::{Error, Result, time};
 
 use super::credentials::insert_session;
 use super::{Catalog, insert_outbox, lock_tenant};
-use crate::db::{Conn, Db, Int, Text, Tx, q};
+use crate::db::{Columns, Conn, Db, Int, Record, Text, Tx, q};
 use crate::rows::{AcceptedRow, InvitationRow, MembershipRow, UserRow, fmt, role};
 use crate::sql::{credentials, identity};
 use crate::{classify_conflict, quota};
@@ -331,6 +331,63 @@ impl<D: Db> MemberStore for Catalog<D> {
         tx.commit().await
     }
 
+    async fn put_password_setup(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        token_hash: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        tx.execute(
+            q(identity::END_PASSWORD_SETUPS)
+                .bind(user.to_string())
+                .bind(fmt(time::now())),
+        )
+        .await?;
+        tx.execute(
+            q(identity::INSERT_PASSWORD_SETUP)
+                .bind(token_hash)
+                .bind(user.to_string())
+                .bind(tenant.to_string())
+                .bind(fmt(expires_at)),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    async fn use_password_setup(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        outbox: SetupEvents,
+    ) -> Result<(UserId, TenantId)> {
+        let mut tx = self.db.begin().await?;
+        let used: Option<SetupRow> = tx
+            .fetch_optional(
+                q(identity::USE_PASSWORD_SETUP)
+                    .bind(token_hash)
+                    .bind(fmt(time::now())),
+            )
+            .await?;
+        let SetupRow(user, tenant) = used.ok_or(Error::NotFound)?;
+        let set = tx
+            .execute(
+                q(identity::SET_FIRST_PASSWORD)
+                    .bind(user.to_string())
+                    .bind(password_hash),
+            )
+            .await?;
+        if set == 0 {
+            // The account has a password by now: the link is spent, nothing else changes.
+            tx.commit().await?;
+            return Err(Error::NotFound);
+        }
+        insert_outbox(&mut tx, &outbox(user, tenant)).await?;
+        tx.commit().await?;
+        Ok((user, tenant))
+    }
+
     async fn find_pending_invitation(&self, token_hash: &str) -> Result<Option<Invitation>> {
         let now = time::now();
         let row: Option<InvitationRow> = self
@@ -373,5 +430,19 @@ impl<D: Db> MemberStore for Catalog<D> {
         insert_session(&mut tx, &session).await?;
         insert_outbox(&mut tx, &outbox).await?;
         tx.commit().await
+    }
+}
+
+/// A used password link's account and tenant.
+struct SetupRow(UserId, TenantId);
+
+impl Record for SetupRow {
+    fn read(row: &dyn Columns) -> Result<Self> {
+        let id = |c: &str| -> Result<uuid::Uuid> {
+            row.text(c)?
+                .parse()
+                .map_err(|_| Error::Internal(format!("password_setups.{c}")))
+        };
+        Ok(SetupRow(UserId(id("user_id")?), TenantId(id("tenant_id")?)))
     }
 }

@@ -371,13 +371,25 @@ impl<D: Db> MoveStore for Cell<D> {
     ) -> Result<()> {
         let t = scope.tenant_id().to_string();
         let mut tx = self.db().begin_removal(scope).await?;
-        let keys = rows.iter().map(|r| table.key_of(r)).chain(gone);
-        for key in keys {
-            let mut q = Query::new(sql::remove_key(table)).bind(&t);
-            for a in key_args(table, &key)? {
-                q = q.bind(a);
+        // The rows' old versions and the keys gone, removed a batch of keys at a time (one
+        // statement a key made the last catch-up of a move a round trip per changed row).
+        let keys: Vec<Row> = rows.iter().map(|r| table.key_of(r)).chain(gone).collect();
+        let mut rest = keys.as_slice();
+        while !rest.is_empty() {
+            let n = sql::KEY_BATCHES
+                .iter()
+                .copied()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (batch, tail) = rest.split_at(n);
+            let mut q = Query::new(sql::remove_keys(table, n)).bind(&t);
+            for key in batch {
+                for a in key_args(table, key)? {
+                    q = q.bind(a);
+                }
             }
             tx.execute(q).await?;
+            rest = tail;
         }
         insert_on(&mut tx, table, rows).await?;
         tx.commit().await

@@ -59,6 +59,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "tenant_moves",
         sql: include_str!("../../migrations/postgres/catalog/0006_tenant_moves.sql"),
     },
+    Migration {
+        version: 7,
+        name: "password_setups",
+        sql: include_str!("../../migrations/postgres/catalog/0007_password_setups.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[

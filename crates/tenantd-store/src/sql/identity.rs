@@ -129,3 +129,21 @@ UPDATE invitations
  WHERE id = $2 AND released = 0 AND accepted_at IS NULL AND revoked_at IS NULL
    AND expires_at > $1
 RETURNING tenant_id, role";
+
+/// Ends every unused password link of account $1.
+pub const END_PASSWORD_SETUPS: &str = "
+UPDATE password_setups SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL";
+
+/// A password link: $1 hash, $2 account, $3 tenant, $4 expiry.
+pub const INSERT_PASSWORD_SETUP: &str = "
+INSERT INTO password_setups (token_hash, user_id, tenant_id, expires_at) VALUES ($1, $2, $3, $4)";
+
+/// Uses link $1 once, if unused and not expired at $2; its account and tenant.
+pub const USE_PASSWORD_SETUP: &str = "
+UPDATE password_setups SET used_at = $2
+ WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+RETURNING user_id, tenant_id";
+
+/// Sets account $1's password to $2 if it has none.
+pub const SET_FIRST_PASSWORD: &str = "
+UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash IS NULL";
