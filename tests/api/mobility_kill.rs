@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::helpers::TestApp;
-use crate::mobility_move::{names, rows_in, tid, two_cells};
+use crate::mobility_move::{assert_writes_kept, rows_in, tid, two_cells};
 
 /// The CLI on the app's databases, with both cells and the app's credential-cache lifetime.
 fn mover(app: &TestApp, args: &[&str]) -> Command {
@@ -184,39 +184,14 @@ async fn a_move_killed_in_each_phase_is_resumed_or_aborted_with_one_copy_and_not
             vec![],
             "{at} then {then}: one copy"
         );
-        let got = names(&app, &t.token).await;
-        let mut sorted = got.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), got.len(), "{at} then {then}: a write twice");
-        let got: std::collections::BTreeSet<_> = got.into_iter().collect();
-        for name in &acked {
-            assert!(
-                got.contains(name),
-                "{at} then {then}: {name} was acknowledged and lost"
-            );
-        }
-        for name in &refused {
-            assert!(
-                !got.contains(name),
-                "{at} then {then}: {name} was refused and is there"
-            );
-        }
+        let case = format!("{at} then {then}");
+        assert_writes_kept(&app, &t.token, &acked, &refused, &case).await;
         if at == "frozen" {
             assert!(
                 !refused.is_empty(),
                 "writes were refused while it was frozen"
             );
         }
-        let v = app
-            .call_h(
-                "GET",
-                "/v1/audit/verify",
-                Some(&app.admin_token),
-                None,
-                &[("x-tenant-id", &t.tenant_id)],
-            )
-            .await;
-        assert_eq!(v.body["ok"], true, "{at} then {then}: {}", v.text);
+        app.assert_chain_verifies(&t.tenant_id, &case).await;
     }
 }

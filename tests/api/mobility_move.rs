@@ -45,6 +45,26 @@ pub async fn rows_in(app: &TestApp, tenant: TenantId, cell: &str) -> Vec<(String
         .collect()
 }
 
+/// Asserts that every acknowledged agent write is there exactly once and every refused one
+/// is absent, read through the API.
+pub async fn assert_writes_kept(
+    app: &TestApp,
+    token: &str,
+    acked: &[String],
+    refused: &[String],
+    context: &str,
+) {
+    let agents = names(app, token).await;
+    let set: BTreeSet<&String> = agents.iter().collect();
+    assert_eq!(set.len(), agents.len(), "{context}: a write twice");
+    for name in acked {
+        assert!(set.contains(name), "{context}: acknowledged {name} is lost");
+    }
+    for name in refused {
+        assert!(!set.contains(name), "{context}: refused {name} was written");
+    }
+}
+
 /// Every agent name of the tenant, read through the API.
 pub async fn names(app: &TestApp, token: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -198,18 +218,7 @@ async fn a_tenant_moves_between_cells_under_load_and_loses_nothing() {
     );
     assert_eq!(after.status.as_str(), "active");
 
-    let agents = names(&app, &t.token).await;
-    let set: BTreeSet<&String> = agents.iter().collect();
-    assert_eq!(set.len(), agents.len(), "no write twice");
-    for name in &acked {
-        assert!(
-            set.contains(name),
-            "acknowledged {name} is missing after the move"
-        );
-    }
-    for name in &refused {
-        assert!(!set.contains(name), "refused {name} was written");
-    }
+    assert_writes_kept(&app, &t.token, &acked, &refused, "the move").await;
     assert_eq!(
         names_of_kind(&app, &t.token, "memories").await,
         300,
@@ -227,16 +236,8 @@ async fn a_tenant_moves_between_cells_under_load_and_loses_nothing() {
         chain.iter().any(|e| e["action"] == "tenant.moved"),
         "tenant.moved is in the chain"
     );
-    let v = app
-        .call_h(
-            "GET",
-            "/v1/audit/verify",
-            Some(&app.admin_token),
-            None,
-            &[("x-tenant-id", &t.tenant_id)],
-        )
+    app.assert_chain_verifies(&t.tenant_id, "after the move")
         .await;
-    assert_eq!(v.body["ok"], true, "{}", v.text);
     eprintln!(
         "move: {} writes acknowledged, {} refused while frozen, freeze {} ms",
         acked.len(),

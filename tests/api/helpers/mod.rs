@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 pub const ADMIN_EMAIL: &str = "root@platform.test";
 
+mod checks;
 mod pg;
 pub mod receiver;
 pub mod runs;

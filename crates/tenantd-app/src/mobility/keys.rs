@@ -1,5 +1,6 @@
 //! Keys of a table on two sides of a move: which the target has that the source no longer
-//! does, found by merging the two ordered key lists.
+//! does, found by merging the two ordered key lists; and what the target already holds of a
+//! catch-up's window, so rows copied unchanged are not written again.
 
 use tenantd_core::Result;
 use tenantd_core::store::{CellStore, CopySnapshot, Row, Table, Value};
@@ -87,4 +88,42 @@ pub(super) fn cmp_keys(a: &Row, b: &Row) -> std::cmp::Ordering {
         }
     }
     std::cmp::Ordering::Equal
+}
+
+/// The most rows of a catch-up window compared rather than written again.
+const WINDOW_MOST: usize = 50_000;
+
+/// The target's rows of `table` stamped at `since` or later, by key: what an earlier pass
+/// copied of the window a catch-up reads again (it reaches back by the clock skew). `None`
+/// when there are more than [`WINDOW_MOST`]: the pass then writes its rows without comparing.
+pub(super) async fn window(
+    target: &std::sync::Arc<dyn CellStore>,
+    dst: &TenantScope,
+    table: &'static Table,
+    column: &'static str,
+    since: &str,
+) -> Result<Option<std::collections::HashMap<Row, Row>>> {
+    let mut theirs = target.copy_snapshot(dst).await?;
+    let mut out = std::collections::HashMap::new();
+    let mut after: Option<Row> = None;
+    loop {
+        let rows = theirs
+            .page_since(table, column, since, after.as_ref(), PAGE)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(table.key_of(last));
+        let n = rows.len();
+        for r in rows {
+            out.insert(table.key_of(&r), r);
+        }
+        if out.len() > WINDOW_MOST {
+            theirs.close().await?;
+            return Ok(None);
+        }
+        if n < PAGE {
+            break;
+        }
+    }
+    theirs.close().await?;
+    Ok(Some(out))
 }

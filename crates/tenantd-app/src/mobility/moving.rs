@@ -28,7 +28,7 @@ use tenantd_core::tenant::{CellName, Tenant, TenantScope, TenantStatus};
 use tenantd_core::{Error, Result, time};
 
 use super::Progress;
-use super::keys::{cmp_keys, missing_keys};
+use super::keys::{cmp_keys, missing_keys, window};
 use crate::context::Caller;
 use crate::state::AppState;
 
@@ -192,7 +192,11 @@ pub async fn run_until(
         for pass in 0..2 {
             progress.phase(&format!("catching up ({})", pass + 1), None);
             let next = time::format(time::now() - SKEW);
-            catch_up(&source, &target, &src, &dst, &since, PACED, progress).await?;
+            let mut spent = std::collections::BTreeMap::new();
+            catch_up(
+                &source, &target, &src, &dst, &since, PACED, progress, &mut spent,
+            )
+            .await?;
             since = next;
         }
         if let Some(wait) = FENCE_SETTLES.checked_sub(fenced_at.elapsed()) {
@@ -223,12 +227,18 @@ pub async fn run_until(
         let frozen = Instant::now();
         progress.phase("final catch-up", None);
         let since = m.detail["since"].as_str().unwrap_or("").to_owned();
-        let counts = catch_up(&source, &target, &src, &dst, &since, UNPACED, progress).await?;
+        let mut spent = std::collections::BTreeMap::new();
+        let counts = catch_up(
+            &source, &target, &src, &dst, &since, UNPACED, progress, &mut spent,
+        )
+        .await?;
         let caught_up = frozen.elapsed();
         verify(&source, &target, &src, &dst, counts).await?;
+        spent.retain(|_, ms| *ms > 0);
         m.detail["freeze_steps_ms"] = json!({
             "catch_up": caught_up.as_millis() as u64,
             "verify": (frozen.elapsed() - caught_up).as_millis() as u64,
+            "by_table": spent,
         });
         if let Some(active) = m.detail["run_active"].as_i64() {
             run_active(&target, &dst, Some(active)).await?;
@@ -342,6 +352,7 @@ async fn copy_all(
 
 /// Brings the target up to the source's snapshot now, table by table, by each table's
 /// [`Catchup`]: `since` is when the previous pass began (less the clock skew).
+#[allow(clippy::too_many_arguments)]
 async fn catch_up(
     source: &Cell,
     target: &Cell,
@@ -350,10 +361,12 @@ async fn catch_up(
     since: &str,
     pace: Pace,
     progress: &dyn Progress,
+    spent: &mut std::collections::BTreeMap<&'static str, u64>,
 ) -> Result<Option<(Counts, Counts)>> {
     let mut snap = source.copy_snapshot(src).await?;
     let mut stamped = Vec::new();
     for table in source.copy_tables() {
+        let began = Instant::now();
         match table.sync {
             Catchup::Append => {
                 // The oldest rows retention pruned in the source go in the target too.
@@ -378,6 +391,9 @@ async fn catch_up(
                 }
             }
             Catchup::Stamped(column) => {
+                // Only what differs from the target is written: the window reaches back past
+                // the last pass by the clock skew, so most of its rows are there already.
+                let theirs = window(target, dst, table, column, since).await?;
                 let mut after: Option<Row> = None;
                 loop {
                     let began = Instant::now();
@@ -387,7 +403,16 @@ async fn catch_up(
                     let Some(last) = rows.last() else { break };
                     after = Some(table.key_of(last));
                     let n = rows.len();
-                    target.copy_upsert(dst, table, rows, Vec::new()).await?;
+                    let rows: Vec<Row> = match &theirs {
+                        Some(t) => rows
+                            .into_iter()
+                            .filter(|r| t.get(&table.key_of(r)) != Some(r))
+                            .collect(),
+                        None => rows,
+                    };
+                    if !rows.is_empty() {
+                        target.copy_upsert(dst, table, rows, Vec::new()).await?;
+                    }
                     progress.advance(n as u64);
                     pace.after(began).await;
                     if n < PAGE {
@@ -407,7 +432,9 @@ async fn catch_up(
                 }
             }
         }
+        spent.insert(table.name, began.elapsed().as_millis() as u64);
     }
+    let began = Instant::now();
     // Every source row of a stamped table is in the target now (the older ones were copied
     // by an earlier pass), so equal counts mean equal key sets: the merge of both key lists,
     // which reads every key, is needed only where they differ.
@@ -426,6 +453,7 @@ async fn catch_up(
         }
     }
     snap.close().await?;
+    spent.insert("counts", began.elapsed().as_millis() as u64);
     Ok(settled)
 }
 

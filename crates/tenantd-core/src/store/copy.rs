@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::tenant::TenantScope;
 
 /// One stored value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Value {
     /// NULL.
     Null,
