@@ -73,6 +73,7 @@ const RULES: &[(&str, &str, Rule)] = &[
     ("CreateResourceRequest", "name", Rule::Name),
     ("PatchResourceRequest", "name", Rule::Name),
     ("PasswordChangeRequest", "new_password", Rule::Password),
+    ("SetPasswordRequest", "password", Rule::Password),
 ];
 
 /// Characters the name rule refuses anywhere (Unicode `Cc`, as `char::is_control`).
@@ -272,6 +273,7 @@ fn is_sign_in(path: &str) -> bool {
             | "/v1/auth/refresh"
             | "/v1/invitations/accept"
             | "/v1/auth/password"
+            | "/v1/auth/set-password"
     )
 }
 
