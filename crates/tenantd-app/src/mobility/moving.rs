@@ -322,7 +322,20 @@ pub async fn abort(state: &AppState, mut m: MoveRecord) -> Result<MoveRecord> {
     Ok(m)
 }
 
-/// Every table of the source's snapshot into the target.
+/// Every table of the source into the target, page by page in key order.
+///
+/// Each page is read in a snapshot of its own, not one for the whole copy: while a snapshot
+/// is open, PostgreSQL can prune no row version newer than it, so every update of the cell's
+/// hot rows (each tenant's quota counters and audit head) lengthened a chain the next update
+/// walks, and neighbours' writes slowed for as long as the copy ran (p50 2.9 → 5.4 ms over a
+/// 30 s copy; `docs/benchmarks.md`). The pages need not agree with each other: the first
+/// catch-up starts from before the copy began and brings, from one snapshot, every row
+/// written since and the keys deleted since.
+///
+/// The [`Catchup::Whole`] tables are left to that catch-up, which replaces them whole
+/// anyway. They are the small ones, and the only ones with a foreign key (shares on their
+/// resource, deliveries on their endpoint): copied page by page, a share could name a
+/// resource made after the resources were copied.
 async fn copy_all(
     source: &Cell,
     target: &Cell,
@@ -330,12 +343,16 @@ async fn copy_all(
     dst: &TenantScope,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let mut snap = source.copy_snapshot(src).await?;
     for table in source.copy_tables() {
+        if table.sync == Catchup::Whole {
+            continue;
+        }
         let mut after: Option<Row> = None;
         loop {
             let began = Instant::now();
+            let mut snap = source.copy_snapshot(src).await?;
             let rows = snap.page(table, after.as_ref(), PAGE).await?;
+            snap.close().await?;
             let n = rows.len();
             let Some(last) = rows.last() else { break };
             after = Some(table.key_of(last));
@@ -347,7 +364,7 @@ async fn copy_all(
             }
         }
     }
-    snap.close().await
+    Ok(())
 }
 
 /// Brings the target up to the source's snapshot now, table by table, by each table's
