@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,7 +84,7 @@ def freezes_ended(base, key, wait_s=30):
     while True:
         frozen, cursor = [], None
         while True:
-            page = call(base, "GET", "/v1/tenants?limit=100" + (f"&cursor={cursor}" if cursor else ""),
+            page = call(base, "GET", "/v1/tenants?limit=100" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else ""),
                         token=key)
             frozen += [t["slug"] for t in page["items"] if t["status"] == "migrating"]
             cursor = page.get("next_cursor")
