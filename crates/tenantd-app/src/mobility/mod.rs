@@ -4,6 +4,7 @@
 //! [`tenantd_core::store::CopyStore`].
 
 pub mod archive;
+mod copying;
 pub mod downloads;
 pub mod export;
 pub mod import;
