@@ -17,7 +17,8 @@ docs/benchmarks.md).
   client writes to it and another tenant's client writes beside it; the freeze as the writing
   client sees it (the longest gap between two acknowledged writes that holds a 503), the
   server's `freeze_ms`, and the neighbour's p99 during the move against its p99 with the same
-  two clients writing and no move.
+  two clients writing and no move, in the BENCH_QUIET_S (8) seconds just before. BENCH_MOVE_ROUNDS
+  (3) moves per size, there and back; the medians are reported with every round.
 """
 
 import json
@@ -37,6 +38,8 @@ SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "1000,100000").split(",")
 FILLER = int(os.environ.get("BENCH_FILLER_TENANTS", "99990"))
 NOW = base.NOW
 OUT = os.path.join(base.ROOT, "bench", "last-run-mobility.json")
+MOVE_ROUNDS = int(os.environ.get("BENCH_MOVE_ROUNDS", "3"))
+QUIET_S = float(os.environ.get("BENCH_QUIET_S", "8"))
 CELL_TABLES = ["resources", "resource_shares", "quota_counters", "audit_events", "audit_heads", "files",
                "upload_reservations", "events", "quota_alerts", "webhook_endpoints", "webhook_deliveries",
                "delivery_queue", "runs", "run_usage", "run_ready", "run_leases"]
@@ -198,7 +201,62 @@ def p99(log):
     return lat[int(len(lat) * 0.99)] if lat else None
 
 
+def pair(b, mover_token, nb_token, seconds):
+    """The mover's and the neighbour's clients writing side by side for `seconds`, no move."""
+    nb, mover = Writer(b, nb_token, "tools"), Writer(b, mover_token, "agents")
+    nb.start()
+    mover.start()
+    time.sleep(seconds)
+    for w in (nb, mover):
+        w.stop.set()
+        w.join()
+    return nb.log
+
+
+def one_move(dep, b, tid, token, nb, to):
+    """A move of `tid` to cell `to` while both clients write; what the round measured."""
+    quiet = pair(b, token, nb, QUIET_S)
+    w, nw = Writer(b, token, "agents"), Writer(b, nb, "tools")
+    w.start()
+    nw.start()
+    time.sleep(1)
+    login = base.req(b, "POST", "/v1/auth/login", {"email": "root@bench.test", "password": "bench-admin-password"})
+    admin = login["access_token"]
+    t0 = time.perf_counter()
+    try:
+        base.req(b, "POST", f"/v1/tenants/{tid}/move", {"cell": to}, admin)
+    except base.urllib.error.HTTPError as e:
+        raise SystemExit(f"move: {e.code} {e.read().decode()}")
+    while True:
+        m = base.req(b, "GET", f"/v1/tenants/{tid}/move", None, admin)
+        if m["phase"] in ("done", "aborted"):
+            break
+        time.sleep(0.05)
+    took = time.perf_counter() - t0
+    time.sleep(0.5)
+    w.stop.set()
+    nw.stop.set()
+    w.join()
+    nw.join()
+    statuses = {}
+    for _, _, s in w.log:
+        statuses[s] = statuses.get(s, 0) + 1
+    q, d = p99(quiet), p99(nw.log)
+    res = {"to": to, "phase": m["phase"], "move_s": round(took, 2), "freeze_ms_server": m.get("freeze_ms"),
+           "freeze_steps_ms": m.get("freeze_steps_ms"), "freeze_ms_client": round(freeze_seen(w.log) * 1000, 1),
+           "writes": statuses, "neighbour_p99_quiet_ms": round(q * 1000, 2), "neighbour_p99_during_ms": round(d * 1000, 2),
+           "neighbour_p99_ratio": round(d / q, 2), "neighbour_errors": sum(1 for _, _, s in nw.log if s != 201)}
+    source = dep.super_url(1 if to == "bench2" else 2)
+    left = subprocess.run(["psql", source, "-At", "-c", f"SELECT COUNT(*) FROM resources WHERE tenant_id = '{tid}'"],
+                          capture_output=True, text=True).stdout.strip()
+    res["rows_left_in_source"] = int(left or 0)
+    return res
+
+
 def moves(out):
+    """For each size, MOVE_ROUNDS moves of one tenant, there and back (the neighbour is in
+    the source cell on the way out and in the target on the way back); each round measures its
+    own quiet first, so the ratio compares minutes that lie side by side."""
     results = {}
     for n in SIZES:
         dep = TwoCells()
@@ -208,49 +266,19 @@ def moves(out):
             r = base.req(b, "POST", "/v1/auth/signup", {"email": "o@nb.test", "password": "pw-bench-123456", "name": "O",
                                                          "tenant": {"name": "neighbour", "slug": "neighbour", "plan": "bench"}})
             nb = r["access_token"]
-            # Quiet: the same two clients, the mover's and the neighbour's, with no move.
-            quiet, quiet_mover = Writer(b, nb, "tools"), Writer(b, token, "agents")
-            quiet.start()
-            quiet_mover.start()
-            time.sleep(3)
-            quiet.stop.set()
-            quiet_mover.stop.set()
-            quiet.join()
-            quiet_mover.join()
-            w, nw = Writer(b, token, "agents"), Writer(b, nb, "tools")
-            w.start()
-            nw.start()
-            time.sleep(1)
-            login = base.req(b, "POST", "/v1/auth/login", {"email": "root@bench.test", "password": "bench-admin-password"})
-            admin = login["access_token"]
-            t0 = time.perf_counter()
-            try:
-                base.req(b, "POST", f"/v1/tenants/{tid}/move", {"cell": "bench2"}, admin)
-            except base.urllib.error.HTTPError as e:
-                raise SystemExit(f"move: {e.code} {e.read().decode()}")
-            while True:
-                m = base.req(b, "GET", f"/v1/tenants/{tid}/move", None, admin)
-                if m["phase"] in ("done", "aborted"):
-                    break
-                time.sleep(0.05)
-            took = time.perf_counter() - t0
-            time.sleep(0.5)
-            w.stop.set()
-            nw.stop.set()
-            w.join()
-            nw.join()
-            statuses = {}
-            for _, _, s in w.log:
-                statuses[s] = statuses.get(s, 0) + 1
-            nerr = sum(1 for _, _, s in nw.log if s != 201)
-            res = {"resources": n + 200, "phase": m["phase"], "move_s": took, "freeze_ms_server": m.get("freeze_ms"), "freeze_steps_ms": m.get("freeze_steps_ms"),
-                   "freeze_ms_client": round(freeze_seen(w.log) * 1000, 1), "writes": statuses,
-                   "neighbour_p99_quiet_ms": round(p99(quiet.log) * 1000, 2), "neighbour_p99_during_ms": round(p99(nw.log) * 1000, 2),
-                   "neighbour_errors": nerr}
-            left = subprocess.run(["psql", dep.super_url(1), "-At", "-c", f"SELECT COUNT(*) FROM resources WHERE tenant_id = '{tid}'"], capture_output=True, text=True).stdout.strip()
-            res["rows_left_in_source"] = int(left or 0)
-            results[str(n)] = res
-            print(f"move of {n + 200} resources: {json.dumps(res)}", flush=True)
+            rounds = []
+            for i in range(MOVE_ROUNDS):
+                res = one_move(dep, b, tid, token, nb, "bench2" if i % 2 == 0 else "bench")
+                print(f"move of {n + 200} resources, round {i + 1}: {json.dumps(res)}", flush=True)
+                rounds.append(res)
+            med = lambda k: statistics.median(r[k] for r in rounds)
+            results[str(n)] = {"resources": n + 200, "rounds": rounds,
+                               "freeze_ms_client_median": med("freeze_ms_client"),
+                               "freeze_ms_client_max": max(r["freeze_ms_client"] for r in rounds),
+                               "neighbour_p99_ratio_median": med("neighbour_p99_ratio"),
+                               "neighbour_errors": sum(r["neighbour_errors"] for r in rounds),
+                               "rows_left_in_source": sum(r["rows_left_in_source"] for r in rounds)}
+            print(f"move of {n + 200} resources: {json.dumps({k: v for k, v in results[str(n)].items() if k != 'rounds'})}", flush=True)
         finally:
             dep.close()
     out["move"] = results

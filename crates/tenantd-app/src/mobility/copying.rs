@@ -1,12 +1,19 @@
 //! The copying half of a move (`moving.rs`): the first copy of every table, the
 //! catch-up passes that bring the target up to the source, and the check that both sides
 //! agree before the switch.
+//!
+//! Only the last catch-up, inside the freeze, reads the source from one snapshot. The copy
+//! and the catch-ups before the freeze read each page in a snapshot of its own: while a
+//! snapshot is open, PostgreSQL can prune no row version newer than it, so every update of
+//! the cell's hot rows (each tenant's quota counters and audit head) lengthens a chain the
+//! next update walks, and neighbours' writes slowed for as long as one snapshot stayed open
+//! (p50 2.9 → 5.4 ms over a 30 s copy; `docs/benchmarks.md`).
 
 use std::time::Instant;
 
-use tenantd_core::store::{Catchup, CellStore, Counts, Row, Table};
+use tenantd_core::store::{Catchup, CellStore, CopySnapshot, Counts, Row, Table};
 use tenantd_core::tenant::TenantScope;
-use tenantd_core::{Error, Result};
+use tenantd_core::{Error, Result, time};
 
 use super::Progress;
 use super::keys::{cmp_keys, missing_keys, window};
@@ -16,17 +23,21 @@ type Cell = std::sync::Arc<dyn CellStore>;
 /// Rows read at once.
 const PAGE: usize = 2000;
 
+/// How far back a catch-up pass looks before the previous pass began (clock skew between
+/// nodes stamping rows, and a write's stamp taken before it commits).
+pub(super) const SKEW: chrono::Duration = chrono::Duration::seconds(5);
+
 /// How a move's copy leaves the cells room for their other work: after each batch it rests
 /// `rest` times as long as the batch took. The copy and the catch-ups before the freeze rest
 /// 3 times (the move takes at most a quarter of the time, in short steps); the last
 /// catch-up, inside the freeze, does not rest.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Pace {
+struct Pace {
     rest: u32,
 }
 
-pub(super) const PACED: Pace = Pace { rest: 3 };
-pub(super) const UNPACED: Pace = Pace { rest: 0 };
+const PACED: Pace = Pace { rest: 3 };
+const UNPACED: Pace = Pace { rest: 0 };
 
 impl Pace {
     async fn after(self, began: Instant) {
@@ -35,15 +46,77 @@ impl Pace {
         }
     }
 }
-/// Every table of the source into the target, page by page in key order.
-///
-/// Each page is read in a snapshot of its own, not one for the whole copy: while a snapshot
-/// is open, PostgreSQL can prune no row version newer than it, so every update of the cell's
-/// hot rows (each tenant's quota counters and audit head) lengthened a chain the next update
-/// walks, and neighbours' writes slowed for as long as the copy ran (p50 2.9 → 5.4 ms over a
-/// 30 s copy; `docs/benchmarks.md`). The pages need not agree with each other: the first
-/// catch-up starts from before the copy began and brings, from one snapshot, every row
-/// written since and the keys deleted since.
+
+/// Which catch-up pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pass {
+    /// Before the freeze, while the tenant writes: paced, each page in a snapshot of its own,
+    /// then one short snapshot for the rows stamped during the pass and the whole tables
+    /// (so a share never names a resource the target lacks). Deleted keys are left to the
+    /// frozen pass: found by a merge of every key, they would hold a snapshot as long as the
+    /// copy's, and the tenant may delete again after it.
+    Live,
+    /// Inside the freeze: unpaced, from one snapshot, deleted keys too, and the counts that
+    /// [`verify`] compares.
+    Frozen,
+}
+
+/// Where a pass reads the source.
+enum Source<'a> {
+    /// One snapshot for every read.
+    One(Box<dyn CopySnapshot>),
+    /// A snapshot of its own for each read.
+    Fresh(&'a Cell, &'a TenantScope),
+}
+
+impl Source<'_> {
+    async fn page(
+        &mut self,
+        table: &'static Table,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        match self {
+            Source::One(snap) => snap.page(table, after, limit).await,
+            Source::Fresh(cell, scope) => {
+                let mut snap = cell.copy_snapshot(scope).await?;
+                let rows = snap.page(table, after, limit).await?;
+                snap.close().await?;
+                Ok(rows)
+            }
+        }
+    }
+
+    async fn page_since(
+        &mut self,
+        table: &'static Table,
+        column: &'static str,
+        since: &str,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        match self {
+            Source::One(snap) => snap.page_since(table, column, since, after, limit).await,
+            Source::Fresh(cell, scope) => {
+                let mut snap = cell.copy_snapshot(scope).await?;
+                let rows = snap.page_since(table, column, since, after, limit).await?;
+                snap.close().await?;
+                Ok(rows)
+            }
+        }
+    }
+
+    async fn close(self) -> Result<()> {
+        match self {
+            Source::One(snap) => snap.close().await,
+            Source::Fresh(..) => Ok(()),
+        }
+    }
+}
+
+/// Every table of the source into the target, page by page in key order, each page from a
+/// snapshot of its own. The pages need not agree with each other: the first catch-up starts
+/// from before the copy began and brings every row written since.
 ///
 /// The [`Catchup::Whole`] tables are left to that catch-up, which replaces them whole
 /// anyway. They are the small ones, and the only ones with a foreign key (shares on their
@@ -56,6 +129,7 @@ pub(super) async fn copy_all(
     dst: &TenantScope,
     progress: &dyn Progress,
 ) -> Result<()> {
+    let mut from = Source::Fresh(source, src);
     for table in source.copy_tables() {
         if table.sync == Catchup::Whole {
             continue;
@@ -63,9 +137,7 @@ pub(super) async fn copy_all(
         let mut after: Option<Row> = None;
         loop {
             let began = Instant::now();
-            let mut snap = source.copy_snapshot(src).await?;
-            let rows = snap.page(table, after.as_ref(), PAGE).await?;
-            snap.close().await?;
+            let rows = from.page(table, after.as_ref(), PAGE).await?;
             let n = rows.len();
             let Some(last) = rows.last() else { break };
             after = Some(table.key_of(last));
@@ -80,8 +152,17 @@ pub(super) async fn copy_all(
     Ok(())
 }
 
-/// Brings the target up to the source's snapshot now, table by table, by each table's
-/// [`Catchup`]: `since` is when the previous pass began (less the clock skew).
+/// What a catch-up pass leaves for the next.
+pub(super) struct Caught {
+    /// Where the next pass's stamped windows begin.
+    pub since: String,
+    /// The counts of both sides when a [`Pass::Frozen`] pass left them equal.
+    pub counts: Option<(Counts, Counts)>,
+}
+
+/// Brings the target up to the source, table by table, by each table's [`Catchup`]: `since`
+/// is where the stamped windows begin (the previous pass's start, less the clock skew).
+/// `spent` gets each table's milliseconds.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn catch_up(
     source: &Cell,
@@ -89,80 +170,64 @@ pub(super) async fn catch_up(
     src: &TenantScope,
     dst: &TenantScope,
     since: &str,
-    pace: Pace,
+    pass: Pass,
     progress: &dyn Progress,
     spent: &mut std::collections::BTreeMap<&'static str, u64>,
-) -> Result<Option<(Counts, Counts)>> {
-    let mut snap = source.copy_snapshot(src).await?;
+) -> Result<Caught> {
+    let (mut from, pace) = match pass {
+        Pass::Live => (Source::Fresh(source, src), PACED),
+        Pass::Frozen => (Source::One(source.copy_snapshot(src).await?), UNPACED),
+    };
+    let began_pass = time::format(time::now() - SKEW);
     let mut stamped = Vec::new();
     for table in source.copy_tables() {
         let began = Instant::now();
         match table.sync {
-            Catchup::Append => {
-                // The oldest rows retention pruned in the source go in the target too.
-                let first = snap.page(table, None, 1).await?;
-                if let Some(first) = first.first() {
-                    let key = table.key_of(first);
-                    prune_before(target, dst, table, &key).await?;
-                }
-                let mut after = target.copy_max_key(dst, table).await?;
-                loop {
-                    let began = Instant::now();
-                    let rows = snap.page(table, after.as_ref(), PAGE).await?;
-                    let Some(last) = rows.last() else { break };
-                    after = Some(table.key_of(last));
-                    let n = rows.len();
-                    target.copy_insert(dst, vec![(table, rows)]).await?;
-                    progress.advance(n as u64);
-                    pace.after(began).await;
-                    if n < PAGE {
-                        break;
-                    }
-                }
-            }
+            Catchup::Append => append(&mut from, target, dst, table, pace, progress).await?,
             Catchup::Stamped(column) => {
-                // Only what differs from the target is written: the window reaches back past
-                // the last pass by the clock skew, so most of its rows are there already.
-                let theirs = window(target, dst, table, column, since).await?;
-                let mut after: Option<Row> = None;
-                loop {
-                    let began = Instant::now();
-                    let rows = snap
-                        .page_since(table, column, since, after.as_ref(), PAGE)
-                        .await?;
-                    let Some(last) = rows.last() else { break };
-                    after = Some(table.key_of(last));
-                    let n = rows.len();
-                    let rows: Vec<Row> = match &theirs {
-                        Some(t) => rows
-                            .into_iter()
-                            .filter(|r| t.get(&table.key_of(r)) != Some(r))
-                            .collect(),
-                        None => rows,
-                    };
-                    if !rows.is_empty() {
-                        target.copy_upsert(dst, table, rows, Vec::new()).await?;
-                    }
-                    progress.advance(n as u64);
-                    pace.after(began).await;
-                    if n < PAGE {
-                        break;
-                    }
-                }
+                let w = Window {
+                    table,
+                    column,
+                    since,
+                };
+                changed(&mut from, target, dst, w, pace, progress).await?;
                 stamped.push(table);
             }
             Catchup::Whole => {
-                let rows = whole(&mut *snap, table).await?;
-                let mut theirs = target.copy_snapshot(dst).await?;
-                let now = whole(&mut *theirs, table).await?;
-                theirs.close().await?;
-                if rows != now {
-                    progress.advance(rows.len() as u64);
-                    target.copy_replace(dst, table, rows).await?;
+                if let Source::One(snap) = &mut from {
+                    replace(&mut **snap, target, dst, table, progress).await?;
                 }
             }
         }
         spent.insert(table.name, began.elapsed().as_millis() as u64);
+    }
+    if pass == Pass::Live {
+        // One short snapshot: the rows stamped while this pass ran, then the whole tables,
+        // whose rows name only rows the target has now.
+        let since = time::format(time::now() - SKEW);
+        let mut last = Source::One(source.copy_snapshot(src).await?);
+        for table in source.copy_tables() {
+            if let Catchup::Stamped(column) = table.sync {
+                let w = Window {
+                    table,
+                    column,
+                    since: &began_pass,
+                };
+                changed(&mut last, target, dst, w, UNPACED, progress).await?;
+            }
+        }
+        if let Source::One(snap) = &mut last {
+            for table in source.copy_tables() {
+                if table.sync == Catchup::Whole {
+                    replace(&mut **snap, target, dst, table, progress).await?;
+                }
+            }
+        }
+        last.close().await?;
+        return Ok(Caught {
+            since,
+            counts: None,
+        });
     }
     let began = Instant::now();
     // Every source row of a stamped table is in the target now (the older ones were copied
@@ -173,25 +238,127 @@ pub(super) async fn catch_up(
         target.copy_counts(dst).await?,
     );
     let mut settled = Some((a.clone(), b.clone()));
-    for table in stamped {
-        if a.get(table.name) != b.get(table.name) {
-            let gone = missing_keys(&mut *snap, target, dst, table).await?;
-            if !gone.is_empty() {
-                target.copy_upsert(dst, table, Vec::new(), gone).await?;
-                settled = None;
+    if let Source::One(snap) = &mut from {
+        for table in stamped {
+            if a.get(table.name) != b.get(table.name) {
+                let gone = missing_keys(&mut **snap, target, dst, table).await?;
+                if !gone.is_empty() {
+                    target.copy_upsert(dst, table, Vec::new(), gone).await?;
+                    settled = None;
+                }
             }
         }
     }
-    snap.close().await?;
+    from.close().await?;
     spent.insert("counts", began.elapsed().as_millis() as u64);
-    Ok(settled)
+    Ok(Caught {
+        since: began_pass,
+        counts: settled,
+    })
+}
+
+/// The rows appended to an append-only table after the target's last; the oldest rows
+/// retention pruned in the source go in the target too.
+async fn append(
+    from: &mut Source<'_>,
+    target: &Cell,
+    dst: &TenantScope,
+    table: &'static Table,
+    pace: Pace,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let first = from.page(table, None, 1).await?;
+    if let Some(first) = first.first() {
+        let key = table.key_of(first);
+        prune_before(target, dst, table, &key).await?;
+    }
+    let mut after = target.copy_max_key(dst, table).await?;
+    loop {
+        let began = Instant::now();
+        let rows = from.page(table, after.as_ref(), PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(table.key_of(last));
+        let n = rows.len();
+        target.copy_insert(dst, vec![(table, rows)]).await?;
+        progress.advance(n as u64);
+        pace.after(began).await;
+        if n < PAGE {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A stamped table's rows changed since a time.
+#[derive(Clone, Copy)]
+struct Window<'a> {
+    table: &'static Table,
+    column: &'static str,
+    since: &'a str,
+}
+
+/// The rows of a stamped table's window into the target. Only what differs from the target
+/// is written: the window reaches back past the last pass by the clock skew, so most of its
+/// rows are there already.
+async fn changed(
+    from: &mut Source<'_>,
+    target: &Cell,
+    dst: &TenantScope,
+    w: Window<'_>,
+    pace: Pace,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let table = w.table;
+    let theirs = window(target, dst, table, w.column, w.since).await?;
+    let mut after: Option<Row> = None;
+    loop {
+        let began = Instant::now();
+        let rows = from
+            .page_since(table, w.column, w.since, after.as_ref(), PAGE)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(table.key_of(last));
+        let n = rows.len();
+        let rows: Vec<Row> = match &theirs {
+            Some(t) => rows
+                .into_iter()
+                .filter(|r| t.get(&table.key_of(r)) != Some(r))
+                .collect(),
+            None => rows,
+        };
+        if !rows.is_empty() {
+            target.copy_upsert(dst, table, rows, Vec::new()).await?;
+        }
+        progress.advance(n as u64);
+        pace.after(began).await;
+        if n < PAGE {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A whole table replaced in the target by the snapshot's rows, when they differ.
+async fn replace(
+    snap: &mut dyn CopySnapshot,
+    target: &Cell,
+    dst: &TenantScope,
+    table: &'static Table,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let rows = whole(snap, table).await?;
+    let mut theirs = target.copy_snapshot(dst).await?;
+    let now = whole(&mut *theirs, table).await?;
+    theirs.close().await?;
+    if rows != now {
+        progress.advance(rows.len() as u64);
+        target.copy_replace(dst, table, rows).await?;
+    }
+    Ok(())
 }
 
 /// Every row of a (small) table in a snapshot.
-async fn whole(
-    snap: &mut dyn tenantd_core::store::CopySnapshot,
-    table: &'static Table,
-) -> Result<Vec<Row>> {
+async fn whole(snap: &mut dyn CopySnapshot, table: &'static Table) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut after: Option<Row> = None;
     loop {

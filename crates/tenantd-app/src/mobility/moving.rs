@@ -28,13 +28,10 @@ use tenantd_core::tenant::{CellName, Tenant, TenantScope, TenantStatus};
 use tenantd_core::{Error, Result, time};
 
 use super::Progress;
-use super::copying::{PACED, UNPACED, catch_up, copy_all, verify};
+use super::copying::{Pass, SKEW, catch_up, copy_all, verify};
 use crate::context::Caller;
 use crate::state::AppState;
 
-/// How far back a catch-up pass looks before the previous pass began (clock skew between
-/// nodes stamping rows).
-const SKEW: chrono::Duration = chrono::Duration::seconds(5);
 /// The least time between making the fence and freezing it: a write that began before the
 /// fence existed holds no lock on it, and is done by then.
 const FENCE_SETTLES: Duration = Duration::from_secs(1);
@@ -169,13 +166,19 @@ pub async fn run_until(
         copy_all(&source, &target, &src, &dst, progress).await?;
         for pass in 0..2 {
             progress.phase(&format!("catching up ({})", pass + 1), None);
-            let next = time::format(time::now() - SKEW);
             let mut spent = std::collections::BTreeMap::new();
-            catch_up(
-                &source, &target, &src, &dst, &since, PACED, progress, &mut spent,
+            let caught = catch_up(
+                &source,
+                &target,
+                &src,
+                &dst,
+                &since,
+                Pass::Live,
+                progress,
+                &mut spent,
             )
             .await?;
-            since = next;
+            since = caught.since;
         }
         if let Some(wait) = FENCE_SETTLES.checked_sub(fenced_at.elapsed()) {
             tokio::time::sleep(wait).await;
@@ -207,9 +210,17 @@ pub async fn run_until(
         let since = m.detail["since"].as_str().unwrap_or("").to_owned();
         let mut spent = std::collections::BTreeMap::new();
         let counts = catch_up(
-            &source, &target, &src, &dst, &since, UNPACED, progress, &mut spent,
+            &source,
+            &target,
+            &src,
+            &dst,
+            &since,
+            Pass::Frozen,
+            progress,
+            &mut spent,
         )
-        .await?;
+        .await?
+        .counts;
         let caught_up = frozen.elapsed();
         verify(&source, &target, &src, &dst, counts).await?;
         spent.retain(|_, ms| *ms > 0);

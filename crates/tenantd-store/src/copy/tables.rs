@@ -1,7 +1,9 @@
 //! Which rows are a tenant's, table by table: the one list export, import, purge, restore and
 //! the move read. Each key is the order of an index that starts with the filter's column, so a
-//! page is a range of one index, never a sort of the tenant's rows. `tests/conformance/copy.rs` checks it names every table with a `tenant_id`
-//! column, so a new table cannot be left behind by a move.
+//! page is a range of one index, never a sort of the tenant's rows. The test below checks the
+//! cell list against the migrations: it names every table with a `tenant_id` column (so a new
+//! table cannot be left behind by a move), and a table with a foreign key is `Whole`, after a
+//! parent that is `Whole` or `Stamped` (the catch-up's last snapshot brings both).
 
 use tenantd_core::store::{Catchup, Column, Kind, Table};
 
@@ -312,3 +314,111 @@ pub static CATALOG: &[Table] = &[
         sync: Catchup::Whole,
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    //! The list against the cell migrations, both dialects: a table of the tenant's rows
+    //! left out would be left behind by a move, and a foreign key the move does not know
+    //! could fail its copy (see `tenantd-app`'s `mobility/copying.rs`).
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// A cell schema as its migrations leave it: each table's columns and the tables its
+    /// foreign keys name.
+    fn schema(dialect: &str) -> BTreeMap<String, (String, Vec<String>)> {
+        let dir = format!("{}/migrations/{dialect}/cell", env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("the cell migrations")
+            .map(|e| e.expect("an entry").path())
+            .collect();
+        files.sort();
+        let mut tables: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+        for f in files {
+            let sql = std::fs::read_to_string(&f).expect("a migration");
+            let sql: String = sql
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for stmt in sql.split(';') {
+                let words: Vec<&str> = stmt.split_whitespace().collect();
+                let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
+                let refs = |from: usize| -> Vec<String> {
+                    upper
+                        .iter()
+                        .enumerate()
+                        .skip(from)
+                        .filter(|(_, w)| *w == "REFERENCES")
+                        .filter_map(|(i, _)| words.get(i + 1))
+                        .map(|w| w.trim_matches(|c: char| c == '(' || c == ',').to_owned())
+                        .collect()
+                };
+                match upper.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                    ["CREATE", "TABLE", ..] => {
+                        let name = words[2].trim_end_matches('(').to_owned();
+                        tables.insert(name, (stmt.to_owned(), refs(3)));
+                    }
+                    ["DROP", "TABLE", ..] => {
+                        tables.remove(words[2]);
+                    }
+                    ["ALTER", "TABLE", _, "RENAME", "TO", _] => {
+                        let t = tables.remove(words[2]).expect("a table renamed");
+                        tables.insert(words[5].to_owned(), t);
+                    }
+                    ["ALTER", "TABLE", ..] => {
+                        if let Some(t) = tables.get_mut(words[2]) {
+                            t.0.push_str(stmt);
+                            t.1.extend(refs(3));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        tables
+    }
+
+    #[test]
+    fn the_list_names_every_tenant_table_and_copies_parents_before_children() {
+        for dialect in ["postgres", "sqlite"] {
+            let tables = schema(dialect);
+            assert!(
+                tables.contains_key("resources"),
+                "{dialect}: parsed nothing"
+            );
+            for (name, (body, parents)) in &tables {
+                // The fence is the move's own lock in the source cell, never copied.
+                if name == "tenant_fences" || !body.contains("tenant_id") {
+                    continue;
+                }
+                let at = CELL.iter().position(|t| t.name == name.as_str());
+                let at = at.unwrap_or_else(|| panic!("{dialect}: {name} is not in CELL"));
+                for parent in parents {
+                    // A child is replaced whole from the one snapshot that also brings its
+                    // parent's newest rows: its parent is whole or stamped, and before it.
+                    assert_eq!(
+                        CELL[at].sync,
+                        Catchup::Whole,
+                        "{dialect}: {name} has a foreign key to {parent} and is not Whole"
+                    );
+                    let p = CELL.iter().position(|t| t.name == parent.as_str());
+                    let p = p.unwrap_or_else(|| panic!("{dialect}: {parent} is not in CELL"));
+                    assert!(p < at, "{dialect}: {parent} comes after its child {name}");
+                    assert!(
+                        matches!(CELL[p].sync, Catchup::Whole | Catchup::Stamped(_)),
+                        "{dialect}: {parent}, a parent, is append-only"
+                    );
+                }
+            }
+            for t in CELL {
+                assert!(
+                    tables.contains_key(t.name),
+                    "{dialect}: no table {}",
+                    t.name
+                );
+            }
+        }
+    }
+}
