@@ -19,6 +19,7 @@ mod mobility_download;
 mod mobility_kill;
 mod mobility_move;
 mod mobility_purge;
+mod mobility_resume;
 mod nodes;
 mod placement;
 mod postgres;

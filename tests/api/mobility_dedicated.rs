@@ -21,6 +21,7 @@ fn with_dedicated(c: &mut Config) {
             region,
             dedicated: true,
             location: DbLocation::Sqlite(c.data_dir.join("cells").join("vip.db")),
+            blobs: None,
         });
     }
 }

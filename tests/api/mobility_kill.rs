@@ -8,19 +8,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::helpers::TestApp;
-use crate::mobility_move::{assert_writes_kept, rows_in, tid, two_cells};
+use crate::mobility_move::{assert_writes_kept, eu_blobs, rows_in, tid, two_cells};
 
 /// The CLI on the app's databases, with both cells and the app's credential-cache lifetime.
 fn mover(app: &TestApp, args: &[&str]) -> Command {
     let toml = match &app.pg {
-        Some(pg) => format!("auth_cache_ttl_ms = 500\n{}", pg.toml()),
+        Some(pg) => format!(
+            "auth_cache_ttl_ms = 500\nmove_lease_ms = 1000\n{}",
+            pg.toml()
+        ),
         None => format!(
-            "auth_cache_ttl_ms = 500\npassword_hashing = \"insecure-fast-for-tests\"\n\
+            "auth_cache_ttl_ms = 500\nmove_lease_ms = 1000\npassword_hashing = \"insecure-fast-for-tests\"\n\
              [[cells]]\nname = \"local\"\nurl = \"sqlite://{d}/cells/local.db\"\n\
              [[cells]]\nname = \"eu-1\"\nregion = \"eu\"\nurl = \"sqlite://{d}/cells/eu-1.db\"\n",
             d = app.dir.display()
         ),
     };
+    // eu-1 keeps its files in a store of its own, as `two_cells` gives the serving node.
+    let own = format!(
+        "name = \"eu-1\"\nblob_dir = \"{}\"\n",
+        eu_blobs(app).display()
+    );
+    let toml = toml.replacen("name = \"eu-1\"\n", &own, 1);
+    assert!(toml.contains("blob_dir"), "{toml}");
     let path = app.dir.join("mover.toml");
     std::fs::write(&path, toml).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenantd"));

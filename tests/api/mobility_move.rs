@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use tenantd_core::ids::TenantId;
 use tenantd_core::tenant::{CellName, TenantScope};
-use tenantd_server::config::{CellConfig, Config, DbLocation};
+use tenantd_server::config::{BlobLocation, CellConfig, Config, DbLocation};
 use tenantd_server::mobility::{Silent, moving};
 
 use crate::helpers::{Signed, TestApp};
 use crate::mobility::settle;
 
-/// Two cells on either backend (PostgreSQL tests have them already): `local` (us) and
-/// `eu-1` (eu).
+/// Two cells on either backend (PostgreSQL tests have them already): `local` (us), whose
+/// files are in the deployment's object store, and `eu-1` (eu), with a store of its own.
 pub fn two_cells(c: &mut Config) {
     if c.cells.len() == 1 {
         c.cells.push(CellConfig {
@@ -23,9 +23,77 @@ pub fn two_cells(c: &mut Config) {
             region: Some("eu".into()),
             dedicated: false,
             location: DbLocation::Sqlite(c.data_dir.join("cells").join("eu-1.db")),
+            blobs: None,
         });
     }
+    let own = c.data_dir.join("blobs-eu-1");
+    if let Some(eu) = c.cells.iter_mut().find(|c| c.name == "eu-1") {
+        eu.blobs = Some(BlobLocation::Dir(own));
+    }
     c.auth_cache_ttl_ms = 500;
+}
+
+/// The tenant's blobs in a local object store's directory (its staging files left out).
+pub fn blobs_in(dir: &std::path::Path, tenant: TenantId) -> usize {
+    match std::fs::read_dir(dir.join(format!("tenants/{tenant}/files"))) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().contains('#'))
+            .count(),
+        Err(_) => 0,
+    }
+}
+
+/// The directory of `eu-1`'s own object store.
+pub fn eu_blobs(app: &TestApp) -> std::path::PathBuf {
+    app.state.config.data_dir.join("blobs-eu-1")
+}
+
+/// Uploads a file; its id when stored, `None` when the move's freeze refused it.
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Option<String>, String> {
+    let r = app
+        .raw(
+            "POST",
+            &format!("/v1/files?name={name}"),
+            Some(token),
+            bytes.to_vec(),
+            &[],
+        )
+        .await;
+    match r.status {
+        201 => Ok(Some(r.body["id"].as_str().unwrap_or_default().to_owned())),
+        503 if r.code() == Some("TENANT_MIGRATING") => Ok(None),
+        _ => Err(format!("{}: {}", r.status, r.text)),
+    }
+}
+
+/// Every file's contents, read through the API, are what was uploaded.
+async fn assert_files_read_back(
+    app: &TestApp,
+    token: &str,
+    files: &[(String, Vec<u8>)],
+    context: &str,
+) {
+    for (id, bytes) in files {
+        let got = app
+            .client
+            .get(format!("{}/v1/files/{id}/content", app.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200, "{context}: file {id}");
+        assert_eq!(
+            got.bytes().await.unwrap().as_ref(),
+            bytes.as_slice(),
+            "{context}: file {id}"
+        );
+    }
 }
 
 pub fn tid(s: &Signed) -> TenantId {
@@ -100,7 +168,32 @@ async fn a_tenant_moves_between_cells_under_load_and_loses_nothing() {
             201
         );
     }
+    let mut files = Vec::new();
+    for i in 0..5 {
+        let bytes = format!("before the move {i}").into_bytes();
+        let id = upload(&app, &t.token, &format!("before-{i}"), &bytes)
+            .await
+            .unwrap();
+        files.push((id.expect("stored"), bytes));
+    }
     let stop = Arc::new(AtomicBool::new(false));
+    let uploader = {
+        let (app, stop, token) = (app.clone(), stop.clone(), t.token.clone());
+        tokio::spawn(async move {
+            let (mut stored, mut refused, mut other, mut i) = (Vec::new(), 0, Vec::new(), 0);
+            while !stop.load(Ordering::Relaxed) {
+                let bytes = format!("during the move {i}").into_bytes();
+                match upload(&app, &token, &format!("during-{i}"), &bytes).await {
+                    Ok(Some(id)) => stored.push((id, bytes)),
+                    Ok(None) => refused += 1,
+                    Err(e) => other.push(e),
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (stored, refused, other)
+        })
+    };
     let writer = {
         let (app, stop, token) = (app.clone(), stop.clone(), t.token.clone());
         tokio::spawn(async move {
@@ -182,6 +275,7 @@ async fn a_tenant_moves_between_cells_under_load_and_loses_nothing() {
     let (acked, refused, other) = writer.await.unwrap();
     let (reads, read_errors) = reader.await.unwrap();
     let (n_ok, n_bad) = neighbour.await.unwrap();
+    let (uploaded, uploads_refused, upload_errors) = uploader.await.unwrap();
 
     assert_eq!(m.phase, "done");
     assert!(
@@ -203,6 +297,11 @@ async fn a_tenant_moves_between_cells_under_load_and_loses_nothing() {
         &n_bad[..n_bad.len().min(3)]
     );
     assert!(reads > 0 && n_ok > 0 && !acked.is_empty());
+    assert!(
+        upload_errors.is_empty(),
+        "uploads failed: {upload_errors:?}"
+    );
+    assert!(!uploaded.is_empty(), "no upload was stored during the move");
     let after = app
         .state
         .catalog
@@ -228,6 +327,29 @@ async fn a_tenant_moves_between_cells_under_load_and_loses_nothing() {
         rows_in(&app, tid(&t), &from).await,
         vec![],
         "nothing left in the source"
+    );
+    // Its files came along from the deployment's store to eu-1's own, and none stayed.
+    files.extend(uploaded);
+    assert_files_read_back(&app, &t.token, &files, "after the move").await;
+    assert_eq!(
+        blobs_in(&app.state.config.blob_dir, tid(&t)),
+        0,
+        "no blob left in the source"
+    );
+    // An upload refused by the freeze after its blob was copied leaves that blob in the
+    // target until its reservation expires and the sweep releases it.
+    let there = blobs_in(&eu_blobs(&app), tid(&t));
+    assert!(
+        (files.len()..=files.len() + uploads_refused).contains(&there),
+        "{there} blobs in the target for {} stored files ({uploads_refused} uploads refused)",
+        files.len()
+    );
+    // (The uploads go on after the move, into the target: the first five were in the source.)
+    assert!(
+        m.detail["source_blobs_removed"].as_u64() >= Some(5)
+            && m.detail["blobs_copied"].as_u64() >= Some(5),
+        "{}",
+        m.detail
     );
     settle(&app).await;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -16,6 +16,7 @@ async fn placement_follows_region_data_residency_and_dedicated_cells() {
             region: Some(region.into()),
             dedicated,
             location: DbLocation::Sqlite(c.data_dir.join("cells").join(format!("{name}.db"))),
+            blobs: None,
         };
         c.cells = vec![
             cell("us-pool", "us", false),

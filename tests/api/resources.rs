@@ -268,6 +268,7 @@ fn two_cells(c: &mut tenantd_server::config::Config) {
             region: Some("eu".into()),
             dedicated: false,
             location: DbLocation::Sqlite(c.data_dir.join("cells").join("eu-1.db")),
+            blobs: None,
         });
     }
 }

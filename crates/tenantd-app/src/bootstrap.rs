@@ -27,13 +27,13 @@ use crate::state::{AppState, Bootstrap, Inner};
 use crate::{relay, services};
 
 impl AppState {
-    /// Opens the stores and keys and bootstraps the platform tenant. `blobs` is the object
-    /// store for file contents, opened by the caller (the S3 client is the server's, at the
+    /// Opens the stores and keys and bootstraps the platform tenant. `blobs` are the object
+    /// stores for file contents, opened by the caller (the S3 client is the server's, at the
     /// edge; `tenantd_server::build_state` opens it from the configuration), and so is
     /// `sender`, the HTTP client webhook deliveries go out through.
     pub async fn build(
         config: Config,
-        blobs: Arc<dyn object_store::ObjectStore>,
+        blobs: crate::blobs::CellBlobs,
         sender: Arc<dyn crate::webhooks::Sender>,
     ) -> Result<(Self, Option<Bootstrap>)> {
         let plans = match &config.plans_file {
@@ -118,7 +118,8 @@ impl AppState {
             announcer,
             invalidations_subscribed: Arc::default(),
             cells,
-            blobs,
+            blobs: blobs.deployment().store.clone(),
+            cell_blobs: blobs,
             sender,
             webhook_stats: Default::default(),
             plans: plans.clone(),
@@ -186,6 +187,20 @@ pub fn start_serving(state: &AppState) -> Jobs {
         }
     });
     // The event log's retention: at start, and hourly after.
+    // Tenant moves whose runner stopped (a node gone, a CLI killed) are carried on once their
+    // lease runs out.
+    if state.config.resume_moves {
+        let st = state.clone();
+        let every = Duration::from_millis(state.config.move_lease_ms);
+        jobs.every("move-resume", every, move || {
+            let st = st.clone();
+            async move {
+                crate::mobility::lease::resume_stopped(&st)
+                    .await
+                    .map(|_| ())
+            }
+        });
+    }
     let st = state.clone();
     jobs.every("event-retention", Duration::from_secs(3600), move || {
         let st = st.clone();

@@ -14,6 +14,8 @@
 
 /// Credentials: signing keys and access tokens, the master key, passwords, opaque secrets.
 pub mod auth;
+/// The object stores for file contents, by cell.
+pub mod blobs;
 /// Start-up: the state built, the platform tenant bootstrapped, the serving jobs started.
 pub mod bootstrap;
 /// The per-node cache of resolved credentials and its invalidation.

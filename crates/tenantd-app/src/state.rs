@@ -38,8 +38,11 @@ pub struct Inner {
     pub cells: HashMap<CellName, Arc<dyn CellStore>>,
     /// The plans.
     pub plans: Plans,
-    /// File contents (keys under `tenants/<tenant_id>/`).
+    /// The deployment's object store: exports' downloads, and the files of every cell
+    /// without a store of its own.
     pub blobs: Arc<dyn object_store::ObjectStore>,
+    /// The object store of each cell's file contents (keys under `tenants/<tenant_id>/`).
+    pub cell_blobs: crate::blobs::CellBlobs,
     /// The HTTP client webhook deliveries go out through (the server's).
     pub sender: Arc<dyn crate::webhooks::Sender>,
     /// Webhook attempts by outcome, on this node.

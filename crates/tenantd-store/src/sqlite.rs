@@ -52,6 +52,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "password_setups",
         sql: include_str!("../migrations/sqlite/catalog/0005_password_setups.sql"),
     },
+    Migration {
+        version: 6,
+        name: "move_leases",
+        sql: include_str!("../migrations/sqlite/catalog/0006_move_leases.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[

@@ -98,6 +98,9 @@ impl TestApp {
         let dir = temp_dir();
         let mut config = Config::for_tests(&dir);
         config.admin_email = Some(ADMIN_EMAIL.into());
+        // The tests that cut a move short resume or abort it themselves; the job that
+        // resumes moves has its own test (`mobility_resume.rs`).
+        config.resume_moves = false;
         let pg = match postgres_admin_url() {
             Some(admin) => {
                 let pg = PgTest::create(&admin).await;

@@ -124,12 +124,14 @@ impl PgTest {
                 region: Some("us".into()),
                 dedicated: false,
                 location: loc(1),
+                blobs: None,
             },
             CellConfig {
                 name: "eu-1".into(),
                 region: Some("eu".into()),
                 dedicated: false,
                 location: loc(2),
+                blobs: None,
             },
         ];
     }

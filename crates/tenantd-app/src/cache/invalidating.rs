@@ -401,6 +401,15 @@ impl MoveRecordStore for InvalidatingCatalog {
     async fn update_move(&self, m: &MoveRecord) -> Result<()> {
         self.inner.update_move(m).await
     }
+    async fn lease_move(&self, id: &str, runner: &str, until: &str, now: &str) -> Result<bool> {
+        self.inner.lease_move(id, runner, until, now).await
+    }
+    async fn release_move(&self, id: &str, runner: &str) -> Result<()> {
+        self.inner.release_move(id, runner).await
+    }
+    async fn open_moves(&self) -> Result<Vec<(MoveRecord, Option<String>)>> {
+        self.inner.open_moves().await
+    }
     async fn claim_cell(
         &self,
         cell: &tenantd_core::tenant::CellName,

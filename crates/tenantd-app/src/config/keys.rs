@@ -48,8 +48,8 @@ const fn key(
 
 use Kind::*;
 
-/// The keys. `[[cells]]` (a list of tables: `name`, `region`, `mode`, `url`, `migrate_url`)
-/// comes from the file only.
+/// The keys. `[[cells]]` (a list of tables: `name`, `region`, `mode`, `url`, `migrate_url`,
+/// and `blob_dir` or `blob_store` for a cell's own object store) comes from the file only.
 pub const KEYS: &[Key] = &[
     key(
         "listen",
@@ -138,6 +138,18 @@ pub const KEYS: &[Key] = &[
         Int,
         Some("30000"),
         "a worker's lease on an agent run, renewed by heartbeats; an expired lease requeues the run",
+    ),
+    key(
+        "move_lease_ms",
+        Int,
+        Some("15000"),
+        "a tenant move's lease, renewed while it runs; a move whose runner stopped is resumed once it runs out",
+    ),
+    key(
+        "resume_moves",
+        Bool,
+        Some("true"),
+        "whether a serving node resumes a tenant move whose runner stopped (false: only `tenantd tenant move --resume`)",
     ),
     key(
         "run_lease_max_wait_ms",

@@ -5,6 +5,7 @@
 //! [`Config`]. A bad value fails the start with the key's name. Secrets are held as
 //! [`Secret`], which never prints, so `Config`'s `Debug` is safe to log.
 
+mod cells;
 pub mod keys;
 mod secret;
 mod sources;
@@ -13,6 +14,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use cells::{BlobLocation, CellConfig, DbLocation, S3Config};
+use cells::{parse_url, s3_url, validate_cells};
 pub use secret::Secret;
 use sources::Merged;
 use tenantd_core::runs::Scheduling;
@@ -53,47 +56,6 @@ impl std::fmt::Debug for MasterKeySource {
     }
 }
 
-/// Where a catalog or cell lives.
-#[derive(Debug, Clone)]
-pub enum DbLocation {
-    /// A SQLite file.
-    Sqlite(PathBuf),
-    /// A PostgreSQL database (serving and migrating roles).
-    Postgres(tenantd_store::postgres::PgLocation),
-}
-
-/// An S3-compatible bucket (AWS S3, MinIO, …) for file contents. Unset fields fall back to
-/// the standard `AWS_*` environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-/// `AWS_REGION`, `AWS_ENDPOINT_URL`, …).
-#[derive(Debug, Clone)]
-pub struct S3Config {
-    /// The bucket.
-    pub bucket: String,
-    /// A key prefix inside the bucket (`""` for none).
-    pub prefix: String,
-    /// The endpoint, for S3-compatible services (`http://127.0.0.1:9000`).
-    pub endpoint: Option<String>,
-    /// The region.
-    pub region: Option<String>,
-    /// The access key id.
-    pub access_key_id: Option<String>,
-    /// The secret access key.
-    pub secret_access_key: Option<Secret>,
-}
-
-/// A storage cell.
-#[derive(Debug, Clone)]
-pub struct CellConfig {
-    /// Its name.
-    pub name: tenantd_core::tenant::CellName,
-    /// Its region (`us`, `eu`, `ap`), if any.
-    pub region: Option<String>,
-    /// `pooled` or `dedicated`.
-    pub dedicated: bool,
-    /// Its database.
-    pub location: DbLocation,
-}
-
 /// The validated configuration (its `Debug` prints no secret).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -126,6 +88,10 @@ pub struct Config {
     pub event_retention_days: i64,
     /// A worker's lease on a run, milliseconds.
     pub run_lease_ttl_ms: i64,
+    /// A tenant move's lease, milliseconds.
+    pub move_lease_ms: u64,
+    /// Whether a serving node resumes the moves whose runner stopped.
+    pub resume_moves: bool,
     /// Leases a run may lose before it ends `expired`.
     pub run_max_attempts: i64,
     /// How leases pick runs (`run_scheduling`: fair, or fifo).
@@ -279,7 +245,16 @@ impl Config {
             )?,
             None => DbLocation::Sqlite(data_dir.join("catalog.db")),
         };
-        let cells = validate_cells(m.cells.as_deref(), &data_dir, pool)?;
+        // The service and keys every bucket named here is reached with.
+        let s3_base = S3Config {
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: text("s3_endpoint"),
+            region: text("s3_region"),
+            access_key_id: text("s3_access_key_id"),
+            secret_access_key: m.secret("s3_secret_access_key"),
+        };
+        let cells = validate_cells(m.cells.as_deref(), &data_dir, pool, &s3_base)?;
         Ok(Self {
             listen,
             mode,
@@ -313,6 +288,8 @@ impl Config {
             retention_days: positive("retention_days")?,
             event_retention_days: in_range("event_retention_days", 1, 3650, "")?,
             run_lease_ttl_ms: in_range("run_lease_ttl_ms", 100, 3_600_000, "")?,
+            move_lease_ms: in_range("move_lease_ms", 300, 3_600_000, "")? as u64,
+            resume_moves: m.bool("resume_moves").unwrap_or(true),
             run_max_attempts: in_range("run_max_attempts", 1, 100, "")?,
             run_scheduling,
             run_lease_max_wait_ms: in_range("run_lease_max_wait_ms", 0, 30_000, "")? as u64,
@@ -328,23 +305,7 @@ impl Config {
                 .unwrap_or_else(|| data_dir.join("blobs")),
             s3: match text("blob_store") {
                 None => None,
-                Some(url) => {
-                    let rest = url.strip_prefix("s3://").ok_or(
-                        "blob_store: expected s3://BUCKET or s3://BUCKET/PREFIX (unset: the local blob_dir)",
-                    )?;
-                    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                    if bucket.is_empty() {
-                        return Err("blob_store: s3:// needs a bucket".into());
-                    }
-                    Some(S3Config {
-                        bucket: bucket.to_owned(),
-                        prefix: prefix.trim_matches('/').to_owned(),
-                        endpoint: text("s3_endpoint"),
-                        region: text("s3_region"),
-                        access_key_id: text("s3_access_key_id"),
-                        secret_access_key: m.secret("s3_secret_access_key"),
-                    })
-                }
+                Some(url) => Some(s3_url("blob_store", &url, &s3_base)?),
             },
             auth_rate_per_ip: in_range("auth_rate_per_ip", 1, u32::MAX.into(), "")? as u32,
             auth_rate_per_account: in_range("auth_rate_per_account", 1, u32::MAX.into(), "")?
@@ -381,94 +342,6 @@ impl Config {
         m.flag("password_hashing", "insecure-fast-for-tests");
         Self::validate(m).unwrap_or_else(|e| panic!("test config: {e}"))
     }
-}
-
-fn parse_url(
-    key: &str,
-    url: &str,
-    migrate_url: Option<&str>,
-    max_connections: u32,
-) -> Result<DbLocation, String> {
-    let is_pg = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        if path.is_empty() {
-            return Err(format!("{key}.url: sqlite:// needs a path"));
-        }
-        if migrate_url.is_some_and(|m| m != url) {
-            return Err(format!(
-                "{key}.migrate_url: a SQLite database is migrated through its url"
-            ));
-        }
-        Ok(DbLocation::Sqlite(PathBuf::from(path)))
-    } else if is_pg(url) {
-        if migrate_url.is_some_and(|m| !is_pg(m)) {
-            return Err(format!("{key}.migrate_url: expected postgres://"));
-        }
-        Ok(DbLocation::Postgres(tenantd_store::postgres::PgLocation {
-            url: url.to_owned(),
-            migrate_url: migrate_url.map(str::to_owned),
-            max_connections,
-        }))
-    } else {
-        Err(format!(
-            "{key}.url: expected sqlite://PATH or postgres://USER@HOST/DB"
-        ))
-    }
-}
-
-/// The `[[cells]]` list, or the one pooled SQLite cell `local` of the embedded default.
-fn validate_cells(
-    list: Option<&[sources::RawCell]>,
-    data_dir: &Path,
-    pool: u32,
-) -> Result<Vec<CellConfig>, String> {
-    let list = match list {
-        None => {
-            return Ok(vec![CellConfig {
-                name: "local".into(),
-                region: None,
-                dedicated: false,
-                location: DbLocation::Sqlite(data_dir.join("cells").join("local.db")),
-            }]);
-        }
-        Some([]) => return Err("cells: at least one cell is needed".into()),
-        Some(list) => list,
-    };
-    let mut out: Vec<CellConfig> = Vec::new();
-    for (i, c) in list.iter().enumerate() {
-        let name: tenantd_core::tenant::CellName = c
-            .name
-            .clone()
-            .ok_or(format!("cells[{i}].name: missing"))?
-            .into();
-        if out.iter().any(|o| o.name == name) {
-            return Err(format!("cells[{i}].name: {name} appears twice"));
-        }
-        if let Some(r) = &c.region {
-            tenantd_core::tenant::Region::parse(r, "region")
-                .map_err(|_| format!("cells[{i}].region: us, eu or ap"))?;
-        }
-        let dedicated = match c.mode.as_deref().unwrap_or("pooled") {
-            "pooled" => false,
-            "dedicated" => true,
-            m => return Err(format!("cells[{i}].mode: pooled or dedicated, not {m:?}")),
-        };
-        let url = c.url.as_deref().ok_or(format!("cells[{i}].url: missing"))?;
-        let location = parse_url(&format!("cells[{i}]"), url, c.migrate_url.as_deref(), pool)?;
-        out.push(CellConfig {
-            name,
-            region: c.region.clone(),
-            dedicated,
-            location,
-        });
-    }
-    if out.iter().all(|c| c.dedicated) {
-        return Err(
-            "cells: at least one must be pooled (the platform tenant and every plan without dedicated isolation live there)"
-                .into(),
-        );
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

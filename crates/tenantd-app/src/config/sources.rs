@@ -27,6 +27,8 @@ pub(super) struct RawCell {
     pub mode: Option<String>,
     pub url: Option<String>,
     pub migrate_url: Option<String>,
+    pub blob_dir: Option<String>,
+    pub blob_store: Option<String>,
 }
 
 /// The merged configuration, before validation.

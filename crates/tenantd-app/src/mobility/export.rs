@@ -245,7 +245,9 @@ async fn assemble(
             .map_err(|_| Error::Internal(format!("file id {id}")))?;
         let key = BlobPath::from(blob_key(tenant.id, file_id));
         let bytes = state
-            .blobs
+            .cell_blobs
+            .of(&tenant.cell)
+            .store
             .get(&key)
             .await
             .map_err(|e| Error::Internal(format!("blob {id}: {e}")))?

@@ -353,7 +353,12 @@ pub(crate) async fn remove_leftovers(state: &AppState, tenant: TenantId) -> Resu
 
 /// Removes every blob under the tenant's prefix; how many.
 pub(crate) async fn remove_blobs(state: &AppState, tenant: TenantId) -> Result<u64> {
-    super::downloads::remove_prefix(state.blobs.as_ref(), &format!("tenants/{tenant}")).await
+    let mut removed = 0;
+    for b in state.cell_blobs.all() {
+        removed +=
+            super::downloads::remove_prefix(b.store.as_ref(), &format!("tenants/{tenant}")).await?;
+    }
+    Ok(removed)
 }
 
 /// Writes the cell's rows and the blobs, read from the archive a second time.
@@ -421,7 +426,9 @@ async fn write_cell(
                             .map_err(|_| refused(format!("blob of file {file_id:?}")))?,
                     );
                     state
-                        .blobs
+                        .cell_blobs
+                        .of(scope.cell())
+                        .store
                         .put(&BlobPath::from(blob_key(tenant, id)), bytes.into())
                         .await
                         .map_err(|e| Error::Internal(format!("blob {id}: {e}")))?;

@@ -4,12 +4,14 @@
 //! [`tenantd_core::store::CopyStore`].
 
 pub mod archive;
+pub mod blobs;
 mod copying;
 pub mod downloads;
 pub mod export;
 pub mod import;
 pub mod isolation;
 mod keys;
+pub mod lease;
 pub mod manifest;
 pub mod moving;
 pub mod purge;

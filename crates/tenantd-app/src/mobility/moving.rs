@@ -5,15 +5,16 @@
 //! - `copying`: the source's fence row is made (writes still pass, each now holding it); any
 //!   rows of the tenant in the target are removed; every table is copied page by page
 //!   ([`super::copying`]); then catch-up passes copy what changed meanwhile (appended rows,
-//!   stamped rows, small tables whole), each pass shorter than the last.
+//!   stamped rows, small tables whole), each pass shorter than the last; and the blobs, when
+//!   the cells keep their files in different object stores (`blobs.rs`).
 //! - `frozen`: the tenant's status is `migrating` (writes answer 503 `TENANT_MIGRATING` at
 //!   the edge) and the source's fence is frozen — it waits for the writes in flight, and from
 //!   then on refuses every write of the tenant in that cell, whatever a node has cached. The
-//!   scheduler stops leasing its runs. A last catch-up, then the counts of every table and the
-//!   audit head must be equal on both sides.
+//!   scheduler stops leasing its runs. A last catch-up (rows and blobs), then the counts of
+//!   every table and the audit head must be equal on both sides.
 //! - `switched`: one catalog transaction points the tenant at the target, gives it back its
 //!   status and queues `tenant.moved` for its chain. The source stays frozen while nodes'
-//!   caches of the old placement run out, then its copy is removed (`done`).
+//!   caches of the old placement run out, then its copy, rows and blobs, is removed (`done`).
 //!
 //! `--resume` carries on from the recorded phase; `--abort` (before the switch) removes the
 //! target's copy and unfreezes the source. There is never a second writable copy: the target
@@ -29,6 +30,7 @@ use tenantd_core::{Error, Result, time};
 
 use super::Progress;
 use super::copying::{Pass, SKEW, catch_up, copy_all, verify};
+use super::{blobs, lease};
 use crate::context::Caller;
 use crate::state::AppState;
 
@@ -148,8 +150,21 @@ pub async fn run(
 }
 
 /// [`run`], stopping once the move has recorded `phase` (the tests stop it there, as a crash
-/// would, and resume or abort it).
+/// would, and resume or abort it). The move's lease is taken first (waiting while a stopped
+/// runner's runs out; `Conflict` while a live runner renews it) and given up at the end.
 pub async fn run_until(
+    state: &AppState,
+    op: &Caller,
+    m: MoveRecord,
+    progress: &dyn Progress,
+    stop_at: Option<&str>,
+) -> Result<MoveRecord> {
+    let held = lease::take(state, &m).await?;
+    lease::under(state, held, carry(state, op, m, progress, stop_at)).await
+}
+
+/// Carries the move on from its recorded phase; its caller holds its lease.
+pub(super) async fn carry(
     state: &AppState,
     op: &Caller,
     mut m: MoveRecord,
@@ -161,6 +176,7 @@ pub async fn run_until(
         let fenced_at = Instant::now();
         source.copy_fence(&src, &m.id, Some(false)).await?;
         target.copy_remove(&dst, Accounts::Keep).await?;
+        blobs::remove(state, m.tenant_id, &m.target_cell, &m.source_cell).await?;
         progress.phase("copying", None);
         let mut since = time::format(time::now() - SKEW);
         copy_all(&source, &target, &src, &dst, progress).await?;
@@ -180,6 +196,16 @@ pub async fn run_until(
             .await?;
             since = caught.since;
         }
+        let copied = blobs::sync(
+            state,
+            m.tenant_id,
+            &m.source_cell,
+            &m.target_cell,
+            false,
+            progress,
+        )
+        .await?;
+        m.detail["blobs_copied"] = json!(copied.copied);
         if let Some(wait) = FENCE_SETTLES.checked_sub(fenced_at.elapsed()) {
             tokio::time::sleep(wait).await;
         }
@@ -221,6 +247,19 @@ pub async fn run_until(
         )
         .await?
         .counts;
+        let at = Instant::now();
+        let synced = blobs::sync(
+            state,
+            m.tenant_id,
+            &m.source_cell,
+            &m.target_cell,
+            true,
+            progress,
+        )
+        .await?;
+        spent.insert("blobs", at.elapsed().as_millis() as u64);
+        m.detail["blobs_copied"] =
+            json!(m.detail["blobs_copied"].as_u64().unwrap_or(0) + synced.copied);
         let caught_up = frozen.elapsed();
         verify(&source, &target, &src, &dst, counts).await?;
         spent.retain(|_, ms| *ms > 0);
@@ -278,6 +317,8 @@ pub async fn run_until(
         progress.phase("removing the source copy", None);
         let removed = source.copy_remove(&src, Accounts::Keep).await?;
         m.detail["source_rows_removed"] = json!(removed.values().sum::<u64>());
+        m.detail["source_blobs_removed"] =
+            json!(blobs::remove(state, m.tenant_id, &m.source_cell, &m.target_cell).await?);
         m.phase = "done".into();
         state.catalog.update_move(&m).await?;
     }
@@ -285,8 +326,22 @@ pub async fn run_until(
 }
 
 /// Abandons a move before its switch: the target's copy goes, the source is unfrozen and the
-/// tenant gets its status back.
-pub async fn abort(state: &AppState, mut m: MoveRecord) -> Result<MoveRecord> {
+/// tenant gets its status back. Under the move's lease, as [`run_until`].
+pub async fn abort(state: &AppState, m: MoveRecord) -> Result<MoveRecord> {
+    let held = lease::take(state, &m).await?;
+    // The record again, now that no runner changes it: a runner that held the lease until
+    // now may have carried the move past the phase the caller read.
+    let m = match state.catalog.latest_move(m.tenant_id).await? {
+        Some(now) if now.id == m.id => now,
+        _ => m,
+    };
+    lease::under(state, held, abandon(state, m)).await
+}
+
+async fn abandon(state: &AppState, mut m: MoveRecord) -> Result<MoveRecord> {
+    if m.phase == "done" || m.phase == "aborted" {
+        return Err(Error::invalid("move", format!("the move is {}", m.phase)));
+    }
     if m.phase == "switched" {
         return Err(Error::invalid(
             "move",
@@ -295,6 +350,7 @@ pub async fn abort(state: &AppState, mut m: MoveRecord) -> Result<MoveRecord> {
     }
     let (source, target, src, dst) = cells(state, &m)?;
     target.copy_remove(&dst, Accounts::Keep).await?;
+    blobs::remove(state, m.tenant_id, &m.target_cell, &m.source_cell).await?;
     if m.detail["dedicated"] == json!(true) {
         state
             .catalog

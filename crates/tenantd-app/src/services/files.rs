@@ -32,18 +32,19 @@ pub async fn release_expired_uploads(state: &AppState) -> Result<usize> {
             if batch.is_empty() {
                 break;
             }
+            let blobs = state.cell_blobs.of(name);
             for (tenant, file) in &batch {
                 // The blob first: if the release then fails, the next sweep finds it again.
-                match state
-                    .blobs
+                match blobs
+                    .store
                     .delete(&BlobPath::from(blob_key(*tenant, *file)))
                     .await
                 {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                     Err(e) => return Err(Error::Internal(format!("blob delete: {e}"))),
                 }
-                if state.config.s3.is_none() {
-                    remove_local_staging(&state.config.blob_dir, &blob_key(*tenant, *file));
+                if let crate::config::BlobLocation::Dir(dir) = &blobs.location {
+                    remove_local_staging(dir, &blob_key(*tenant, *file));
                 }
                 let scope =
                     tenantd_core::tenant::TenantScope::unscoped_trusted(*tenant, name.clone());
@@ -60,6 +61,11 @@ pub async fn release_expired_uploads(state: &AppState) -> Result<usize> {
 
 fn blob_path(ctx: &Ctx, id: FileId) -> BlobPath {
     BlobPath::from(blob_key(ctx.tenant.id, id))
+}
+
+/// The store of the request's tenant's cell.
+fn store<'a>(state: &'a AppState, ctx: &Ctx) -> &'a dyn object_store::ObjectStore {
+    state.cell_blobs.of(ctx.scope.cell()).store.as_ref()
 }
 
 fn content_type(v: Option<&str>) -> Result<String> {
@@ -132,8 +138,7 @@ pub async fn upload(
     let deadline = time::now() + upload_deadline(state);
     cell.reserve_file(&ctx.scope, &new, ctx.plan.limit("storage_bytes"), deadline)
         .await?;
-    if let Err(e) = state
-        .blobs
+    if let Err(e) = store(state, ctx)
         .put(&blob_path(ctx, new.id), PutPayload::from_bytes(body))
         .await
     {
@@ -154,7 +159,7 @@ pub async fn upload(
     match cell.complete_file(&ctx.scope, new.id, ev).await {
         Ok(meta) => Ok(meta),
         Err(e) => {
-            let _ = state.blobs.delete(&blob_path(ctx, new.id)).await;
+            let _ = store(state, ctx).delete(&blob_path(ctx, new.id)).await;
             let _ = cell.abort_file(&ctx.scope, new.id).await;
             Err(e)
         }
@@ -200,8 +205,7 @@ pub async fn content(
     id: FileId,
 ) -> Result<(FileMeta, Bytes)> {
     let meta = state.cell(&ctx.scope)?.get_file(&ctx.scope, id).await?;
-    let got = state
-        .blobs
+    let got = store(state, ctx)
         .get(&blob_path(ctx, id))
         .await
         .map_err(|e| match e {
@@ -241,7 +245,7 @@ pub async fn delete(
         .cell(&ctx.scope)?
         .delete_file(&ctx.scope, id, ev)
         .await?;
-    if let Err(e) = state.blobs.delete(&blob_path(ctx, id)).await {
+    if let Err(e) = store(state, ctx).delete(&blob_path(ctx, id)).await {
         tracing::warn!(error = %e, "blob delete failed; the blob is orphaned (not counted)");
     }
     Ok(())

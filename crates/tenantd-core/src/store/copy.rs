@@ -251,6 +251,14 @@ pub trait MoveRecordStore: Send + Sync {
     async fn latest_move(&self, tenant: crate::ids::TenantId) -> Result<Option<MoveRecord>>;
     /// Writes the move's phase and detail.
     async fn update_move(&self, m: &MoveRecord) -> Result<()>;
+    /// Takes or renews `runner`'s lease on the open move `id` until `until`: `false` when
+    /// another runner holds a lease that runs past `now`, or the move is done or aborted.
+    async fn lease_move(&self, id: &str, runner: &str, until: &str, now: &str) -> Result<bool>;
+    /// Gives `runner`'s lease on move `id` up (its runner stopped).
+    async fn release_move(&self, id: &str, runner: &str) -> Result<()>;
+    /// The open moves (neither done nor aborted), oldest first, each with until when it is
+    /// leased (`None`: never, or given up).
+    async fn open_moves(&self) -> Result<Vec<(MoveRecord, Option<String>)>>;
     /// Sets the tenant's status (`migrating` at the freeze, back after an abort) and the
     /// move's phase together.
     async fn move_status(&self, m: &MoveRecord, status: crate::tenant::TenantStatus) -> Result<()>;

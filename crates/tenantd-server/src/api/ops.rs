@@ -199,17 +199,23 @@ async fn db_state(
     }
 }
 
-/// The file store's state for `/readyz`: a HEAD of a key that need not exist (not found is an
-/// answer). Files are not needed by every request, so a file store down makes the node
-/// `degraded`, not unready.
+/// The file stores' state for `/readyz` (the first not `ok` of the deployment's and the
+/// cells' own, asked at once): a HEAD of a key that need not exist (not found is an answer).
+/// Files are not needed by every request, so a file store down makes the node `degraded`,
+/// not unready.
 async fn blob_state(state: &AppState) -> &'static str {
     use object_store::ObjectStoreExt;
     let probe = object_store::path::Path::from(".tenantd-probe");
-    match tokio::time::timeout(READY_TIMEOUT, state.blobs.head(&probe)).await {
-        Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => "ok",
-        Ok(Err(_)) => "unreachable",
-        Err(_) => "timeout",
-    }
+    let stores = state.cell_blobs.all();
+    let states = futures_util::future::join_all(stores.iter().map(|b| async {
+        match tokio::time::timeout(READY_TIMEOUT, b.store.head(&probe)).await {
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => "ok",
+            Ok(Err(_)) => "unreachable",
+            Err(_) => "timeout",
+        }
+    }))
+    .await;
+    states.into_iter().find(|s| *s != "ok").unwrap_or("ok")
 }
 
 /// Ready: the catalog and every cell answer. Every dependency is named with its state; the

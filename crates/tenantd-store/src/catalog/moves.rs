@@ -36,6 +36,18 @@ impl Record for MoveRow {
     }
 }
 
+/// A move with until when it is leased.
+struct LeasedRow(MoveRecord, Option<String>);
+
+impl Record for LeasedRow {
+    fn read(row: &dyn Columns) -> Result<Self> {
+        Ok(LeasedRow(
+            MoveRow::read(row)?.0,
+            row.opt_text("lease_until")?,
+        ))
+    }
+}
+
 fn now() -> String {
     time::format(time::now())
 }
@@ -84,6 +96,38 @@ impl<D: Db> MoveRecordStore for Catalog<D> {
     async fn update_move(&self, m: &MoveRecord) -> Result<()> {
         self.db().writer()?.execute(update(m)).await?;
         Ok(())
+    }
+
+    async fn lease_move(&self, id: &str, runner: &str, until: &str, now: &str) -> Result<bool> {
+        let n = self
+            .db()
+            .writer()?
+            .execute(
+                q(tenants::LEASE_MOVE)
+                    .bind(runner)
+                    .bind(until)
+                    .bind(id)
+                    .bind(now),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release_move(&self, id: &str, runner: &str) -> Result<()> {
+        self.db()
+            .writer()?
+            .execute(q(tenants::RELEASE_MOVE).bind(id).bind(runner))
+            .await?;
+        Ok(())
+    }
+
+    async fn open_moves(&self) -> Result<Vec<(MoveRecord, Option<String>)>> {
+        let rows: Vec<LeasedRow> = self
+            .db()
+            .reader()?
+            .fetch_all(q(tenants::OPEN_MOVES))
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.0, r.1)).collect())
     }
 
     async fn move_status(&self, m: &MoveRecord, status: TenantStatus) -> Result<()> {

@@ -64,6 +64,11 @@ const CATALOG_MIGRATIONS: &[Migration] = &[
         name: "password_setups",
         sql: include_str!("../../migrations/postgres/catalog/0007_password_setups.sql"),
     },
+    Migration {
+        version: 8,
+        name: "move_leases",
+        sql: include_str!("../../migrations/postgres/catalog/0008_move_leases.sql"),
+    },
 ];
 
 const CELL_MIGRATIONS: &[Migration] = &[

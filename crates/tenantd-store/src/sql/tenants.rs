@@ -92,6 +92,23 @@ SELECT id, tenant_id, source_cell, target_cell, phase, prior_status, detail, sta
 pub const UPDATE_MOVE: &str = "\
 UPDATE tenant_moves SET phase = $1, detail = $2, updated_at = $3 WHERE id = $4";
 
+/// Takes or renews a move's lease: `$1` runner, `$2` until, `$3` the move, `$4` now. Granted
+/// while the move is open and no other runner holds a lease past now.
+pub const LEASE_MOVE: &str = "\
+UPDATE tenant_moves SET runner = $1, lease_until = $2
+ WHERE id = $3 AND phase NOT IN ('done', 'aborted')
+   AND (runner IS NULL OR runner = $1 OR lease_until IS NULL OR lease_until < $4)";
+
+/// Gives a lease up: `$1` the move, `$2` its runner.
+pub const RELEASE_MOVE: &str = "\
+UPDATE tenant_moves SET runner = NULL, lease_until = NULL WHERE id = $1 AND runner = $2";
+
+/// The open moves, with their leases.
+pub const OPEN_MOVES: &str = "\
+SELECT id, tenant_id, source_cell, target_cell, phase, prior_status, detail, started_at, updated_at,
+       runner, lease_until
+  FROM tenant_moves WHERE phase NOT IN ('done', 'aborted') ORDER BY started_at, id";
+
 /// A tenant's status alone: `$1` status, `$2` now, `$3` the tenant.
 pub const SET_STATUS_ONLY: &str = "UPDATE tenants SET status = $1, updated_at = $2 WHERE id = $3";
 
