@@ -184,3 +184,70 @@ async fn the_api_writes_an_archive_to_download_that_imports_like_the_cli_s() {
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
 }
+
+#[tokio::test]
+async fn an_export_whose_node_went_away_reads_failed_not_running_forever() {
+    use object_store::ObjectStoreExt;
+    let app = TestApp::spawn().await;
+    let t = app.signup("left-behind", None).await;
+    // The record a node leaves when it is killed mid-export: running, last saved long ago.
+    let id = uuid::Uuid::now_v7().to_string();
+    let record = json!({
+        "id": id, "tenant_id": t.tenant_id, "status": "running", "credentials": false,
+        "started_at": "2026-01-01T00:00:00.000000Z", "alive_at": "2026-01-01T00:00:00.000000Z",
+        "finished_at": null, "expires_at": "2099-01-01T00:00:00.000000Z",
+        "bytes": null, "sha256": null, "error": null,
+    });
+    app.state
+        .blobs
+        .put(
+            &object_store::path::Path::from(format!("exports/{}/{id}.json", t.tenant_id)),
+            serde_json::to_vec(&record).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let path = format!("/v1/tenants/{}/exports/{id}", t.tenant_id);
+    let r = app.call("GET", &path, Some(&app.admin_token), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "failed", "{}", r.text);
+    assert!(
+        r.body["error"].as_str().unwrap_or("").contains("went away"),
+        "{}",
+        r.text
+    );
+    let d = app
+        .call(
+            "GET",
+            &format!("{path}/download"),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(d.status, 409, "{}", d.text);
+    // A running export that its node keeps saving is still running.
+    let fresh = uuid::Uuid::now_v7().to_string();
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let mut alive = record.clone();
+    alive["id"] = json!(fresh);
+    alive["started_at"] = json!(now);
+    alive["alive_at"] = json!(now);
+    app.state
+        .blobs
+        .put(
+            &object_store::path::Path::from(format!("exports/{}/{fresh}.json", t.tenant_id)),
+            serde_json::to_vec(&alive).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let r = app
+        .call(
+            "GET",
+            &format!("/v1/tenants/{}/exports/{fresh}", t.tenant_id),
+            Some(&app.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["status"], "running", "{}", r.text);
+}

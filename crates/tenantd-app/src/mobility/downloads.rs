@@ -24,6 +24,13 @@ use crate::state::AppState;
 /// How long an export is kept for download.
 pub const KEEP: chrono::Duration = chrono::Duration::hours(24);
 
+/// How often a running export's node saves its record again (`alive_at`).
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A running export whose record has not been saved for this long lost its node (stopped,
+/// killed): it is answered, and saved, `failed`.
+const ABANDONED: chrono::Duration = chrono::Duration::seconds(60);
+
 /// Where an export stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,6 +52,9 @@ pub struct ExportRecord {
     /// Whether members' password hashes are in it.
     pub credentials: bool,
     pub started_at: String,
+    /// When its node last said it is still writing it (while running).
+    #[serde(default)]
+    pub alive_at: Option<String>,
     pub finished_at: Option<String>,
     /// When it is removed.
     pub expires_at: String,
@@ -99,6 +109,7 @@ pub async fn start(
         status: ExportStatus::Running,
         credentials: opts.include_credentials,
         started_at: time::format(now),
+        alive_at: Some(time::format(now)),
         finished_at: None,
         expires_at: time::format(now + KEEP),
         bytes: None,
@@ -109,7 +120,21 @@ pub async fn start(
     let (st, op, t, r) = (state.clone(), op.clone(), tenant.clone(), rec.clone());
     tokio::spawn(async move {
         let mut r = r;
-        match write(&st, &op, &t, &r.id, &opts).await {
+        let id = r.id.clone();
+        let written = write(&st, &op, &t, &id, &opts);
+        tokio::pin!(written);
+        let outcome = loop {
+            tokio::select! {
+                out = &mut written => break out,
+                _ = tokio::time::sleep(HEARTBEAT) => {
+                    r.alive_at = Some(time::format(time::now()));
+                    if let Err(e) = save(st.blobs.as_ref(), &r).await {
+                        tracing::warn!(export_id = %r.id, error = %e, "an export's record could not be saved");
+                    }
+                }
+            }
+        };
+        match outcome {
             Ok((bytes, sha)) => {
                 r.status = ExportStatus::Ready;
                 r.bytes = Some(bytes);
@@ -194,7 +219,24 @@ pub async fn get(state: &AppState, tenant: TenantId, id: &str) -> Result<ExportR
     if rec.tenant_id != tenant.to_string() {
         return Err(Error::NotFound);
     }
-    Ok(rec)
+    Ok(abandoned(state, rec).await)
+}
+
+/// A running export whose node stopped saving its record is failed, and saved so.
+async fn abandoned(state: &AppState, mut rec: ExportRecord) -> ExportRecord {
+    let alive = rec.alive_at.as_deref().unwrap_or(&rec.started_at);
+    let stale = time::format(time::now() - ABANDONED);
+    if rec.status == ExportStatus::Running && alive < stale.as_str() {
+        rec.status = ExportStatus::Failed;
+        rec.error = Some(
+            "the export stopped: its node went away before it was written; start another".into(),
+        );
+        rec.finished_at = Some(time::format(time::now()));
+        if let Err(e) = save(state.blobs.as_ref(), &rec).await {
+            tracing::warn!(export_id = %rec.id, error = %e, "an export's record could not be saved");
+        }
+    }
+    rec
 }
 
 /// A ready export's bytes, streamed from the object store; `Conflict` while it is not ready.
