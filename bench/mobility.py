@@ -38,6 +38,7 @@ SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "1000,100000").split(",")
 FILLER = int(os.environ.get("BENCH_FILLER_TENANTS", "99990"))
 NOW = base.NOW
 OUT = os.path.join(base.ROOT, "bench", "last-run-mobility.json")
+FILES = 20
 MOVE_ROUNDS = int(os.environ.get("BENCH_MOVE_ROUNDS", "3"))
 QUIET_S = float(os.environ.get("BENCH_QUIET_S", "8"))
 CELL_TABLES = ["resources", "resource_shares", "quota_counters", "audit_events", "audit_heads", "files",
@@ -56,7 +57,16 @@ class TwoCells(base.Deployment):
         self.dbs.append(extra)
         u = lambda user, db: f"postgres://{user}@{host}/{db}"
         with open(self.cfg, "a") as f:
-            f.write(f'[[cells]]\nname = "bench2"\nurl = "{u("tenantd_bench_app", extra)}"\nmigrate_url = "{u("tenantd_bench_owner", extra)}"\n')
+            # bench2 keeps its files in a store of its own, so a move carries the blobs.
+            f.write(f'[[cells]]\nname = "bench2"\nurl = "{u("tenantd_bench_app", extra)}"\nmigrate_url = "{u("tenantd_bench_owner", extra)}"\n'
+                    f'blob_dir = "{self.blob_dir("bench2")}"\n')
+
+    def blob_dir(self, cell):
+        return os.path.join(self.work, "data", "blobs" if cell == "bench" else f"blobs-{cell}")
+
+    def blobs_of(self, cell, tid):
+        d = os.path.join(self.blob_dir(cell), "tenants", tid, "files")
+        return len([n for n in os.listdir(d) if "#" not in n]) if os.path.isdir(d) else 0
 
     def cli(self, *args):
         env = dict(os.environ, TENANTD_DATA_DIR=os.path.join(self.work, "data"), TENANTD_CONFIG=self.cfg, TENANTD_LOG="error")
@@ -79,14 +89,19 @@ def psql(url, *cmds):
     return time.perf_counter() - t0
 
 
-def subject(dep, b, slug, n):
+def subject(dep, b, slug, n, files=0):
     """A tenant made through the API, with n memories bulk-loaded into its cell (and its
-    counter), and 200 items made through the API (so it has an audit chain and events)."""
+    counter), 200 items made through the API (so it has an audit chain and events) and `files`
+    files of 4 KiB."""
     r = base.req(b, "POST", "/v1/auth/signup", {"email": f"o@{slug}.test", "password": "pw-bench-123456", "name": "O",
                                                  "tenant": {"name": slug, "slug": slug, "plan": "bench"}})
     tid, token = r["tenant"]["id"], r["access_token"]
     for i in range(200):
         base.req(b, "POST", "/v1/tools", {"name": f"api-{i}", "spec": {"i": i}}, token)
+    for i in range(files):
+        req = base.urllib.request.Request(f"{b}/v1/files?name=f-{i}", data=os.urandom(4096), method="POST",
+                                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
+        base.urllib.request.urlopen(req).read()
     path = os.path.join(dep.work, f"{slug}.csv")
     with open(path, "w") as f:
         for i in range(n):
@@ -231,6 +246,8 @@ def one_move(dep, b, tid, token, nb, to):
         m = base.req(b, "GET", f"/v1/tenants/{tid}/move", None, admin)
         if m["phase"] in ("done", "aborted"):
             break
+        if time.perf_counter() - t0 > 600:
+            raise SystemExit(f"the move did not end in 10 minutes: {m}")
         time.sleep(0.05)
     took = time.perf_counter() - t0
     time.sleep(0.5)
@@ -250,6 +267,8 @@ def one_move(dep, b, tid, token, nb, to):
     left = subprocess.run(["psql", source, "-At", "-c", f"SELECT COUNT(*) FROM resources WHERE tenant_id = '{tid}'"],
                           capture_output=True, text=True).stdout.strip()
     res["rows_left_in_source"] = int(left or 0)
+    src_cell = "bench" if to == "bench2" else "bench2"
+    res["blobs_left_in_source"], res["blobs_in_target"] = dep.blobs_of(src_cell, tid), dep.blobs_of(to, tid)
     return res
 
 
@@ -262,7 +281,7 @@ def moves(out):
         dep = TwoCells()
         try:
             b = dep.node()
-            tid, token = subject(dep, b, f"m{n}", n)
+            tid, token = subject(dep, b, f"m{n}", n, files=FILES)
             r = base.req(b, "POST", "/v1/auth/signup", {"email": "o@nb.test", "password": "pw-bench-123456", "name": "O",
                                                          "tenant": {"name": "neighbour", "slug": "neighbour", "plan": "bench"}})
             nb = r["access_token"]
@@ -277,7 +296,8 @@ def moves(out):
                                "freeze_ms_client_max": max(r["freeze_ms_client"] for r in rounds),
                                "neighbour_p99_ratio_median": med("neighbour_p99_ratio"),
                                "neighbour_errors": sum(r["neighbour_errors"] for r in rounds),
-                               "rows_left_in_source": sum(r["rows_left_in_source"] for r in rounds)}
+                               "rows_left_in_source": sum(r["rows_left_in_source"] for r in rounds),
+                               "blobs_left_in_source": sum(r["blobs_left_in_source"] for r in rounds)}
             print(f"move of {n + 200} resources: {json.dumps({k: v for k, v in results[str(n)].items() if k != 'rounds'})}", flush=True)
         finally:
             dep.close()

@@ -108,6 +108,30 @@ impl Source<'_> {
         }
     }
 
+    async fn page_between(
+        &mut self,
+        w: Window<'_>,
+        until: &str,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let (table, column, since) = (w.table, w.column, w.since);
+        match self {
+            Source::One(snap) => {
+                snap.page_between(table, column, since, until, after, limit)
+                    .await
+            }
+            Source::Fresh(cell, scope) => {
+                let mut snap = cell.copy_snapshot(scope).await?;
+                let rows = snap
+                    .page_between(table, column, since, until, after, limit)
+                    .await?;
+                snap.close().await?;
+                Ok(rows)
+            }
+        }
+    }
+
     async fn close(self) -> Result<()> {
         match self {
             Source::One(snap) => snap.close().await,
@@ -118,7 +142,12 @@ impl Source<'_> {
 
 /// Every table of the source into the target, page by page in key order, each page from a
 /// snapshot of its own. The pages need not agree with each other: the first catch-up starts
-/// from before the copy began and brings every row written since.
+/// from `since` (before the copy began) and brings every row written from then on.
+///
+/// So the copy leaves those rows to it, and ends however fast the tenant writes: a Stamped
+/// table's pages hold only rows stamped before `since`, an Append table's stop at its last
+/// key when the copy began. (Paged without a bound, the copy chased a tenant writing 300
+/// rows a second for minutes: each new row's key lands ahead of the cursor.)
 ///
 /// The [`Catchup::Whole`] tables are left to that catch-up, which replaces them whole
 /// anyway. They are the small ones, and the only ones with a foreign key (shares on their
@@ -129,25 +158,41 @@ pub(super) async fn copy_all(
     target: &Cell,
     src: &TenantScope,
     dst: &TenantScope,
+    since: &str,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut from = Source::Fresh(source, src);
     for table in source.copy_tables() {
-        if table.sync == Catchup::Whole {
-            continue;
-        }
-        let mut after: Option<Row> = None;
-        loop {
-            let began = Instant::now();
-            let rows = from.page(table, after.as_ref(), PAGE).await?;
-            let n = rows.len();
-            let Some(last) = rows.last() else { break };
-            after = Some(table.key_of(last));
-            target.copy_insert(dst, vec![(table, rows)]).await?;
-            progress.advance(n as u64);
-            PACED.after(began).await;
-            if n < PAGE {
-                break;
+        match table.sync {
+            Catchup::Whole => {}
+            Catchup::Append => {
+                // Empty when the copy began: the first catch-up brings what it gets.
+                let Some(last) = source.copy_max_key(src, table).await? else {
+                    continue;
+                };
+                let to = Some(&last);
+                append_to(&mut from, target, dst, table, None, to, PACED, progress).await?;
+            }
+            Catchup::Stamped(column) => {
+                let w = Window {
+                    table,
+                    column,
+                    since: "",
+                };
+                let mut after: Option<Row> = None;
+                loop {
+                    let began = Instant::now();
+                    let rows = from.page_between(w, since, after.as_ref(), PAGE).await?;
+                    let n = rows.len();
+                    let Some(last) = rows.last() else { break };
+                    after = Some(table.key_of(last));
+                    target.copy_insert(dst, vec![(table, rows)]).await?;
+                    progress.advance(n as u64);
+                    PACED.after(began).await;
+                    if n < PAGE {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -162,9 +207,26 @@ pub(super) struct Caught {
     pub counts: Option<(Counts, Counts)>,
 }
 
+/// Where a pass's time went, table by table: milliseconds, and rows written.
+#[derive(Debug, Default)]
+pub(super) struct Spent {
+    pub ms: std::collections::BTreeMap<&'static str, u64>,
+    pub rows: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Spent {
+    pub fn took(&mut self, step: &'static str, since: Instant) {
+        self.ms.insert(step, since.elapsed().as_millis() as u64);
+    }
+
+    fn wrote(&mut self, table: &'static str, n: u64) {
+        *self.rows.entry(table).or_default() += n;
+    }
+}
+
 /// Brings the target up to the source, table by table, by each table's [`Catchup`]: `since`
 /// is where the stamped windows begin (the previous pass's start, less the clock skew).
-/// `spent` gets each table's milliseconds.
+/// `spent` gets each table's milliseconds and rows written.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn catch_up(
     source: &Cell,
@@ -174,7 +236,7 @@ pub(super) async fn catch_up(
     since: &str,
     pass: Pass,
     progress: &dyn Progress,
-    spent: &mut std::collections::BTreeMap<&'static str, u64>,
+    spent: &mut Spent,
 ) -> Result<Caught> {
     let (mut from, pace) = match pass {
         Pass::Live => (Source::Fresh(source, src), PACED),
@@ -185,23 +247,40 @@ pub(super) async fn catch_up(
     for table in source.copy_tables() {
         let began = Instant::now();
         match table.sync {
-            Catchup::Append => append(&mut from, target, dst, table, pace, progress).await?,
+            Catchup::Append => {
+                // Live, up to the last key now: what is appended meanwhile is the next
+                // pass's (the frozen pass's snapshot bounds its own).
+                let to = match pass {
+                    Pass::Live => source.copy_max_key(src, table).await?,
+                    Pass::Frozen => None,
+                };
+                let n = append(&mut from, target, dst, table, to.as_ref(), pace, progress).await?;
+                spent.wrote(table.name, n);
+            }
             Catchup::Stamped(column) => {
                 let w = Window {
                     table,
                     column,
                     since,
                 };
-                changed(&mut from, target, dst, w, pace, progress).await?;
+                // Live, the rows stamped before this pass began: the ones since are the
+                // closing snapshot's.
+                let until = match pass {
+                    Pass::Live => Until::Stamp(&began_pass),
+                    Pass::Frozen => Until::Snapshot,
+                };
+                let n = changed(&mut from, target, dst, w, until, pace, progress).await?;
+                spent.wrote(table.name, n);
                 stamped.push(table);
             }
             Catchup::Whole => {
                 if let Source::One(snap) = &mut from {
-                    replace(&mut **snap, target, dst, table, progress).await?;
+                    let n = replace(&mut **snap, target, dst, table, progress).await?;
+                    spent.wrote(table.name, n);
                 }
             }
         }
-        spent.insert(table.name, began.elapsed().as_millis() as u64);
+        spent.took(table.name, began);
     }
     if pass == Pass::Live {
         // One short snapshot: the rows stamped while this pass ran, then the whole tables,
@@ -215,7 +294,16 @@ pub(super) async fn catch_up(
                     column,
                     since: &began_pass,
                 };
-                changed(&mut last, target, dst, w, UNPACED, progress).await?;
+                changed(
+                    &mut last,
+                    target,
+                    dst,
+                    w,
+                    Until::Snapshot,
+                    UNPACED,
+                    progress,
+                )
+                .await?;
             }
         }
         if let Source::One(snap) = &mut last {
@@ -252,43 +340,65 @@ pub(super) async fn catch_up(
         }
     }
     from.close().await?;
-    spent.insert("counts", began.elapsed().as_millis() as u64);
+    spent.took("counts", began);
     Ok(Caught {
         since: began_pass,
         counts: settled,
     })
 }
 
-/// The rows appended to an append-only table after the target's last; the oldest rows
-/// retention pruned in the source go in the target too.
+/// The rows appended to an append-only table after the target's last, up to the key `to`
+/// when given; the oldest rows retention pruned in the source go in the target too.
+#[allow(clippy::too_many_arguments)]
 async fn append(
     from: &mut Source<'_>,
     target: &Cell,
     dst: &TenantScope,
     table: &'static Table,
+    to: Option<&Row>,
     pace: Pace,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<u64> {
     let first = from.page(table, None, 1).await?;
     if let Some(first) = first.first() {
         let key = table.key_of(first);
         prune_before(target, dst, table, &key).await?;
     }
-    let mut after = target.copy_max_key(dst, table).await?;
+    let after = target.copy_max_key(dst, table).await?;
+    append_to(from, target, dst, table, after, to, pace, progress).await
+}
+
+/// An append-only table's rows after the key `after`, up to the key `to` when given (a page
+/// that reaches it is the last).
+#[allow(clippy::too_many_arguments)]
+async fn append_to(
+    from: &mut Source<'_>,
+    target: &Cell,
+    dst: &TenantScope,
+    table: &'static Table,
+    mut after: Option<Row>,
+    to: Option<&Row>,
+    pace: Pace,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let mut wrote = 0;
     loop {
         let began = Instant::now();
         let rows = from.page(table, after.as_ref(), PAGE).await?;
         let Some(last) = rows.last() else { break };
-        after = Some(table.key_of(last));
+        let key = table.key_of(last);
+        let reached = to.is_some_and(|to| cmp_keys(&key, to) != std::cmp::Ordering::Less);
+        after = Some(key);
         let n = rows.len();
         target.copy_insert(dst, vec![(table, rows)]).await?;
+        wrote += n as u64;
         progress.advance(n as u64);
         pace.after(began).await;
-        if n < PAGE {
+        if n < PAGE || reached {
             break;
         }
     }
-    Ok(())
+    Ok(wrote)
 }
 
 /// A stamped table's rows changed since a time.
@@ -299,25 +409,40 @@ struct Window<'a> {
     since: &'a str,
 }
 
+/// Where a pass's pages of a window end: at rows stamped `until` (a later read brings the
+/// rest), or with the rows (a snapshot bounds them).
+#[derive(Clone, Copy)]
+enum Until<'a> {
+    Stamp(&'a str),
+    Snapshot,
+}
+
 /// The rows of a stamped table's window into the target. Only what differs from the target
 /// is written: the window reaches back past the last pass by the clock skew, so most of its
 /// rows are there already.
+#[allow(clippy::too_many_arguments)]
 async fn changed(
     from: &mut Source<'_>,
     target: &Cell,
     dst: &TenantScope,
     w: Window<'_>,
+    until: Until<'_>,
     pace: Pace,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<u64> {
     let table = w.table;
+    let mut wrote = 0;
     let theirs = window(target, dst, table, w.column, w.since).await?;
     let mut after: Option<Row> = None;
     loop {
         let began = Instant::now();
-        let rows = from
-            .page_since(table, w.column, w.since, after.as_ref(), PAGE)
-            .await?;
+        let rows = match until {
+            Until::Stamp(until) => from.page_between(w, until, after.as_ref(), PAGE).await?,
+            Until::Snapshot => {
+                from.page_since(table, w.column, w.since, after.as_ref(), PAGE)
+                    .await?
+            }
+        };
         let Some(last) = rows.last() else { break };
         after = Some(table.key_of(last));
         let n = rows.len();
@@ -329,6 +454,7 @@ async fn changed(
             None => rows,
         };
         if !rows.is_empty() {
+            wrote += rows.len() as u64;
             target.copy_upsert(dst, table, rows, Vec::new()).await?;
         }
         progress.advance(n as u64);
@@ -337,7 +463,7 @@ async fn changed(
             break;
         }
     }
-    Ok(())
+    Ok(wrote)
 }
 
 /// A whole table replaced in the target by the snapshot's rows, when they differ.
@@ -347,16 +473,18 @@ async fn replace(
     dst: &TenantScope,
     table: &'static Table,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<u64> {
     let rows = whole(snap, table).await?;
     let mut theirs = target.copy_snapshot(dst).await?;
     let now = whole(&mut *theirs, table).await?;
     theirs.close().await?;
-    if rows != now {
-        progress.advance(rows.len() as u64);
-        target.copy_replace(dst, table, rows).await?;
+    if rows == now {
+        return Ok(0);
     }
-    Ok(())
+    let n = rows.len() as u64;
+    progress.advance(n);
+    target.copy_replace(dst, table, rows).await?;
+    Ok(n)
 }
 
 /// Every row of a (small) table in a snapshot.

@@ -29,7 +29,7 @@ use tenantd_core::tenant::{CellName, Tenant, TenantScope, TenantStatus};
 use tenantd_core::{Error, Result, time};
 
 use super::Progress;
-use super::copying::{Pass, SKEW, catch_up, copy_all, verify};
+use super::copying::{Pass, SKEW, Spent, catch_up, copy_all, verify};
 use super::{blobs, lease};
 use crate::context::Caller;
 use crate::state::AppState;
@@ -179,10 +179,10 @@ pub(super) async fn carry(
         blobs::remove(state, m.tenant_id, &m.target_cell, &m.source_cell).await?;
         progress.phase("copying", None);
         let mut since = time::format(time::now() - SKEW);
-        copy_all(&source, &target, &src, &dst, progress).await?;
+        copy_all(&source, &target, &src, &dst, &since, progress).await?;
         for pass in 0..2 {
             progress.phase(&format!("catching up ({})", pass + 1), None);
-            let mut spent = std::collections::BTreeMap::new();
+            let mut spent = Spent::default();
             let caught = catch_up(
                 &source,
                 &target,
@@ -234,7 +234,7 @@ pub(super) async fn carry(
         let frozen = Instant::now();
         progress.phase("final catch-up", None);
         let since = m.detail["since"].as_str().unwrap_or("").to_owned();
-        let mut spent = std::collections::BTreeMap::new();
+        let mut spent = Spent::default();
         let counts = catch_up(
             &source,
             &target,
@@ -257,16 +257,18 @@ pub(super) async fn carry(
             progress,
         )
         .await?;
-        spent.insert("blobs", at.elapsed().as_millis() as u64);
+        spent.took("blobs", at);
         m.detail["blobs_copied"] =
             json!(m.detail["blobs_copied"].as_u64().unwrap_or(0) + synced.copied);
         let caught_up = frozen.elapsed();
         verify(&source, &target, &src, &dst, counts).await?;
-        spent.retain(|_, ms| *ms > 0);
+        spent.ms.retain(|_, ms| *ms > 0);
+        spent.rows.retain(|_, n| *n > 0);
         m.detail["freeze_steps_ms"] = json!({
             "catch_up": caught_up.as_millis() as u64,
             "verify": (frozen.elapsed() - caught_up).as_millis() as u64,
-            "by_table": spent,
+            "by_table": spent.ms,
+            "rows_written": spent.rows,
         });
         if let Some(active) = m.detail["run_active"].as_i64() {
             run_active(&target, &dst, Some(active)).await?;

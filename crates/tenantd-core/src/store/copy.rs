@@ -207,6 +207,18 @@ pub trait CopySnapshot: Send {
         after: Option<&Row>,
         limit: usize,
     ) -> Result<Vec<Row>>;
+    /// Up to `limit` rows of `table` whose `column` is at least `since` and before `until`,
+    /// after the key `after`, in key order: a window that rows written from now on (stamped
+    /// later) do not enter, so paging it ends however fast the tenant writes.
+    async fn page_between(
+        &mut self,
+        table: &'static Table,
+        column: &'static str,
+        since: &str,
+        until: &str,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>>;
     /// Up to `limit` keys of `table` after `after`, in key order (each a row of the key
     /// columns).
     async fn keys(

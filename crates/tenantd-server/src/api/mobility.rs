@@ -48,7 +48,8 @@ pub struct MoveResponse {
     pub updated_at: String,
     /// How long writes were frozen, once the move has switched.
     pub freeze_ms: Option<u64>,
-    /// What the freeze spent on its last catch-up and on its check, in ms.
+    /// What the freeze spent on its last catch-up and on its check, in ms (`by_table`), and
+    /// the rows its last catch-up wrote (`rows_written`).
     #[schema(value_type = Option<Object>)]
     pub freeze_steps_ms: Option<serde_json::Value>,
 }

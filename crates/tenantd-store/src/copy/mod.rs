@@ -199,6 +199,36 @@ impl<T: Tx + 'static> CopySnapshot for Snapshot<T> {
         self.tx.fetch_table(q.bind(limit), table).await
     }
 
+    async fn page_between(
+        &mut self,
+        table: &'static Table,
+        column: &'static str,
+        since: &str,
+        until: &str,
+        after: Option<&Row>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        let tenant = self.scope.tenant_id().to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let q = match after {
+            None => Query::new(sql::between_first(table, column))
+                .bind(tenant)
+                .bind(since)
+                .bind(until),
+            Some(after) => {
+                let mut q = Query::new(sql::between_next(table, column))
+                    .bind(tenant)
+                    .bind(since)
+                    .bind(until);
+                for a in key_args(table, after)? {
+                    q = q.bind(a);
+                }
+                q
+            }
+        };
+        self.tx.fetch_table(q.bind(limit), table).await
+    }
+
     async fn keys(
         &mut self,
         table: &'static Table,

@@ -112,6 +112,39 @@ pub(super) fn since_next(table: &'static Table, column: &'static str) -> &'stati
     })
 }
 
+/// Rows whose `column` is at least `$2` and before `$3`, from the start: `$1` the tenant,
+/// `$4` the limit.
+pub(super) fn between_first(table: &'static Table, column: &'static str) -> &'static str {
+    built(table, column, 3, || {
+        format!(
+            "SELECT {} FROM {} WHERE {} AND {column} >= $2 AND {column} < $3 ORDER BY {} LIMIT $4",
+            columns(table),
+            table.name,
+            table.filter,
+            table.key.join(", ")
+        )
+    })
+}
+
+/// The same after a key: `$1` the tenant, `$2` since, `$3` until, then the key, then the
+/// limit.
+pub(super) fn between_next(table: &'static Table, column: &'static str) -> &'static str {
+    built(table, column, 4, || {
+        let n = table.key.len();
+        let after = (4..4 + n).map(|i| format!("${i}")).collect::<Vec<_>>();
+        format!(
+            "SELECT {} FROM {} WHERE {} AND {column} >= $2 AND {column} < $3 AND ({}) > ({}) ORDER BY {} LIMIT ${}",
+            columns(table),
+            table.name,
+            table.filter,
+            table.key.join(", "),
+            after.join(", "),
+            table.key.join(", "),
+            n + 4
+        )
+    })
+}
+
 /// The keys from the start: `$1` the tenant, `$2` the limit.
 pub(super) fn keys_first(table: &'static Table) -> &'static str {
     built(table, "keys_first", 0, || {
