@@ -198,21 +198,28 @@ pub(super) const KEY_BATCHES: &[usize] = &[64, 16, 4, 1];
 /// Removes `n` rows by key: `$1` the tenant, then `n` keys.
 pub(super) fn remove_keys(table: &'static Table, n: usize) -> &'static str {
     built(table, "remove_keys", n, || {
+        // One equality per key column, OR'ed key by key: each arm is a probe of an index
+        // (the key's, or the primary key's column in it), whatever the planner believes of
+        // the tenant's row count. `(key) IN (VALUES …)` was planned as a hash join over
+        // every row of the tenant whenever the target's statistics lagged a big copy (a
+        // fresh cell, or one that just took a tenant): 64 keys cost a scan of 100,000 rows.
         let width = table.key.len();
         let keys = (0..n)
             .map(|k| {
-                let at = (0..width)
-                    .map(|c| format!("${}", 2 + k * width + c))
+                let at = table
+                    .key
+                    .iter()
+                    .enumerate()
+                    .map(|(c, col)| format!("{col} = ${}", 2 + k * width + c))
                     .collect::<Vec<_>>();
-                format!("({})", at.join(", "))
+                format!("({})", at.join(" AND "))
             })
             .collect::<Vec<_>>();
         format!(
-            "DELETE FROM {} WHERE {} AND ({}) IN (VALUES {})",
+            "DELETE FROM {} WHERE {} AND ({})",
             table.name,
             table.filter,
-            table.key.join(", "),
-            keys.join(", ")
+            keys.join(" OR ")
         )
     })
 }
