@@ -294,7 +294,7 @@ pub(super) async fn catch_up(
                     column,
                     since: &began_pass,
                 };
-                changed(
+                let n = changed(
                     &mut last,
                     target,
                     dst,
@@ -304,12 +304,14 @@ pub(super) async fn catch_up(
                     progress,
                 )
                 .await?;
+                spent.wrote(table.name, n);
             }
         }
         if let Source::One(snap) = &mut last {
             for table in source.copy_tables() {
                 if table.sync == Catchup::Whole {
-                    replace(&mut **snap, target, dst, table, progress).await?;
+                    let n = replace(&mut **snap, target, dst, table, progress).await?;
+                    spent.wrote(table.name, n);
                 }
             }
         }

@@ -34,6 +34,11 @@ use super::{blobs, lease};
 use crate::context::Caller;
 use crate::state::AppState;
 
+/// The most catch-up passes before the freeze.
+const MOST_PASSES: usize = 8;
+/// A pass that wrote at most this many rows leaves the freeze little to do.
+const SETTLED_ROWS: u64 = 2_000;
+
 /// The least time between making the fence and freezing it: a write that began before the
 /// fence existed holds no lock on it, and is done by then.
 const FENCE_SETTLES: Duration = Duration::from_secs(1);
@@ -180,7 +185,10 @@ pub(super) async fn carry(
         progress.phase("copying", None);
         let mut since = time::format(time::now() - SKEW);
         copy_all(&source, &target, &src, &dst, &since, progress).await?;
-        for pass in 0..2 {
+        // At least two passes, and more while the last still had much to write (a tenant
+        // that writes faster than one pass catches up would otherwise leave it all to the
+        // freeze): the freeze's catch-up is then about one short pass's worth.
+        for pass in 0..MOST_PASSES {
             progress.phase(&format!("catching up ({})", pass + 1), None);
             let mut spent = Spent::default();
             let caught = catch_up(
@@ -195,6 +203,11 @@ pub(super) async fn carry(
             )
             .await?;
             since = caught.since;
+            let wrote: u64 = spent.rows.values().sum();
+            m.detail["catch_up_rows"] = json!(wrote);
+            if pass >= 1 && wrote <= SETTLED_ROWS {
+                break;
+            }
         }
         let copied = blobs::sync(
             state,
