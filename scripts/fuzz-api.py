@@ -185,6 +185,9 @@ def main():
             print(f"== schemathesis --checks all, as the {who}", flush=True)
             cmd = [st, "--config-file", os.path.join(ROOT, "scripts", "schemathesis.toml"), "run",
                    base + "/openapi.json", "--checks", "all",
+                   # `--checks all` turns on what the config file turns off: the hooks' check
+                   # replaces this one (scripts/schemathesis_hooks.py).
+                   "--exclude-checks", "not_a_server_error",
                    "-H", f"Authorization: Bearer {key}",
                    "--max-examples", args.max_examples, "--seed", args.seed,
                    "--workers", "1", "--max-failures", "50"]
