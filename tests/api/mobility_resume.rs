@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tenantd_core::tenant::CellName;
 use tenantd_server::mobility::{Silent, lease, moving};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Signed, TestApp};
 use crate::mobility_move::{blobs_in, eu_blobs, rows_in, tid, two_cells};
 
 #[tokio::test]
@@ -40,13 +40,7 @@ async fn a_move_whose_runner_stopped_is_carried_on_by_a_serving_node_and_never_b
     let op = tenantd_server::context::Caller::operator(&app.state)
         .await
         .unwrap();
-    let tenant = app
-        .state
-        .catalog
-        .find_tenant(tid(&t))
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = tenant_of(&app, &t).await;
     let rec = moving::plan(&app.state, &tenant, &CellName::new("eu-1"))
         .await
         .unwrap();
@@ -69,13 +63,7 @@ async fn a_move_whose_runner_stopped_is_carried_on_by_a_serving_node_and_never_b
         began.elapsed() >= Duration::from_millis(600),
         "it waited for the lease to run out"
     );
-    let now = app
-        .state
-        .catalog
-        .latest_move(tid(&t))
-        .await
-        .unwrap()
-        .unwrap();
+    let now = latest(&app, &t).await;
     assert_eq!(
         now.phase, "frozen",
         "the job did not carry a leased move on"
@@ -85,13 +73,7 @@ async fn a_move_whose_runner_stopped_is_carried_on_by_a_serving_node_and_never_b
     // Given up, the lease is free: the job carries the move on to `done`.
     let deadline = Instant::now() + Duration::from_secs(20);
     let done = loop {
-        let now = app
-            .state
-            .catalog
-            .latest_move(tid(&t))
-            .await
-            .unwrap()
-            .unwrap();
+        let now = latest(&app, &t).await;
         if now.phase == "done" {
             break now;
         }
@@ -103,13 +85,7 @@ async fn a_move_whose_runner_stopped_is_carried_on_by_a_serving_node_and_never_b
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(done.detail["resumed"], 1, "{}", done.detail);
-    let after = app
-        .state
-        .catalog
-        .find_tenant(tid(&t))
-        .await
-        .unwrap()
-        .unwrap();
+    let after = tenant_of(&app, &t).await;
     assert_eq!(
         (after.cell.as_str(), after.status.as_str()),
         ("eu-1", "active")
@@ -139,4 +115,16 @@ async fn a_move_whose_runner_stopped_is_carried_on_by_a_serving_node_and_never_b
         .await
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"moved by the job");
+}
+
+/// The tenant's latest move record.
+async fn latest(app: &TestApp, t: &Signed) -> tenantd_core::store::MoveRecord {
+    let m = app.state.catalog.latest_move(tid(t)).await.unwrap();
+    m.expect("a move")
+}
+
+/// The tenant's catalog row.
+async fn tenant_of(app: &TestApp, t: &Signed) -> tenantd_core::tenant::Tenant {
+    let row = app.state.catalog.find_tenant(tid(t)).await.unwrap();
+    row.expect("the tenant")
 }
